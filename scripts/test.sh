@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Run every test of jail. Installs with apt what the tests need when it is
+# missing (container tools, compilers, the programs the shipped jail configs
+# exercise), then runs `cargo test`. Needs root: the tests trace, chroot and
+# unshare namespaces. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command → Debian package
+need=(
+  gcc:gcc
+  strace:strace
+  skopeo:skopeo
+  umoci:umoci
+  podman:podman
+  runc:runc
+  debootstrap:debootstrap
+  sqlite3:sqlite3
+  openssl:openssl
+  xz:xz-utils
+  git:git
+  perl:perl
+  busybox:busybox-static
+)
+missing=()
+for pair in "${need[@]}"; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# Headers and libraries for the C fixtures.
+[ -e /usr/include/liburing.h ] || missing+=(liburing-dev)
+[ -e /usr/bin/python3 ] || missing+=(python3)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: missing packages: ${missing[*]}; run as root or: apt-get install -y ${missing[*]}" >&2
+    exit 2
+  fi
+  echo "scripts/test.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo build --release --bins
+cargo test --release "$@"

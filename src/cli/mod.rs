@@ -1,0 +1,113 @@
+//! Command-line front end: one file a subcommand, each turning arguments into
+//! library calls. Diagnostics go to stderr as `jail: …`; results to stdout.
+//!
+//! Exit codes: 0 success; 1 the work failed (traced command failed, a check
+//! failed); 2 bad usage or bad input.
+
+use std::io;
+
+use clap::{Parser, Subcommand};
+
+mod diff;
+mod ldd;
+mod pack;
+mod report;
+mod run;
+mod slim;
+mod trace;
+
+/// Build the smallest container image that still runs a program, by watching
+/// it run.
+#[derive(Parser, Debug)]
+#[command(name = "jail", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Trace CMD, build its file set, write an image.
+    Trace(trace::Args),
+    /// Print the ELF dependency closure, as the loader would resolve it.
+    Ldd(ldd::Args),
+    /// Pack an existing directory tree into a deterministic image.
+    Pack(pack::Args),
+    /// Run a command inside a jail (tree or image).
+    Run(run::Args),
+    /// Shrink an existing image to what a command uses.
+    Slim(slim::Args),
+    /// Security review of an image, tree or manifest.
+    Report(report::Args),
+    /// File-level difference of two images, trees or manifests.
+    Diff(diff::Args),
+}
+
+/// A failed command: what went wrong and the exit code it maps to.
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad usage or bad input: exit 2.
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 2, error: error.into() }
+    }
+
+    /// The work failed: exit 1.
+    pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 1, error: error.into() }
+    }
+
+    /// Exit with `code` having already said why on stderr.
+    pub fn silent(code: i32) -> Failure {
+        Failure { code, error: anyhow::anyhow!("") }
+    }
+}
+
+pub type CmdResult = Result<(), Failure>;
+
+/// Parse, dispatch, and turn the outcome into an exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Trace(a) => trace::run(a),
+        Command::Ldd(a) => ldd::run(a),
+        Command::Pack(a) => pack::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Slim(a) => slim::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Diff(a) => diff::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(f) => {
+            if is_broken_pipe(&f.error) {
+                return 0;
+            }
+            let msg = format!("{:#}", f.error);
+            if !msg.is_empty() {
+                eprintln!("jail: error: {msg}");
+            }
+            f.code
+        }
+    }
+}
+
+/// A reader that went away (`jail … | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// Print a warning on stderr.
+pub fn warn(msg: impl std::fmt::Display) {
+    eprintln!("jail: warning: {msg}");
+}

@@ -1,0 +1,13 @@
+//! `jail pack`: not built yet (issue 5).
+
+use super::{CmdResult, Failure};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<std::ffi::OsString>,
+}
+
+pub fn run(_args: Args) -> CmdResult {
+    Err(Failure::usage(anyhow::anyhow!("`jail pack` is not implemented yet (issue 5)")))
+}

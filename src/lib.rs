@@ -1,0 +1,29 @@
+//! jail: build the smallest container image that still runs a program, by
+//! watching the program run.
+//!
+//! The pipeline, one module a stage (see docs/ARCHITECTURE.md):
+//!
+//! ```text
+//! trace ─► access log ─► fileset (resolve, elf closure) ─┬─► tree ─► sandbox (run/verify)
+//!                                                         ├─► pack ─► image
+//!                                                         └─► report
+//! ```
+//!
+//! `sys` is the only module with `unsafe`: thin wrappers over the syscalls the
+//! tracer and the sandbox need.
+
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod config;
+pub mod digest;
+pub mod elf;
+pub mod fileset;
+pub mod image;
+pub mod pack;
+pub mod paths;
+pub mod report;
+pub mod resolve;
+pub mod sandbox;
+pub mod sys;
+pub mod trace;
+pub mod tree;

@@ -1,0 +1,2 @@
+//! The thin syscall layer: every `unsafe` block of the crate lives here, each
+//! with a `// SAFETY:` note, behind small safe wrappers.
