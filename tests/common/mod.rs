@@ -1,0 +1,120 @@
+//! Shared test support: the built binary, C fixtures compiled at test time,
+//! required tools (a missing one fails the test with how to install it), and a
+//! podman wrapper that never touches the machine's image store.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// The `jail` binary built for this test run.
+pub fn jail_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_jail"))
+}
+
+/// A `Command` for the `jail` binary.
+pub fn jail() -> Command {
+    Command::new(jail_bin())
+}
+
+/// Fail (never skip) when `tool` is missing, saying which package has it.
+pub fn require(tool: &str, package: &str) {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(found, "this test needs `{tool}`: install it with `apt-get install -y {package}` (scripts/test.sh does this)");
+}
+
+/// Directory for build products of the tests, under target/.
+pub fn test_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-data").join(name);
+    std::fs::create_dir_all(&d).expect("create target/test-data");
+    d
+}
+
+static COMPILE: Mutex<()> = Mutex::new(());
+
+/// Compile `tests/fixtures/<name>.c` (once per source change) and return the
+/// executable. `flags` go to gcc after the source (e.g. `-pthread`).
+pub fn fixture(name: &str, flags: &[&str]) -> PathBuf {
+    require("gcc", "gcc");
+    let _g = COMPILE.lock().unwrap_or_else(|e| e.into_inner());
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.c"));
+    let out = test_dir("fixtures").join(name);
+    let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
+        (Ok(s), Ok(o)) => o.modified().unwrap() >= s.modified().unwrap(),
+        _ => false,
+    };
+    if !fresh {
+        let o = Command::new("gcc").args(["-O1", "-g", "-Wall", "-o"]).arg(&out).arg(&src).args(flags).output().expect("run gcc");
+        assert!(o.status.success(), "gcc {}: {}", src.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    out
+}
+
+/// Run a command, returning its output; panics with stderr when it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Output as text (lossy), for assertions and messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Assert success, showing stdout and stderr otherwise.
+#[track_caller]
+pub fn ok(o: &Output) {
+    assert!(o.status.success(), "status {:?}\nstdout:\n{}\nstderr:\n{}", o.status, text(&o.stdout), text(&o.stderr));
+}
+
+/// podman with a private store under a temp dir, runc, and the explicit
+/// ulimits this machine needs (docs: ENVIRONMENT.md).
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Podman {
+        require("podman", "podman");
+        require("runc", "runc");
+        let dir = tempfile::Builder::new().prefix("jail-podman").tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\nruntime = \"runc\"\n",
+        )
+        .expect("write containers.conf");
+        Podman { dir }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"));
+        c.arg("--root").arg(self.dir.path().join("root"));
+        c.arg("--runroot").arg(self.dir.path().join("runroot"));
+        c.arg("--storage-driver").arg("vfs");
+        c
+    }
+
+    /// `podman load -i FILE`, returning the loaded image reference(s).
+    pub fn load(&self, archive: &Path) -> String {
+        let o = run(self.cmd().arg("load").arg("-i").arg(archive));
+        ok(&o);
+        text(&o.stdout)
+    }
+
+    /// `podman run --rm --network none IMAGE ARGS…`.
+    pub fn run<I, S>(&self, image: &str, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(self.cmd().args(["run", "--rm", "--network", "none"]).arg(image).args(args))
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // vfs layers may hold read-only dirs; podman's own cleanup first.
+        let _ = self.cmd().args(["system", "reset", "--force"]).output();
+    }
+}
