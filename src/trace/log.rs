@@ -48,7 +48,11 @@ pub struct FileAccess {
     /// Whether the path existed when the run first named it.
     pub existed: bool,
     /// A symlink's target, as stored in the link.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_opt_path")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_opt_path"
+    )]
     pub target: Option<PathBuf>,
     /// The errno name of the first failed access (e.g. `ENOENT`), when no
     /// access succeeded.
@@ -96,26 +100,27 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// How the traced command ended.
+/// How the traced command ended. Serialized as `{code: N}` or
+/// `{signal: N}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(untagged)]
 pub enum ExitStatus {
     /// Exited with this code.
-    Code(i32),
+    Code { code: i32 },
     /// Killed by this signal number.
-    Signal(i32),
+    Signal { signal: i32 },
 }
 
 impl ExitStatus {
     pub fn success(self) -> bool {
-        self == ExitStatus::Code(0)
+        self == ExitStatus::Code { code: 0 }
     }
 
     /// The exit code a shell would report (128+N for a signal).
     pub fn code(self) -> i32 {
         match self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => 128 + s,
+            ExitStatus::Code { code } => code,
+            ExitStatus::Signal { signal } => 128 + signal,
         }
     }
 }
@@ -123,9 +128,11 @@ impl ExitStatus {
 impl std::fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ExitStatus::Code(c) => write!(f, "exit status {c}"),
-            ExitStatus::Signal(s) => {
-                let name = nix::sys::signal::Signal::try_from(*s).map(|s| s.as_str()).unwrap_or("unknown signal");
+            ExitStatus::Code { code } => write!(f, "exit status {code}"),
+            ExitStatus::Signal { signal } => {
+                let name = nix::sys::signal::Signal::try_from(*signal)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
                 write!(f, "killed by {name}")
             }
         }
@@ -178,12 +185,25 @@ pub struct AccessLog {
 }
 
 /// The environment variables kept in [`AccessLog::env`].
-pub const LOOKUP_ENV: &[&str] = &["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONPATH", "PERL5LIB", "GCONV_PATH", "TZ", "TZDIR", "HOME"];
+pub const LOOKUP_ENV: &[&str] = &[
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "PYTHONPATH",
+    "PERL5LIB",
+    "GCONV_PATH",
+    "TZ",
+    "TZDIR",
+    "HOME",
+];
 
 impl AccessLog {
     /// Paths with a kind, in path order.
     pub fn with_kind(&self, kind: AccessKind) -> impl Iterator<Item = (&Path, &FileAccess)> {
-        self.files.iter().filter(move |(_, a)| a.kinds.contains(&kind)).map(|(p, a)| (p.as_path(), a))
+        self.files
+            .iter()
+            .filter(move |(_, a)| a.kinds.contains(&kind))
+            .map(|(p, a)| (p.as_path(), a))
     }
 
     /// Count of paths per kind, for the summary.
