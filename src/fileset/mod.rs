@@ -15,6 +15,9 @@ use crate::digest::Digest;
 use crate::paths::{serde_opt_path, serde_path, ImagePath};
 use crate::resolve::FileType;
 
+mod dir;
+pub use dir::DirError;
+
 /// Why a path is in the jail. An entry keeps every reason it has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

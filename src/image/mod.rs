@@ -1,1 +1,303 @@
-//! (under construction)
+//! OCI images: writing a file set as a deterministic single-layer `FROM
+//! scratch` image (an OCI layout plus docker's manifest.json, as one tar or
+//! a directory), for `jail pack`, `jail trace` and `jail slim`.
+//!
+//! The bytes depend only on the file set, the [`ImageSpec`], the
+//! compression and `SOURCE_DATE_EPOCH` (docs/formats.md, "Image").
+//!
+//! ```no_run
+//! # use jail::{fileset::FileSet, image::*};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fs = FileSet::from_dir("tree".as_ref())?;
+//! let spec = ImageSpec { reference: Reference::parse("jail/x:latest")?, command: "jail pack".into(), ..ImageSpec::default() };
+//! let summary = write(&fs, &spec, &WriteOptions::default(), "x.tar".as_ref())?;
+//! println!("{} {}", summary.reference, summary.image_id);
+//! # Ok(()) }
+//! ```
+
+mod json;
+mod output;
+mod platform;
+mod reference;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use self::json::{rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET, LABEL_VERSION};
+pub use self::platform::Platform;
+pub use self::reference::{BadReference, Reference};
+use crate::digest::Digest;
+use crate::fileset::FileSet;
+pub use crate::pack::compress::Compression;
+use crate::pack::{self, LayerOptions, PackError};
+use crate::paths::serde_path;
+use crate::sys::interrupt::{self, Interrupted};
+
+/// Media type of the config blob.
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Media type of the manifest.
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Why an image could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    #[error("cannot write {path}: {what}")]
+    Destination { path: PathBuf, what: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot build the image JSON: {0}")]
+    Json(String),
+    #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970-01-01 (a non-negative integer): fix or unset it")]
+    SourceDateEpoch(String),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+}
+
+impl ImageError {
+    /// True when the input or the request is at fault (exit 2), rather
+    /// than the writing (exit 1).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            ImageError::Pack(PackError::Write(_) | PackError::Interrupted(_)) => false,
+            ImageError::Pack(_) | ImageError::Destination { .. } | ImageError::SourceDateEpoch(_) => true,
+            ImageError::Write { .. } | ImageError::Json(_) | ImageError::Interrupted(_) => false,
+        }
+    }
+
+    /// The signal, when the work was interrupted.
+    pub fn interrupted(&self) -> Option<Interrupted> {
+        match self {
+            ImageError::Interrupted(i) | ImageError::Pack(PackError::Interrupted(i)) => Some(*i),
+            _ => None,
+        }
+    }
+}
+
+/// What the image says besides its files.
+#[derive(Clone, Debug)]
+pub struct ImageSpec {
+    /// `name:tag`: index.json's `org.opencontainers.image.ref.name` (the
+    /// tag) and docker's RepoTags.
+    pub reference: Reference,
+    /// From the entrypoint's ELF header ([`Platform::of_program`]).
+    pub platform: Platform,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    /// Config labels; the provenance labels are added (and win).
+    pub labels: BTreeMap<String, String>,
+    pub exposed_ports: Vec<String>,
+    pub volumes: Vec<String>,
+    pub stop_signal: Option<String>,
+    /// The jail command, for the `jail.command` label and the history
+    /// (`jail pack`, `jail trace -- python3 app.py`). Must not contain
+    /// anything that varies between runs (temp paths, times).
+    pub command: String,
+    /// Manifest annotations (e.g. `org.opencontainers.image.base.name`).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        ImageSpec {
+            reference: Reference::default_for("image"),
+            platform: Platform::host(),
+            entrypoint: None,
+            cmd: None,
+            env: Vec::new(),
+            working_dir: None,
+            user: None,
+            labels: BTreeMap::new(),
+            exposed_ports: Vec::new(),
+            volumes: Vec::new(),
+            stop_signal: None,
+            command: String::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// The output's shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// One tar: the OCI layout plus docker's manifest.json and repositories.
+    #[default]
+    OciArchive,
+    /// The OCI layout as a directory.
+    OciDir,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "oci-archive" => Ok(Format::OciArchive),
+            "oci-dir" => Ok(Format::OciDir),
+            _ => Err(format!("unknown format {s:?}: expected oci-archive or oci-dir")),
+        }
+    }
+}
+
+/// How the image is written (none of it changes the bytes but
+/// `compression` and `source_date_epoch`).
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub format: Format,
+    pub compression: Compression,
+    /// Clamp mtimes and set `created` (see [`source_date_epoch`]).
+    pub source_date_epoch: Option<i64>,
+    /// Compression threads; all cores when `None`.
+    pub threads: Option<usize>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What was written: printed by the CLI, `--json` on stdout
+/// (docs/formats.md, "The --json summary").
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageSummary {
+    #[serde(with = "serde_path")]
+    pub output: PathBuf,
+    pub format: Format,
+    pub reference: String,
+    /// The config digest: what `podman images` / `docker images` show.
+    pub image_id: Digest,
+    pub manifest_digest: Digest,
+    pub diff_id: Digest,
+    pub layer_digest: Digest,
+    pub compression: Compression,
+    pub platform: String,
+    /// Length of the layer tar.
+    pub uncompressed_size: u64,
+    /// Length of the layer blob as stored.
+    pub compressed_size: u64,
+    /// Entries in the layer.
+    pub files: u64,
+    /// sha256 of the file set (the `jail.fileset` label).
+    pub fileset_digest: Digest,
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment: `None` when unset, an error
+/// when it is not a non-negative integer.
+pub fn source_date_epoch() -> Result<Option<i64>, ImageError> {
+    match std::env::var_os("SOURCE_DATE_EPOCH") {
+        None => Ok(None),
+        Some(v) => parse_source_date_epoch(&v).map(Some),
+    }
+}
+
+/// Parse a `SOURCE_DATE_EPOCH` value: ASCII digits only.
+pub fn parse_source_date_epoch(v: &OsStr) -> Result<i64, ImageError> {
+    let bad = || ImageError::SourceDateEpoch(v.to_string_lossy().into_owned());
+    let s = v.to_str().ok_or_else(bad)?;
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    s.parse().map_err(|_| bad())
+}
+
+/// Write `fs` as an image at `dest`.
+pub fn write(fs: &FileSet, spec: &ImageSpec, opts: &WriteOptions, dest: &Path) -> Result<ImageSummary, ImageError> {
+    interrupt::install();
+    let staging = output::Staging::new(dest, opts.format == Format::OciDir)?;
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("jail-deflate-{i}"))
+        .build()
+        .map_err(|e| ImageError::Write { path: dest.to_path_buf(), source: std::io::Error::other(e) })?;
+    let werr = |e: std::io::Error| ImageError::Write { path: dest.to_path_buf(), source: e };
+
+    // The layer, compressed while the tar is produced.
+    let bar = progress_bar(opts.progress, fs.total_size());
+    let (tmp, file) = staging.layer_file()?;
+    let compressor = pack::compress::Compressor::new(opts.compression, BufWriter::with_capacity(1 << 20, file), &pool).map_err(werr)?;
+    let layer_opts = LayerOptions { source_date_epoch: opts.source_date_epoch };
+    let inc = |n: u64| bar.inc(n);
+    let (stats, compressor) = pack::write_layer(fs, &layer_opts, compressor, &inc)?;
+    let (layer_digest, layer_size, mut file) = compressor.finish().map_err(werr)?;
+    file.flush().map_err(werr)?;
+    drop(file);
+    bar.finish_and_clear();
+    staging.seal_layer(&tmp, &layer_digest)?;
+
+    // The JSON documents.
+    let created = rfc3339(opts.source_date_epoch.unwrap_or(0));
+    let fileset_digest = fs.digest();
+    let config = json::config(spec, &stats.diff_id, &fileset_digest, &created)?;
+    let config_digest = staging.add_blob(&config)?;
+    let config_desc = json::Desc { media_type: MEDIA_TYPE_CONFIG, digest: config_digest, size: config.len() as u64 };
+    let layer_desc = json::Desc { media_type: opts.compression.media_type(), digest: layer_digest, size: layer_size };
+    let manifest = json::manifest(&config_desc, &layer_desc, &spec.annotations)?;
+    let manifest_digest = staging.add_blob(&manifest)?;
+    let manifest_desc = json::Desc { media_type: MEDIA_TYPE_MANIFEST, digest: manifest_digest, size: manifest.len() as u64 };
+    staging.add_file("index.json", &json::index(&manifest_desc, &spec.platform, &spec.reference)?)?;
+    staging.add_file("oci-layout", &json::oci_layout()?)?;
+    // docker-archive readers assume gzip or plain tar layers: a zstd image
+    // is an OCI archive only (docs/formats.md).
+    if opts.format == Format::OciArchive && opts.compression != Compression::Zstd {
+        staging.add_file("manifest.json", &json::docker_manifest(&config_digest, &layer_digest, &spec.reference)?)?;
+        staging.add_file("repositories", &json::repositories(&layer_digest, &spec.reference)?)?;
+    }
+    match opts.format {
+        Format::OciArchive => staging.finish_archive()?,
+        Format::OciDir => staging.finish_dir()?,
+    }
+
+    let p = &spec.platform;
+    Ok(ImageSummary {
+        output: dest.to_path_buf(),
+        format: opts.format,
+        reference: spec.reference.to_string(),
+        image_id: config_digest,
+        manifest_digest,
+        diff_id: stats.diff_id,
+        layer_digest,
+        compression: opts.compression,
+        platform: match &p.variant {
+            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
+        },
+        uncompressed_size: stats.size,
+        compressed_size: layer_size,
+        files: stats.entries,
+        fileset_digest,
+    })
+}
+
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message("packing");
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_date_epoch_is_strict() {
+        assert_eq!(parse_source_date_epoch(OsStr::new("1700000000")).unwrap(), 1_700_000_000);
+        for bad in ["", "-1", "1.5", " 1", "abc", "99999999999999999999"] {
+            assert!(parse_source_date_epoch(OsStr::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

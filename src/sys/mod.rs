@@ -1,7 +1,9 @@
 //! The thin syscall layer: every `unsafe` block of the crate lives here, each
 //! with a `// SAFETY:` note, behind small safe wrappers.
 
+pub mod interrupt;
 pub mod process;
 pub mod ptrace;
 pub mod seccomp;
 pub mod signals;
+pub mod xattr;

@@ -1,0 +1,225 @@
+//! The image's JSON documents, canonical: built with oci-spec's types, then
+//! serialized through `serde_json::Value`, whose maps are sorted (serde_json
+//! without `preserve_order`), with no insignificant whitespace.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder, RootFsBuilder,
+};
+use serde::Serialize;
+
+use super::{ImageError, ImageSpec, Platform, Reference};
+use crate::digest::Digest;
+
+/// Label: the jail version that built the image.
+pub const LABEL_VERSION: &str = "jail.version";
+/// Label: the jail command that built the image.
+pub const LABEL_COMMAND: &str = "jail.command";
+/// Label: the sha256 of the file set (see `FileSet::digest`).
+pub const LABEL_FILESET: &str = "jail.fileset";
+/// index.json annotation: the tag.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// index.json annotation: the full name, as docker save (25+) writes it.
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+
+/// Canonical JSON bytes of any serializable value.
+pub fn canonical(v: &impl Serialize) -> Result<Vec<u8>, ImageError> {
+    let value = serde_json::to_value(v).map_err(|e| ImageError::Json(e.to_string()))?;
+    serde_json::to_vec(&value).map_err(|e| ImageError::Json(e.to_string()))
+}
+
+fn oci<T>(r: Result<T, oci_spec::OciSpecError>) -> Result<T, ImageError> {
+    r.map_err(|e| ImageError::Json(e.to_string()))
+}
+
+fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, ImageError> {
+    oci(oci_spec::image::Digest::from_str(&d.to_string()))
+}
+
+/// `created` as RFC 3339 UTC.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The config blob.
+pub fn config(spec: &ImageSpec, diff_id: &Digest, fileset: &Digest, created: &str) -> Result<Vec<u8>, ImageError> {
+    let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    labels.insert(LABEL_VERSION.into(), env!("CARGO_PKG_VERSION").into());
+    labels.insert(LABEL_COMMAND.into(), spec.command.clone());
+    labels.insert(LABEL_FILESET.into(), fileset.to_string());
+    let mut c = ConfigBuilder::default().labels(labels);
+    if let Some(e) = &spec.entrypoint {
+        c = c.entrypoint(e.clone());
+    }
+    if let Some(cmd) = &spec.cmd {
+        c = c.cmd(cmd.clone());
+    }
+    if !spec.env.is_empty() {
+        c = c.env(spec.env.clone());
+    }
+    if let Some(w) = &spec.working_dir {
+        c = c.working_dir(w.clone());
+    }
+    if let Some(u) = &spec.user {
+        c = c.user(u.clone());
+    }
+    if !spec.exposed_ports.is_empty() {
+        c = c.exposed_ports(spec.exposed_ports.clone());
+    }
+    if !spec.volumes.is_empty() {
+        c = c.volumes(spec.volumes.clone());
+    }
+    if let Some(s) = &spec.stop_signal {
+        c = c.stop_signal(s.clone());
+    }
+    let history = oci(
+        HistoryBuilder::default()
+            .created(created.to_string())
+            .created_by(spec.command.clone())
+            .comment(format!("jail {}", env!("CARGO_PKG_VERSION")))
+            .build(),
+    )?;
+    let rootfs = oci(RootFsBuilder::default().typ("layers").diff_ids(vec![diff_id.to_string()]).build())?;
+    let mut b = ImageConfigurationBuilder::default()
+        .created(created.to_string())
+        .architecture(Arch::from(spec.platform.architecture.as_str()))
+        .os(Os::from(spec.platform.os.as_str()))
+        .config(oci(c.build())?)
+        .rootfs(rootfs)
+        .history(vec![history]);
+    if let Some(v) = &spec.platform.variant {
+        b = b.variant(v.clone());
+    }
+    canonical(&oci(b.build())?)
+}
+
+/// A blob as a descriptor names it.
+pub struct Desc<'a> {
+    pub media_type: &'a str,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+fn descriptor(d: &Desc<'_>) -> Result<oci_spec::image::Descriptor, ImageError> {
+    oci(DescriptorBuilder::default().media_type(MediaType::from(d.media_type)).digest(oci_digest(&d.digest)?).size(d.size).build())
+}
+
+/// The image manifest.
+pub fn manifest(config: &Desc<'_>, layer: &Desc<'_>, annotations: &BTreeMap<String, String>) -> Result<Vec<u8>, ImageError> {
+    let mut b = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(config)?)
+        .layers(vec![descriptor(layer)?]);
+    if !annotations.is_empty() {
+        b = b.annotations(annotations.clone().into_iter().collect::<HashMap<_, _>>());
+    }
+    canonical(&oci(b.build())?)
+}
+
+/// index.json: the one manifest, tagged.
+pub fn index(manifest: &Desc<'_>, platform: &Platform, reference: &Reference) -> Result<Vec<u8>, ImageError> {
+    let mut p = PlatformBuilder::default()
+        .architecture(Arch::from(platform.architecture.as_str()))
+        .os(Os::from(platform.os.as_str()));
+    if let Some(v) = &platform.variant {
+        p = p.variant(v.clone());
+    }
+    let annotations = HashMap::from([
+        (ANNOTATION_REF_NAME.to_string(), reference.tag.clone()),
+        (ANNOTATION_IMAGE_NAME.to_string(), reference.to_string()),
+    ]);
+    let desc = oci(
+        DescriptorBuilder::default()
+            .media_type(MediaType::ImageManifest)
+            .digest(oci_digest(&manifest.digest)?)
+            .size(manifest.size)
+            .platform(oci(p.build())?)
+            .annotations(annotations)
+            .build(),
+    )?;
+    let index =
+        oci(ImageIndexBuilder::default().schema_version(2u32).media_type(MediaType::ImageIndex).manifests(vec![desc]).build())?;
+    canonical(&index)
+}
+
+/// oci-layout.
+pub fn oci_layout() -> Result<Vec<u8>, ImageError> {
+    canonical(&oci(OciLayoutBuilder::default().image_layout_version("1.0.0").build())?)
+}
+
+/// docker's manifest.json, pointing at the OCI blobs as docker save (25+)
+/// does.
+pub fn docker_manifest(config: &Digest, layer: &Digest, reference: &Reference) -> Result<Vec<u8>, ImageError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Item {
+        config: String,
+        repo_tags: Vec<String>,
+        layers: Vec<String>,
+    }
+    canonical(&[Item {
+        config: format!("blobs/sha256/{}", config.hex()),
+        repo_tags: vec![reference.to_string()],
+        layers: vec![format!("blobs/sha256/{}", layer.hex())],
+    }])
+}
+
+/// docker's legacy `repositories`: name → tag → top layer (here the layer
+/// blob's hex digest).
+pub fn repositories(layer: &Digest, reference: &Reference) -> Result<Vec<u8>, ImageError> {
+    let m = BTreeMap::from([(reference.name.clone(), BTreeMap::from([(reference.tag.clone(), layer.hex())]))]);
+    canonical(&m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn config_is_canonical() {
+        let spec = ImageSpec {
+            reference: Reference::parse("a/b:c").unwrap(),
+            platform: Platform::host(),
+            entrypoint: Some(vec!["/bin/x".into()]),
+            labels: BTreeMap::from([("z".into(), "1".into()), ("a".into(), "2".into())]),
+            exposed_ports: vec!["8080/tcp".into(), "53/udp".into()],
+            command: "jail pack".into(),
+            ..ImageSpec::default()
+        };
+        let d = Digest::of(b"");
+        let bytes = config(&spec, &d, &d, &rfc3339(0)).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(!text.contains(' ') || !text.contains(": "), "{text}");
+        assert!(text.starts_with(r#"{"architecture":""#), "{text}");
+        assert!(text.contains(r#""ExposedPorts":{"53/udp":{},"8080/tcp":{}}"#), "{text}");
+        assert!(text.contains(r#""Labels":{"a":"2","jail.command":"jail pack","jail.fileset":"sha256:"#), "{text}");
+        // Same input, same bytes (HashMaps inside oci-spec iterate randomly).
+        for _ in 0..10 {
+            assert_eq!(config(&spec, &d, &d, &rfc3339(0)).unwrap(), bytes);
+        }
+    }
+}

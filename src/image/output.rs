@@ -1,0 +1,199 @@
+//! Where an image is written, atomically: everything is staged in a
+//! temporary directory beside the destination, then renamed into place.
+//! Until then nothing exists at the destination; on an error or SIGINT
+//! (see `sys::interrupt`) the staging directory is removed when dropped.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::ImageError;
+use crate::digest::Digest;
+use crate::pack::tar as tarfmt;
+use crate::sys::interrupt;
+
+/// A staging directory beside the destination holding an OCI layout.
+pub struct Staging {
+    dir: tempfile::TempDir,
+    dest: PathBuf,
+}
+
+impl Staging {
+    /// Check the destination and create the staging directory beside it.
+    pub fn new(dest: &Path, want_dir: bool) -> Result<Staging, ImageError> {
+        let bad = |what: String| ImageError::Destination { path: dest.to_path_buf(), what };
+        let name = dest.file_name().ok_or_else(|| bad("not a file name".into()))?;
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            return Err(bad(format!("directory {} does not exist: create it first", parent.display())));
+        }
+        if !want_dir && dest.is_dir() {
+            return Err(bad("is a directory: name a file, or use --format oci-dir".into()));
+        }
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(name);
+        prefix.push(".jail-");
+        let dir = tempfile::Builder::new()
+            .prefix(&prefix)
+            .permissions(fs::Permissions::from_mode(0o777))
+            .tempdir_in(&parent)
+            .map_err(|e| bad(format!("cannot create a temporary directory in {}: {e}", parent.display())))?;
+        let s = Staging { dir, dest: dest.to_path_buf() };
+        fs::create_dir_all(s.path().join("blobs/sha256")).map_err(|e| s.io(e))?;
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn io(&self, e: io::Error) -> ImageError {
+        ImageError::Write { path: self.dest.clone(), source: e }
+    }
+
+    /// Where a blob lives in the layout.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.path().join("blobs/sha256").join(d.hex())
+    }
+
+    /// Store a small blob.
+    pub fn add_blob(&self, bytes: &[u8]) -> Result<Digest, ImageError> {
+        let d = Digest::of(bytes);
+        fs::write(self.blob_path(&d), bytes).map_err(|e| self.io(e))?;
+        Ok(d)
+    }
+
+    /// A file for the layer, renamed to its digest with [`Staging::seal_layer`].
+    pub fn layer_file(&self) -> Result<(PathBuf, File), ImageError> {
+        let p = self.path().join("blobs/sha256/layer.tmp");
+        let f = File::create(&p).map_err(|e| self.io(e))?;
+        Ok((p, f))
+    }
+
+    pub fn seal_layer(&self, tmp: &Path, d: &Digest) -> Result<(), ImageError> {
+        fs::rename(tmp, self.blob_path(d)).map_err(|e| self.io(e))
+    }
+
+    /// Store a top-level file (index.json, oci-layout, …).
+    pub fn add_file(&self, name: &str, bytes: &[u8]) -> Result<(), ImageError> {
+        fs::write(self.path().join(name), bytes).map_err(|e| self.io(e))
+    }
+
+    /// Move the layout directory into place (`--format oci-dir`), replacing
+    /// what was there in one step.
+    pub fn finish_dir(self) -> Result<(), ImageError> {
+        interrupt::check()?;
+        let tmp = self.dir.path().to_path_buf();
+        if fs::symlink_metadata(&self.dest).is_ok() {
+            // Swap atomically, then remove the old one (now at the staging
+            // path, which the TempDir drop removes).
+            nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &tmp,
+                nix::fcntl::AT_FDCWD,
+                &self.dest,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .map_err(|e| self.io(e.into()))?;
+            if fs::symlink_metadata(&tmp).is_ok_and(|m| !m.is_dir()) {
+                fs::remove_file(&tmp).map_err(|e| self.io(e))?;
+            }
+            return Ok(());
+        }
+        fs::rename(&tmp, &self.dest).map_err(|e| self.io(e))?;
+        let _ = self.dir.keep();
+        Ok(())
+    }
+
+    /// Write the layout as one tar at the destination (`--format
+    /// oci-archive`), entries in bytewise order, directories 0755 and files
+    /// 0644, owned by 0:0, mtime 0.
+    pub fn finish_archive(self) -> Result<(), ImageError> {
+        let mut names = Vec::new();
+        collect(self.path(), Path::new(""), &mut names).map_err(|e| self.io(e))?;
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let tar_path = self.path().join(".archive.tmp");
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tar_path).map_err(|e| self.io(e))?);
+        for (name, is_dir) in &names {
+            interrupt::check()?;
+            let host = self.path().join(std::str::from_utf8(name).unwrap_or_default());
+            let size = if *is_dir { 0 } else { fs::metadata(&host).map_err(|e| self.io(e))?.len() };
+            let meta = tarfmt::Meta {
+                name,
+                kind: if *is_dir { tarfmt::Kind::Dir } else { tarfmt::Kind::File },
+                mode: if *is_dir { 0o755 } else { 0o644 },
+                uid: 0,
+                gid: 0,
+                size,
+                mtime: 0,
+                link: b"",
+                capability: None,
+            };
+            tarfmt::write_header(&mut out, &meta).map_err(|e| self.io(e))?;
+            if !*is_dir {
+                let mut f = File::open(&host).map_err(|e| self.io(e))?;
+                let n = copy_checked(&mut f, &mut out).map_err(|e| match e {
+                    CopyError::Io(e) => self.io(e),
+                    CopyError::Interrupted(i) => ImageError::Interrupted(i),
+                })?;
+                if n != size {
+                    return Err(self.io(io::Error::other(format!("{} changed size while archiving", host.display()))));
+                }
+                out.write_all(&[0u8; tarfmt::BLOCK][..tarfmt::padding(size)]).map_err(|e| self.io(e))?;
+            }
+        }
+        tarfmt::write_end(&mut out).map_err(|e| self.io(e))?;
+        let f = out.into_inner().map_err(|e| self.io(e.into_error()))?;
+        drop(f);
+        interrupt::check()?;
+        fs::rename(&tar_path, &self.dest).map_err(|e| self.io(e))?;
+        Ok(())
+    }
+}
+
+/// Every file and directory under `dir` (not `dir` itself), as relative tar
+/// names (directories end in `/`). The layout's names are ASCII.
+fn collect(dir: &Path, rel: &Path, out: &mut Vec<(Vec<u8>, bool)>) -> io::Result<()> {
+    for e in fs::read_dir(dir.join(rel))? {
+        let e = e?;
+        let name = rel.join(e.file_name());
+        let Some(s) = name.to_str() else { continue };
+        if s.starts_with('.') {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            out.push((format!("{s}/").into_bytes(), true));
+            collect(dir, &name, out)?;
+        } else {
+            out.push((s.as_bytes().to_vec(), false));
+        }
+    }
+    Ok(())
+}
+
+enum CopyError {
+    Io(io::Error),
+    Interrupted(interrupt::Interrupted),
+}
+
+/// `io::copy` in 1 MiB steps, checking for SIGINT between them.
+fn copy_checked(from: &mut File, to: &mut impl Write) -> Result<u64, CopyError> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        interrupt::check().map_err(CopyError::Interrupted)?;
+        let k = match from.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Io(e)),
+        };
+        to.write_all(&buf[..k]).map_err(CopyError::Io)?;
+        n += k as u64;
+    }
+}
