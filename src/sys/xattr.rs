@@ -12,15 +12,26 @@ use std::path::Path;
 pub fn lget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let cname =
-        CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains a NUL byte"))?;
+    let cname = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })?;
     // Capabilities are at most 24 bytes (v3); start small and grow on ERANGE.
     let mut buf = vec![0u8; 64];
     loop {
         // SAFETY: both strings are NUL-terminated and live across the call;
         // `buf` is a valid writable buffer of `buf.len()` bytes, and the
         // kernel writes at most that many.
-        let n = unsafe { libc::lgetxattr(cpath.as_ptr(), cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::lgetxattr(
+                cpath.as_ptr(),
+                cname.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(Some(buf));
@@ -31,6 +42,34 @@ pub fn lget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
             Some(libc::ERANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
             _ => return Err(err),
         }
+    }
+}
+
+/// Set xattr `name` of `path` (not following a final symlink).
+pub fn lset(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let cname = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })?;
+    // SAFETY: both strings are NUL-terminated and live across the call;
+    // `value` is a valid readable buffer of `value.len()` bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            cpath.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
