@@ -101,7 +101,9 @@ impl Manifest {
 }
 
 /// Write `bytes` to `path` through a temporary sibling and a rename, so a
-/// reader never sees half a file and an interrupted write leaves none.
+/// reader never sees half a file and an interrupted write leaves none. No
+/// fsync: a manifest needs atomicity, not durability across a power loss,
+/// and the sync cost more than the whole trace of a small command.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -111,7 +113,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".jail-tmp-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_data()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
