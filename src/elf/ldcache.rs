@@ -177,7 +177,7 @@ impl LdCache {
             if (data.len() - NEW_HEADER) / NEW_ENTRY < nlibs || !endian_ok(data[28]) {
                 return None;
             }
-            let hwcaps = hwcaps_section(&data, u32_at(&data, 32)? as usize);
+            let hwcaps = hwcaps_section(&data, u32_at(&data, 32)? as usize, 0);
             let strings_len = data.len();
             return Some(LdCache {
                 data,
@@ -206,9 +206,10 @@ impl LdCache {
                     return None;
                 }
                 let strings_len = data.len() - new_at;
-                // The extension offset and its strings count from the start
-                // of the file, as glibc reads them.
-                let hwcaps = hwcaps_section(&data, u32_at(&data, new_at + 32)? as usize);
+                // The extension directory and its sections are at file
+                // offsets; the names, like every string, count from the new
+                // header (as ldconfig writes them).
+                let hwcaps = hwcaps_section(&data, u32_at(&data, new_at + 32)? as usize, new_at);
                 return Some(LdCache {
                     data,
                     format: Format::Compat,
@@ -408,7 +409,7 @@ fn endian_ok(flags: u8) -> bool {
     matches!(flags & 3, 0 | 2)
 }
 
-fn hwcaps_section(data: &[u8], ext: usize) -> Vec<Vec<u8>> {
+fn hwcaps_section(data: &[u8], ext: usize, strings_at: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     if ext == 0 || u32_at(data, ext) != Some(EXTENSION_MAGIC) {
         return out;
@@ -428,7 +429,7 @@ fn hwcaps_section(data: &[u8], ext: usize) -> Vec<Vec<u8>> {
         }
         for i in 0..size as usize / 4 {
             let name = u32_at(data, off as usize + i * 4)
-                .and_then(|o| data.get(o as usize..))
+                .and_then(|o| data.get(strings_at + o as usize..))
                 .map(|s| s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())].to_vec())
                 .unwrap_or_default();
             out.push(name);
