@@ -1213,4 +1213,27 @@ fn hardening_facts() {
         (false, elf::Relro::None, false, false, false)
     );
     assert_eq!(partial.relro, elf::Relro::Partial);
+
+    // Without section headers the dynamic symbols are counted from the hash
+    // tables, GNU or SysV, as a loader counts them.
+    for style in ["gnu", "sysv"] {
+        let full = lab.cc(
+            &format!("hard-{style}"),
+            "elf_hard",
+            &[
+                "-O2",
+                "-D_FORTIFY_SOURCE=2",
+                "-fstack-protector-all",
+                &format!("-Wl,--hash-style={style}"),
+            ],
+        );
+        let mut b = fs::read(&full).unwrap();
+        b[40..48].fill(0); // e_shoff
+        b[60..64].fill(0); // e_shnum, e_shstrndx
+        let stripped = lab.path(&format!("hard-{style}-noshdr"));
+        fs::write(&stripped, b).unwrap();
+        let (a, b) = (h(&full), h(&stripped));
+        assert!(a.stack_protector && a.fortify, "{style}: {a:?}");
+        assert_eq!(a, b, "{style}: same facts without section headers");
+    }
 }

@@ -10,6 +10,10 @@
 //!   trusted (system) directory, after lexical normalisation.
 //! - A token without a value drops the element: the result is empty.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
 /// The values tokens expand to, for one object.
 #[derive(Clone, Copy, Debug)]
 pub struct Tokens<'a> {
@@ -100,39 +104,15 @@ fn token_len(s: &[u8], name: &[u8]) -> Option<usize> {
 }
 
 /// glibc's `is_trusted_path_normalize`: after dropping `.`, `..` and
-/// repeated slashes lexically, does `path` lie in one of `dirs` (each
-/// ending with `/`)?
+/// repeated slashes lexically, does `path` (absolute) lie in one of `dirs`
+/// (each ending with `/`)?
 pub fn is_trusted(path: &[u8], dirs: &[String]) -> bool {
     if path.is_empty() {
         return false;
     }
-    let mut n: Vec<u8> = Vec::with_capacity(path.len() + 1);
-    let mut i = 0;
-    while i < path.len() {
-        if path[i] == b'/' {
-            let at = |k: usize| path.get(i + k).copied();
-            if at(1) == Some(b'.') {
-                if at(2) == Some(b'.') && matches!(at(3), None | Some(b'/')) {
-                    while let Some(c) = n.pop() {
-                        if c == b'/' {
-                            break;
-                        }
-                    }
-                    i += 3;
-                    continue;
-                } else if matches!(at(2), None | Some(b'/')) {
-                    i += 2;
-                    continue;
-                }
-            }
-            if n.last() == Some(&b'/') {
-                i += 1;
-                continue;
-            }
-        }
-        n.push(path[i]);
-        i += 1;
-    }
+    let mut n = crate::paths::normalize(Path::new(OsStr::from_bytes(path)))
+        .into_os_string()
+        .into_vec();
     if n.last() != Some(&b'/') {
         n.push(b'/');
     }

@@ -266,7 +266,10 @@ pub fn parse(file: &File, meta: &std::fs::Metadata) -> Result<Parsed, ParseError
     let phoff = hdr.e_phoff;
     let phdrs = if phnum == 0 {
         Vec::new()
-    } else if phoff as usize + phsize <= head.len() {
+    } else if (phoff as usize)
+        .checked_add(phsize)
+        .is_some_and(|end| end <= head.len())
+    {
         ProgramHeader::parse(&head, phoff as usize, phnum, ctx)
             .map_err(|e| bad(format!("program headers: {e}")))?
     } else {
@@ -381,7 +384,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Read `len` bytes at `off`, refusing ranges outside the file.
     fn read(&self, off: u64, len: u64, what: &str) -> Result<Vec<u8>, ParseError> {
-        if len > MAX_TABLE || off.checked_add(len).is_none_or(|end| end > self.size) {
+        if len > MAX_TABLE || off.checked_add(len).map_or(true, |end| end > self.size) {
             return Err(bad(format!(
                 "{what} ({len} bytes at {off}) outside the file"
             )));
@@ -435,8 +438,8 @@ fn vaddr_to_offset(phdrs: &[ProgramHeader], vaddr: u64) -> Option<u64> {
     phdrs
         .iter()
         .filter(|p| p.p_type == pt::PT_LOAD)
-        .find(|p| vaddr >= p.p_vaddr && vaddr < p.p_vaddr + p.p_filesz)
-        .map(|p| vaddr - p.p_vaddr + p.p_offset)
+        .find(|p| vaddr >= p.p_vaddr && vaddr < p.p_vaddr.saturating_add(p.p_filesz))
+        .and_then(|p| (vaddr - p.p_vaddr).checked_add(p.p_offset))
 }
 
 #[derive(Default)]
@@ -504,8 +507,9 @@ fn abi_tag(
             continue;
         }
         let owned;
-        let notes: &[u8] = if ph.p_offset + ph.p_filesz <= head.len() as u64 {
-            &head[ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize]
+        let end = ph.p_offset.saturating_add(ph.p_filesz);
+        let notes: &[u8] = if end <= head.len() as u64 {
+            &head[ph.p_offset as usize..end as usize]
         } else {
             owned = rd.read(ph.p_offset, ph.p_filesz, "PT_NOTE")?;
             &owned
@@ -636,15 +640,14 @@ fn gnu_hash_count(rd: &Reader, off: u64) -> Result<u64, ParseError> {
     if max < symoffset {
         return Ok(symoffset);
     }
-    let chains = buckets_off + nbuckets * 4;
-    let mut idx = max;
-    loop {
-        let b = rd.read(chains + (idx - symoffset) * 4, 4, "GNU hash chain")?;
-        if u32_at(&b, 0, e) & 1 == 1 {
-            return Ok(idx + 1);
-        }
-        idx += 1;
-    }
+    // Walk the last chain to its end bit, within one bounded read.
+    let at = buckets_off + nbuckets * 4 + (max - symoffset) * 4;
+    let len = rd.size.saturating_sub(at).min(1 << 20) / 4 * 4;
+    let chain = rd.read(at, len, "GNU hash chain")?;
+    Ok(chain
+        .chunks_exact(4)
+        .position(|c| u32_at(c, 0, e) & 1 == 1)
+        .map_or(0, |i| max + i as u64 + 1))
 }
 
 #[cfg(test)]
@@ -665,6 +668,37 @@ mod tests {
             .iter()
             .any(|(k, n)| *k == DepKind::Needed && n == "ld-linux-x86-64.so.2"));
         assert_eq!(f.abi_tag.map(|t| t.os), Some(0));
+    }
+
+    #[test]
+    fn truncated_or_corrupted_files_never_panic() {
+        let orig = std::fs::read("/lib/x86_64-linux-gnu/libz.so.1").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        for len in [
+            5,
+            20,
+            52,
+            63,
+            64,
+            100,
+            500,
+            1000,
+            4096,
+            5000,
+            20000,
+            orig.len() - 1,
+        ] {
+            std::fs::write(&p, &orig[..len]).unwrap();
+            let _ = ElfFile::read(&p);
+        }
+        // Overwrite each header and program-header byte in turn with 0xff.
+        for at in 16..(64 + 56 * 11) {
+            let mut b = orig.clone();
+            b[at] = 0xff;
+            std::fs::write(&p, &b).unwrap();
+            let _ = ElfFile::read(&p);
+        }
     }
 
     #[test]

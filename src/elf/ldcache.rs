@@ -427,7 +427,9 @@ fn hwcaps_section(data: &[u8], ext: usize, strings_at: usize) -> Vec<Vec<u8>> {
         if tag != TAG_GLIBC_HWCAPS {
             continue;
         }
-        for i in 0..size as usize / 4 {
+        // A corrupt size must not make us walk gigabytes.
+        let n = (size as usize / 4).min(data.len().saturating_sub(off as usize) / 4);
+        for i in 0..n {
             let name = u32_at(data, off as usize + i * 4)
                 .and_then(|o| data.get(strings_at + o as usize..))
                 .map(|s| s[..s.iter().position(|&c| c == 0).unwrap_or(s.len())].to_vec())
@@ -522,7 +524,7 @@ pub(crate) mod tests {
         let mut strings = Vec::new();
         let mut offs = Vec::new();
         let base = NEW_HEADER + rows.len() * NEW_ENTRY;
-        let mut add = |s: &str, strings: &mut Vec<u8>| {
+        let add = |s: &str, strings: &mut Vec<u8>| {
             let o = (base + strings.len()) as u32;
             strings.extend(s.as_bytes());
             strings.push(0);
@@ -730,6 +732,29 @@ pub(crate) mod tests {
             c.lookup(b"libz.so.1", &q(&[])),
             Some(&b"/new/libz.so.1"[..])
         );
+    }
+
+    #[test]
+    fn corrupted_caches_never_panic() {
+        let data = new_cache(
+            &[
+                (0x0303, "libm.so.6", "/v2/libm.so.6", HWCAP_EXTENSION),
+                (0x0303, "libm.so.6", "/libm.so.6", 0),
+            ],
+            &["x86-64-v2"],
+        );
+        let hw = vec!["x86-64-v2".to_string()];
+        for at in 0..data.len() {
+            for v in [0u8, 0x7f, 0xff] {
+                let mut d = data.clone();
+                d[at] = v;
+                if let Some(c) = LdCache::parse(d.clone()) {
+                    let _ = (c.lookup(b"libm.so.6", &q(&hw)), c.entries());
+                }
+                d.truncate(at);
+                let _ = LdCache::parse(d).map(|c| c.lookup(b"libm.so.6", &q(&hw)).is_some());
+            }
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::file::{
 use super::ldcache::{Flags, LdCache, Legacy, Query};
 use super::platform::{Cpu, GlibcBuild};
 use super::ElfError;
-use crate::resolve::{FileType, Follow, Link, Resolved, Root};
+use crate::resolve::{file_id, FileType, Follow, Link, Resolved, Root};
 
 /// glibc's `LIBC_ABI_MAX` (2.36): the highest `EI_ABIVERSION` + 1 it loads
 /// for `ELFOSABI_GNU` objects.
@@ -355,9 +355,10 @@ struct Stamp {
 
 impl Stamp {
     fn of(m: &Metadata) -> Stamp {
+        let (dev, ino) = file_id(m);
         Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
+            dev,
+            ino,
             size: m.size(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
