@@ -790,6 +790,93 @@ fn musl_root_uses_its_path_file_and_reserved_names() {
     assert_eq!(unresolved(&e), BTreeSet::from(["libmid.so".to_string()]));
 }
 
+#[test]
+fn preloads_and_needed_paths() {
+    // libmid.so linked by its path (no soname): DT_NEEDED is that path.
+    let lab = Lab::new();
+    lab.leaf("lib/libleaf.so", 1);
+    let mid = lab.cc(
+        "lib/libmid-path.so",
+        "elf_mid",
+        &["-shared", "-fPIC", "-Llib", "-lleaf"],
+    );
+    let main = lab.cc(
+        "bin/main",
+        "elf_main",
+        &[
+            mid.to_str().unwrap(),
+            "-Wl,-rpath-link,lib",
+            "-Wl,-rpath,$ORIGIN/../lib",
+            "-Wl,--disable-new-dtags",
+        ],
+    );
+    let (e, code) = ours(&main, &[]);
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(
+        resolved(&e, mid.to_str().unwrap()),
+        Some((canon(&mid), "path".into()))
+    );
+    assert_agrees(&main, &e, &[]);
+
+    // A preloaded libleaf.so answers for the later need by its soname.
+    let pre = lab.leaf("pre/libleaf.so", 9);
+    let env = [("LD_PRELOAD", pre.to_str().unwrap())];
+    let (e, code) = ours(&main, &["--env", &format!("LD_PRELOAD={}", pre.display())]);
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(e["objects"][0]["needs"][1]["kind"], "preload");
+    assert_eq!(resolved(&e, "libleaf.so").map(|r| r.0), Some(canon(&pre)));
+    assert_agrees(&main, &e, &env);
+    assert_eq!(text(&exec(&main, &env).stdout), "leaf=9\n");
+
+    // /etc/ld.so.preload of a root; a missing preload is only a warning.
+    let root = lab.path("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::create_dir_all(root.join("opt")).unwrap();
+    fs::copy(&pre, root.join("opt/libleaf.so")).unwrap();
+    fs::write(
+        root.join("etc/ld.so.preload"),
+        "# comment\n/opt/libleaf.so /opt/missing.so\n",
+    )
+    .unwrap();
+    fs::copy(lab.path("lib/libleaf.so"), root.join("opt/libother.so")).unwrap();
+    let o = run(jail()
+        .args(["ldd", "--json", "--root"])
+        .arg(&root)
+        .arg("/opt/libother.so"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("preload /opt/missing.so ignored"),
+        "{}",
+        text(&o.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &doc["files"][0];
+    assert_eq!(e["objects"][1]["path"], "/opt/libleaf.so");
+    assert!(e["loader_files"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("/etc/ld.so.preload")));
+}
+
+#[test]
+fn missing_interpreter_is_reported() {
+    let lab = Lab::new();
+    let root = lab.path("root");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::copy(
+        lab.cc("nolibc", "elf_nolibc", &["-nostdlib", "-pie"]),
+        root.join("bin/prog"),
+    )
+    .unwrap();
+    let (e, code) = ours(Path::new("/bin/prog"), &["--root", root.to_str().unwrap()]);
+    assert_eq!(code, 1, "{e}");
+    assert_eq!(
+        unresolved(&e),
+        BTreeSet::from(["/lib64/ld-linux-x86-64.so.2".to_string()])
+    );
+    assert_eq!(e["unresolved"][0]["needed_by"], "/bin/prog");
+}
+
 // ---------------------------------------------------------------------------
 // A foreign root
 
