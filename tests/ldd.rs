@@ -354,6 +354,11 @@ fn agrees_with_ldd_on_every_dynamic_elf_file_of_this_machine() {
         dynamic.len(),
         report.join("\n")
     );
+    eprintln!(
+        "{} dynamic ELF files compared with ldd, {} documented ldd errors",
+        dynamic.len(),
+        allowed.len()
+    );
 }
 
 // ---------------------------------------------------------------------------
