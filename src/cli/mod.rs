@@ -60,7 +60,10 @@ impl Failure {
 
     /// Exit with `code`, having already said why on stderr.
     pub fn silent(code: i32) -> Failure {
-        Failure { code, error: anyhow::anyhow!("") }
+        Failure {
+            code,
+            error: anyhow::anyhow!(""),
+        }
     }
 
     /// The work failed: exit 1.

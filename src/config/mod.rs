@@ -94,7 +94,10 @@ fn is_false(b: &bool) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read jail config {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid jail config {}: {msg}", path.display())]
     Invalid { path: PathBuf, msg: String },
 }
@@ -102,8 +105,14 @@ pub enum ConfigError {
 impl Config {
     /// Read and check a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Config::parse(&text).map_err(|msg| ConfigError::Invalid { path: path.to_path_buf(), msg })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|msg| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            msg,
+        })
     }
 
     /// Parse and check config text; the error names the offending key.
@@ -123,7 +132,9 @@ impl Config {
         }
         for p in c.include.iter().chain(&c.exclude) {
             if !p.starts_with('/') && !p.starts_with("**") {
-                return Err(format!("pattern {p:?} must be an absolute path (or start with **)"));
+                return Err(format!(
+                    "pattern {p:?} must be an absolute path (or start with **)"
+                ));
             }
         }
         Ok(c)
@@ -156,13 +167,16 @@ mod tests {
         assert!(e.contains("includes"), "{e}");
         let e = Config::parse("name: x\ncommand: [a]\nimage:\n  entry: [a]\n").unwrap_err();
         assert!(e.contains("entry"), "{e}");
-        let e = Config::parse("name: x\ncommand: [a]\ntests:\n  - command: [a]\n    exit: 1\n").unwrap_err();
+        let e = Config::parse("name: x\ncommand: [a]\ntests:\n  - command: [a]\n    exit: 1\n")
+            .unwrap_err();
         assert!(e.contains("exit"), "{e}");
     }
 
     #[test]
     fn rejects_empty_and_relative() {
         assert!(Config::parse("name: x\ncommand: []\n").is_err());
-        assert!(Config::parse("name: x\ncommand: [a]\ninclude: [etc/x]\n").unwrap_err().contains("absolute"));
+        assert!(Config::parse("name: x\ncommand: [a]\ninclude: [etc/x]\n")
+            .unwrap_err()
+            .contains("absolute"));
     }
 }

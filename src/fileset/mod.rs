@@ -15,6 +15,7 @@ use crate::digest::Digest;
 use crate::paths::{serde_opt_path, serde_path, ImagePath};
 use crate::resolve::FileType;
 
+pub mod build;
 mod dir;
 pub use dir::DirError;
 

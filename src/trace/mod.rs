@@ -134,7 +134,11 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         argv: &opts.argv,
         env: &opts.env,
         cwd: cwd.clone(),
-        all_syscalls: opts.all_syscalls,
+        mode: if opts.all_syscalls {
+            ptrace::Mode::AllSyscalls
+        } else {
+            ptrace::Mode::PathSyscalls
+        },
     };
     let out = ptrace::run(root, &launch)?;
     let duration_ms = start.elapsed().as_millis() as u64;
