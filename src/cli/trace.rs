@@ -77,11 +77,6 @@ pub fn run(args: Args) -> CmdResult {
         None => None,
     };
     let runs = runs(&args, config.as_ref())?;
-    if matches!(args.backend, BackendArg::Fanotify) {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "--backend fanotify is not implemented yet; use --backend ptrace"
-        )));
-    }
     if !args.no_image {
         warn("image output is not implemented yet (issue 5): writing no image; pass --no-image to silence this");
     }
@@ -210,6 +205,14 @@ fn runs(args: &Args, config: Option<&Config>) -> Result<Vec<TraceOptions>, Failu
         .map(|argv| {
             let mut o = TraceOptions::new(argv);
             o.all_syscalls = args.syscalls;
+            o.backend = match args.backend {
+                BackendArg::Ptrace => trace::Backend::Ptrace,
+                BackendArg::Fanotify => trace::Backend::Fanotify,
+            };
+            o.backend = match args.backend {
+                BackendArg::Ptrace => trace::Backend::Ptrace,
+                BackendArg::Fanotify => trace::Backend::Fanotify,
+            };
             if let Some(c) = config {
                 for (k, v) in &c.env {
                     o.env.retain(|(ek, _)| ek != k.as_str());

@@ -219,6 +219,15 @@ pub fn from_access_log(
         }
     }
 
+    // Sources of imported Python bytecode, and the landmark (`os.py`) by
+    // which Python finds its prefix (see `Reason::Companion`).
+    let companions: BTreeSet<PathBuf> = b.reasons.keys().filter_map(|p| pyc_source(p).or_else(|| python_landmark(p))).collect();
+    for src in companions {
+        if root.lstat(&src).is_ok() {
+            b.add_resolved(&src, Reason::Companion);
+        }
+    }
+
     // 2. Interpreters of executed scripts (`/usr/bin/env NAME` along PATH).
     let path_var = log
         .env
@@ -300,6 +309,31 @@ pub fn from_access_log(
     }
     add_skeleton(&mut fileset);
     Ok(Built { fileset, findings })
+}
+
+/// `D/__pycache__/NAME.TAG[.opt-N].pyc` → `D/NAME.py`.
+fn pyc_source(pyc: &Path) -> Option<PathBuf> {
+    let cache = pyc.parent()?;
+    if cache.file_name() != Some(OsStr::new("__pycache__")) {
+        return None;
+    }
+    let name = pyc.file_name()?.as_bytes();
+    let stem = name.split(|&b| b == b'.').next()?;
+    Some(cache.parent()?.join(format!("{}.py", String::from_utf8_lossy(stem))))
+}
+
+/// `…/lib/pythonX.Y/<anything>` → `…/lib/pythonX.Y/os.py`, the file Python
+/// stats to find its prefix (in 3.11 `os` itself is frozen, never opened).
+fn python_landmark(path: &Path) -> Option<PathBuf> {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        let name = d.file_name()?.as_bytes();
+        if name.starts_with(b"python3.") && d.parent().and_then(Path::file_name) == Some(OsStr::new("lib")) {
+            return Some(d.join("os.py"));
+        }
+        dir = d.parent();
+    }
+    None
 }
 
 fn is_runtime(path: &Path) -> bool {
@@ -623,6 +657,15 @@ mod tests {
         ] {
             assert!(!s.is_match(p), "{p}");
         }
+    }
+
+    #[test]
+    fn pyc_sources() {
+        assert_eq!(pyc_source(Path::new("/l/json/__pycache__/decoder.cpython-311.pyc")), Some(PathBuf::from("/l/json/decoder.py")));
+        assert_eq!(pyc_source(Path::new("/l/__pycache__/x.cpython-311.opt-1.pyc")), Some(PathBuf::from("/l/x.py")));
+        assert_eq!(pyc_source(Path::new("/l/x.pyc")), None);
+        assert_eq!(python_landmark(Path::new("/usr/lib/python3.11/json/__init__.py")), Some(PathBuf::from("/usr/lib/python3.11/os.py")));
+        assert_eq!(python_landmark(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")), None);
     }
 
     #[test]
