@@ -1,2 +1,4 @@
 //! The thin syscall layer: every `unsafe` block of the crate lives here, each
 //! with a `// SAFETY:` note, behind small safe wrappers.
+pub mod netdev;
+pub mod process;
