@@ -368,6 +368,15 @@ fn env_is_only_path_plus_given_values_and_workdir_applies() {
     );
     let o = jail_run(busybox(), &["--workdir", "/bin"], ["pwd"]);
     assert_eq!(text(&o.stdout), "/bin\n");
+    let o = jail_run(busybox(), &["--hostname", "jailed"], ["hostname"]);
+    assert_eq!(text(&o.stdout), "jailed\n");
+    // The command has a UTS namespace of its own: renaming it is local.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    ok(&sh(busybox(), &[], "hostname renamed-inside && hostname"));
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host
+    );
     let o = jail_run(busybox(), &["--workdir", "/nonexistent"], ["pwd"]);
     code(&o, 2);
     assert!(
