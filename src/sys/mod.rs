@@ -2,6 +2,7 @@
 //! with a `// SAFETY:` note, behind small safe wrappers.
 
 pub mod interrupt;
+pub mod netdev;
 pub mod process;
 pub mod ptrace;
 pub mod seccomp;

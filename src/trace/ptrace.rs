@@ -176,11 +176,7 @@ fn cstring(s: &OsStr, what: &str) -> Result<CString, TraceError> {
 /// Run the command under the tracer until every traced process has exited.
 pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError> {
     let prog = cstring(launch.program.as_os_str(), "program path")?;
-    let argv: Vec<CString> = launch
-        .argv
-        .iter()
-        .map(|a| cstring(a, "argument"))
-        .collect::<Result<_, _>>()?;
+    let argv = process::CStringArray::new(launch.argv.iter().map(|a| cstring(a, "argument")).collect::<Result<_, _>>()?);
     let envp: Vec<CString> = launch
         .env
         .iter()
@@ -191,6 +187,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
             cstring(&kv, "environment variable")
         })
         .collect::<Result<_, _>>()?;
+    let envp = process::CStringArray::new(envp);
     let prog_filter = match &launch.mode {
         Mode::PathSyscalls => Some(filter(false)),
         Mode::AllSyscalls => Some(filter(true)),
