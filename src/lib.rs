@@ -28,3 +28,4 @@ pub mod sandbox;
 pub mod sys;
 pub mod trace;
 pub mod tree;
+pub mod verify;

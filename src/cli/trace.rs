@@ -12,6 +12,7 @@ use jail::manifest::Manifest;
 use jail::resolve::Root;
 use jail::trace::{self, AccessLog, TraceOptions};
 use jail::tree::{self, TreeOptions};
+use jail::verify::{self, Expectation};
 
 use super::{warn, CmdResult, Failure};
 
@@ -57,6 +58,14 @@ pub struct Args {
     /// slower, as every syscall stops.
     #[arg(long)]
     syscalls: bool,
+    /// Re-run each traced command inside the finished tree and fail, showing
+    /// the difference, when its exit status or stdout differ from the
+    /// traced run's.
+    #[arg(long)]
+    verify: bool,
+    /// Do not run the config's tests in the finished jail.
+    #[arg(long)]
+    no_test: bool,
     /// Tracer backend.
     #[arg(long, value_enum, default_value = "ptrace")]
     backend: BackendArg,
@@ -81,16 +90,16 @@ pub fn run(args: Args) -> CmdResult {
         warn("image output is not implemented yet (issue 5): writing no image; pass --no-image to silence this");
     }
 
-    // Trace every run into one log.
+    // Trace every run into one log (keeping each run's stdout to compare
+    // with the jail's when verifying).
     let mut log: Option<AccessLog> = None;
+    let mut expectations = Vec::new();
     for opts in &runs {
-        let one = trace::trace(opts).map_err(|e| {
-            if e.is_usage() {
-                Failure::usage(e)
-            } else {
-                Failure::failed(e)
-            }
-        })?;
+        let (one, stdout) = if args.verify {
+            traced_with_stdout(opts)?
+        } else {
+            (trace::trace(opts).map_err(trace_failure)?, Vec::new())
+        };
         for w in &one.warnings {
             warn(w);
         }
@@ -105,6 +114,17 @@ pub fn run(args: Args) -> CmdResult {
                 "the traced command failed ({}); fix it, or pass --keep-going to build from this run anyway",
                 one.exit
             )));
+        }
+        if args.verify {
+            expectations.push(Expectation {
+                label: format!("the traced run of `{}`", shell_words(&opts.argv)),
+                argv: opts.argv.clone(),
+                env: opts.env.clone(),
+                cwd: one.cwd.clone(),
+                status: one.exit.code(),
+                stdout: Some(stdout),
+                stdout_contains: None,
+            });
         }
         match log.as_mut() {
             Some(l) => l.merge(one),
@@ -146,7 +166,24 @@ pub fn run(args: Args) -> CmdResult {
             .write(path)
             .map_err(Failure::failed)?;
     }
-    if let Some(dir) = &args.tree {
+
+    if let Some(c) = config.as_ref().filter(|_| !args.no_test) {
+        expectations.extend(config_tests(c)?);
+    }
+    // The tree asked for, or a scratch one to check the jail in.
+    let scratch;
+    let tree_dir = match (&args.tree, expectations.is_empty()) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, false) => {
+            scratch = tempfile::Builder::new()
+                .prefix("jail-verify-")
+                .tempdir()
+                .map_err(Failure::failed)?;
+            Some(scratch.path().join("tree"))
+        }
+        (None, true) => None,
+    };
+    if let Some(dir) = &tree_dir {
         tree::materialize(
             &fileset,
             dir,
@@ -159,7 +196,22 @@ pub fn run(args: Args) -> CmdResult {
             tree::TreeError::NotEmpty(_) | tree::TreeError::NotADirectory(_) => Failure::usage(e),
             other => Failure::failed(other),
         })?;
-        eprintln!("jail: tree written to {}", dir.display());
+        if args.tree.is_some() {
+            eprintln!("jail: tree written to {}", dir.display());
+        }
+    }
+    let mut failed = 0;
+    if let Some(dir) = &tree_dir {
+        for exp in &expectations {
+            let outcome = verify::check(dir, exp).map_err(Failure::failed)?;
+            match &outcome.failure {
+                None => eprintln!("jail: ok: {} in the jail", outcome.label),
+                Some(why) => {
+                    failed += 1;
+                    eprintln!("jail: FAILED: {} in the jail: {why}", outcome.label);
+                }
+            }
+        }
     }
 
     if args.json {
@@ -177,13 +229,112 @@ pub fn run(args: Args) -> CmdResult {
                 "digest": fileset.digest(),
             },
             "findings": built.findings,
+            "checks": { "run": expectations.len(), "failed": failed },
             "manifest": args.manifest,
             "tree": args.tree,
             "warnings": log.warnings,
         });
         println!("{s}");
     }
+    if failed > 0 {
+        return Err(Failure::failed(anyhow::anyhow!(
+            "{failed} of {} checks failed inside the jail; the jail misses something the program needs: add it with --include (or a config `include`), or exercise that code path in another traced run",
+            expectations.len()
+        )));
+    }
     Ok(())
+}
+
+fn trace_failure(e: trace::TraceError) -> Failure {
+    if e.is_usage() {
+        Failure::usage(e)
+    } else {
+        Failure::failed(e)
+    }
+}
+
+/// Trace with the command's stdout teed: passed through to ours, and kept
+/// to compare with the run inside the jail.
+fn traced_with_stdout(opts: &TraceOptions) -> Result<(AccessLog, Vec<u8>), Failure> {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::failed)?;
+    let tee = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut src = std::fs::File::from(rd);
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        let mut out = std::io::stdout();
+        while let Ok(n) = src.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            let _ = out.write_all(&buf[..n]);
+        }
+        let _ = out.flush();
+        kept
+    });
+    let mut o = opts.clone();
+    o.stdout = Some(std::sync::Arc::new(wr));
+    let log = trace::trace(&o);
+    drop(o);
+    let kept = tee.join().unwrap_or_default();
+    Ok((log.map_err(trace_failure)?, kept))
+}
+
+/// A config's tests as expectations.
+fn config_tests(c: &Config) -> Result<Vec<Expectation>, Failure> {
+    let mut env: Vec<(OsString, OsString)> =
+        vec![("PATH".into(), jail::sandbox::DEFAULT_PATH.into())];
+    for (k, v) in &c.env {
+        env.retain(|(ek, _)| ek != k.as_str());
+        env.push((k.into(), v.into()));
+    }
+    let cwd = c.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+    c.tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let argv: Vec<OsString> = t.command.iter().map(OsString::from).collect();
+            let stdout = if t.same_as_host {
+                let out = std::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .env_clear()
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .current_dir(&cwd)
+                    .output()
+                    .map_err(|e| {
+                        Failure::failed(anyhow::anyhow!(
+                            "test {i} of {}: cannot run {:?} outside the jail: {e}",
+                            c.name,
+                            t.command
+                        ))
+                    })?;
+                Some(out.stdout)
+            } else {
+                t.stdout.clone().map(String::into_bytes)
+            };
+            Ok(Expectation {
+                label: format!(
+                    "test {:?}",
+                    t.name.clone().unwrap_or_else(|| t.command.join(" "))
+                ),
+                argv,
+                env: env.clone(),
+                cwd: cwd.clone(),
+                status: t.status,
+                stdout,
+                stdout_contains: t.stdout_contains.clone(),
+            })
+        })
+        .collect()
+}
+
+/// argv as a shell would show it (for messages).
+fn shell_words(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The traced runs: the command line, or the config's command and runs.

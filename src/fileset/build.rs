@@ -221,7 +221,11 @@ pub fn from_access_log(
 
     // Sources of imported Python bytecode, and the landmark (`os.py`) by
     // which Python finds its prefix (see `Reason::Companion`).
-    let companions: BTreeSet<PathBuf> = b.reasons.keys().filter_map(|p| pyc_source(p).or_else(|| python_landmark(p))).collect();
+    let companions: BTreeSet<PathBuf> = b
+        .reasons
+        .keys()
+        .filter_map(|p| pyc_source(p).or_else(|| python_landmark(p)))
+        .collect();
     for src in companions {
         if root.lstat(&src).is_ok() {
             b.add_resolved(&src, Reason::Companion);
@@ -239,6 +243,9 @@ pub fn from_access_log(
             elf_candidates.push(interp);
         }
     }
+
+    // The working directory the command started in.
+    b.add_resolved(&log.cwd, Reason::Workdir);
 
     // 3. Config includes.
     for pattern in &opts.include {
@@ -319,7 +326,11 @@ fn pyc_source(pyc: &Path) -> Option<PathBuf> {
     }
     let name = pyc.file_name()?.as_bytes();
     let stem = name.split(|&b| b == b'.').next()?;
-    Some(cache.parent()?.join(format!("{}.py", String::from_utf8_lossy(stem))))
+    Some(
+        cache
+            .parent()?
+            .join(format!("{}.py", String::from_utf8_lossy(stem))),
+    )
 }
 
 /// `…/lib/pythonX.Y/<anything>` → `…/lib/pythonX.Y/os.py`, the file Python
@@ -328,7 +339,9 @@ fn python_landmark(path: &Path) -> Option<PathBuf> {
     let mut dir = path.parent();
     while let Some(d) = dir {
         let name = d.file_name()?.as_bytes();
-        if name.starts_with(b"python3.") && d.parent().and_then(Path::file_name) == Some(OsStr::new("lib")) {
+        if name.starts_with(b"python3.")
+            && d.parent().and_then(Path::file_name) == Some(OsStr::new("lib"))
+        {
             return Some(d.join("os.py"));
         }
         dir = d.parent();
@@ -661,11 +674,23 @@ mod tests {
 
     #[test]
     fn pyc_sources() {
-        assert_eq!(pyc_source(Path::new("/l/json/__pycache__/decoder.cpython-311.pyc")), Some(PathBuf::from("/l/json/decoder.py")));
-        assert_eq!(pyc_source(Path::new("/l/__pycache__/x.cpython-311.opt-1.pyc")), Some(PathBuf::from("/l/x.py")));
+        assert_eq!(
+            pyc_source(Path::new("/l/json/__pycache__/decoder.cpython-311.pyc")),
+            Some(PathBuf::from("/l/json/decoder.py"))
+        );
+        assert_eq!(
+            pyc_source(Path::new("/l/__pycache__/x.cpython-311.opt-1.pyc")),
+            Some(PathBuf::from("/l/x.py"))
+        );
         assert_eq!(pyc_source(Path::new("/l/x.pyc")), None);
-        assert_eq!(python_landmark(Path::new("/usr/lib/python3.11/json/__init__.py")), Some(PathBuf::from("/usr/lib/python3.11/os.py")));
-        assert_eq!(python_landmark(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")), None);
+        assert_eq!(
+            python_landmark(Path::new("/usr/lib/python3.11/json/__init__.py")),
+            Some(PathBuf::from("/usr/lib/python3.11/os.py"))
+        );
+        assert_eq!(
+            python_landmark(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")),
+            None
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::{Hooks, Plan, FORWARDED};
-use crate::sys::process::{cloexec_from, clone_into, execve, reset_signal_dispositions};
+use crate::sys::process::{cloexec_from, clone_into, dup_onto, execve, reset_signal_dispositions};
 
 /// Exit code of init or the payload when the sandbox itself failed (the
 /// reason went over the report pipe).
@@ -250,6 +250,13 @@ fn payload_main(plan: &Plan, hooks: &Hooks, report: BorrowedFd) -> i32 {
     reset_signal_dispositions();
     if let Err(e) = SigSet::empty().thread_set_mask() {
         return fail(report, P_SIGNALS, 0, e, SETUP_FAILED);
+    }
+    for (target, fd) in p.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            if let Err(e) = dup_onto(*fd, target as i32 + 1) {
+                return fail(report, P_SIGNALS, 0, e, SETUP_FAILED);
+            }
+        }
     }
     // Descriptors the caller left open without close-on-exec stay outside.
     let _ = cloexec_from(3);

@@ -37,12 +37,13 @@ mod user;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -111,6 +112,9 @@ pub struct Spec {
     /// Hostname inside; `None` keeps the host's name (in a UTS namespace of
     /// its own, so the command cannot change the host's).
     pub hostname: Option<OsString>,
+    /// The command's stdout and stderr; `None` inherits jail's own.
+    pub stdout: Option<Arc<OwnedFd>>,
+    pub stderr: Option<Arc<OwnedFd>>,
 }
 
 impl Spec {
@@ -130,6 +134,8 @@ impl Spec {
             network: Network::None,
             writable: false,
             hostname: None,
+            stdout: None,
+            stderr: None,
         }
     }
 
@@ -176,6 +182,9 @@ pub(crate) struct Payload {
     cwd: CString,
     ids: Option<Ids>,
     umask: Mode,
+    /// Descriptors to install as stdout and stderr (valid in the child: it
+    /// gets a copy of the descriptor table at the clone).
+    stdio: [Option<RawFd>; 2],
 }
 
 pub(crate) struct Ids {
@@ -666,6 +675,10 @@ impl Payload {
             cwd: cpath(&spec.cwd)?,
             ids,
             umask: Mode::from_bits_truncate(0o022),
+            stdio: [
+                spec.stdout.as_ref().map(|f| f.as_raw_fd()),
+                spec.stderr.as_ref().map(|f| f.as_raw_fd()),
+            ],
         })
     }
 }
@@ -927,6 +940,44 @@ impl Drop for Child {
 /// Blocks the forwarded signals in the calling thread while it runs. In a
 /// multi-threaded process, a signal sent to the process may be taken by
 /// another thread and is then not forwarded.
+/// What a captured run printed, and how it ended.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// [`run`], collecting the command's stdout and stderr instead of passing
+/// them through (stdin is still inherited).
+pub fn run_captured(spec: &Spec) -> Result<Captured, SandboxError> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SandboxError::Signals);
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let drain = |fd: OwnedFd| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut buf);
+            buf
+        })
+    };
+    let (out_t, err_t) = (drain(out_r), drain(err_r));
+    let mut with_pipes = spec.clone();
+    with_pipes.stdout = Some(Arc::new(out_w));
+    with_pipes.stderr = Some(Arc::new(err_w));
+    let status = run(&with_pipes);
+    // Our write ends close here: the readers see EOF once the command's
+    // copies are gone too.
+    drop(with_pipes);
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    Ok(Captured {
+        status: status?,
+        stdout,
+        stderr,
+    })
+}
+
 pub fn run(spec: &Spec) -> Result<ExitStatus, SandboxError> {
     let mut mask = SigSet::empty();
     for sig in FORWARDED {

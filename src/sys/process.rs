@@ -180,6 +180,15 @@ pub fn reset_signal_dispositions() {
     }
 }
 
+/// `dup2(fd, target)`: install `fd` as descriptor `target` (without
+/// close-on-exec). Async-signal-safe.
+pub fn dup_onto(fd: std::os::fd::RawFd, target: std::os::fd::RawFd) -> nix::Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table; an invalid `fd`
+    // fails with EBADF.
+    let r = unsafe { libc::dup2(fd, target) };
+    Errno::result(r).map(drop)
+}
+
 /// Mark every file descriptor from `first` up close-on-exec, so that nothing
 /// the caller left open leaks into the program. Async-signal-safe.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
@@ -233,6 +242,7 @@ pub fn spawn_stopped(
     prog: &CStr,
     argv: &CStringArray,
     envp: &CStringArray,
+    stdout: Option<std::os::fd::RawFd>,
     pre_exec: &dyn Fn() -> nix::Result<()>,
 ) -> nix::Result<Stopped> {
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC)?;
@@ -255,6 +265,11 @@ pub fn spawn_stopped(
             // Ignored signals survive execve (Rust ignores SIGPIPE): give
             // the program the dispositions it would get from a shell.
             reset_signal_dispositions();
+            if let Some(fd) = stdout {
+                if let Err(e) = dup_onto(fd, 1) {
+                    report(0, e);
+                }
+            }
             if raise(Signal::SIGSTOP).is_err() {
                 report(0, Errno::last());
             }

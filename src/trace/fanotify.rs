@@ -63,15 +63,41 @@ pub(super) struct Watcher {
 
 /// File systems that hold no files a jail could carry.
 const PSEUDO_FS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "mqueue", "debugfs", "tracefs", "securityfs", "pstore", "bpf", "autofs",
-    "fusectl", "configfs", "hugetlbfs", "binfmt_misc", "nsfs", "rpc_pipefs", "efivarfs", "selinuxfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "mqueue",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "autofs",
+    "fusectl",
+    "configfs",
+    "hugetlbfs",
+    "binfmt_misc",
+    "nsfs",
+    "rpc_pipefs",
+    "efivarfs",
+    "selinuxfs",
 ];
 
-const MASK: MaskFlags = MaskFlags::FAN_OPEN.union(MaskFlags::FAN_OPEN_EXEC).union(MaskFlags::FAN_CLOSE_WRITE).union(MaskFlags::FAN_ONDIR);
+const MASK: MaskFlags = MaskFlags::FAN_OPEN
+    .union(MaskFlags::FAN_OPEN_EXEC)
+    .union(MaskFlags::FAN_CLOSE_WRITE)
+    .union(MaskFlags::FAN_ONDIR);
 
 /// Set up the group and its marks and start reading. `pids` is the live
 /// set of the command's processes; `start` the trace's start time.
-pub(super) fn start(root: &Root, pids: Arc<Mutex<HashSet<i32>>>, start: SystemTime) -> Result<Watcher, TraceError> {
+pub(super) fn start(
+    root: &Root,
+    pids: Arc<Mutex<HashSet<i32>>>,
+    start: SystemTime,
+) -> Result<Watcher, TraceError> {
     let setup = |what, source| TraceError::Setup { what, source };
     // A bounded queue is for tests that provoke an overflow
     // (docs/tracing.md); users get the unlimited one.
@@ -82,7 +108,10 @@ pub(super) fn start(root: &Root, pids: Arc<Mutex<HashSet<i32>>>, start: SystemTi
     }
     let event_flags = EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC;
     let group = Fanotify::init(flags, event_flags).map_err(|e| match e {
-        Errno::EPERM => TraceError::Unsupported("--backend fanotify needs CAP_SYS_ADMIN (run jail as root), or use --backend ptrace".into()),
+        Errno::EPERM => TraceError::Unsupported(
+            "--backend fanotify needs CAP_SYS_ADMIN (run jail as root), or use --backend ptrace"
+                .into(),
+        ),
         other => setup("create a fanotify group", other),
     })?;
 
@@ -92,18 +121,42 @@ pub(super) fn start(root: &Root, pids: Arc<Mutex<HashSet<i32>>>, start: SystemTi
         if !marked_devs.insert(m.dev.clone()) {
             continue;
         }
-        let fs = group.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM, MASK, nix::fcntl::AT_FDCWD, Some(m.point.as_path()));
-        if fs.is_err() && group.mark(MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT, MASK, nix::fcntl::AT_FDCWD, Some(m.point.as_path())).is_err() {
+        let fs = group.mark(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
+            MASK,
+            nix::fcntl::AT_FDCWD,
+            Some(m.point.as_path()),
+        );
+        if fs.is_err()
+            && group
+                .mark(
+                    MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT,
+                    MASK,
+                    nix::fcntl::AT_FDCWD,
+                    Some(m.point.as_path()),
+                )
+                .is_err()
+        {
             unmarked.push(format!("{} ({})", m.point.display(), m.fstype));
         }
     }
 
-    let (stop_rd, stop_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| setup("create a pipe", e))?;
+    let (stop_rd, stop_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| setup("create a pipe", e))?;
     let thread = std::thread::Builder::new()
         .name("jail-fanotify".into())
         .spawn(move || read_loop(&group, &stop_rd, &pids, start))
-        .map_err(|e| setup("start the fanotify reader", Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN))))?;
-    Ok(Watcher { stop: stop_wr, thread, unmarked })
+        .map_err(|e| {
+            setup(
+                "start the fanotify reader",
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
+            )
+        })?;
+    Ok(Watcher {
+        stop: stop_wr,
+        thread,
+        unmarked,
+    })
 }
 
 impl Watcher {
@@ -113,19 +166,34 @@ impl Watcher {
         let _ = nix::unistd::write(&self.stop, b"x");
         match self.thread.join() {
             Ok(r) => r,
-            Err(_) => Err(TraceError::Unsupported("the fanotify reader thread panicked".into())),
+            Err(_) => Err(TraceError::Unsupported(
+                "the fanotify reader thread panicked".into(),
+            )),
         }
     }
 }
 
-fn read_loop(group: &Fanotify, stop: &OwnedFd, pids: &Mutex<HashSet<i32>>, start: SystemTime) -> Result<Vec<Event>, TraceError> {
+fn read_loop(
+    group: &Fanotify,
+    stop: &OwnedFd,
+    pids: &Mutex<HashSet<i32>>,
+    start: SystemTime,
+) -> Result<Vec<Event>, TraceError> {
     let mut out = Vec::new();
     let mut stopping = false;
     loop {
-        let mut fds = [PollFd::new(group.as_fd(), PollFlags::POLLIN), PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(group.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(TraceError::Setup { what: "poll the fanotify group", source: e }),
+            Err(e) => {
+                return Err(TraceError::Setup {
+                    what: "poll the fanotify group",
+                    source: e,
+                })
+            }
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             stopping = true;
@@ -137,7 +205,12 @@ fn read_loop(group: &Fanotify, stop: &OwnedFd, pids: &Mutex<HashSet<i32>>, start
                 Ok(ev) => ev,
                 Err(Errno::EAGAIN) => break,
                 Err(Errno::EINTR) => continue,
-                Err(e) => return Err(TraceError::Setup { what: "read fanotify events", source: e }),
+                Err(e) => {
+                    return Err(TraceError::Setup {
+                        what: "read fanotify events",
+                        source: e,
+                    })
+                }
             };
             let members = pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
             for ev in events {
@@ -182,7 +255,13 @@ fn describe(fd: BorrowedFd<'_>, pid: i32, mask: MaskFlags, start: SystemTime) ->
     } else {
         What::Open
     };
-    Some(Event { pid, path, what, created, is_dir: meta.is_dir() })
+    Some(Event {
+        pid,
+        path,
+        what,
+        created,
+        is_dir: meta.is_dir(),
+    })
 }
 
 /// A mount to mark.
@@ -194,7 +273,9 @@ struct Mount {
 
 /// Mounts of real filesystems at or below the root (all of them for `/`).
 fn mounts(root: &Root) -> Vec<Mount> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for line in text.lines() {
         let (left, right) = match line.split_once(" - ") {
@@ -207,9 +288,14 @@ fn mounts(root: &Root) -> Vec<Mount> {
             continue;
         }
         let point = PathBuf::from(unescape(f[4]));
-        let reachable = root.is_host() || point.starts_with(root.dir()) || root.dir().starts_with(&point);
+        let reachable =
+            root.is_host() || point.starts_with(root.dir()) || root.dir().starts_with(&point);
         if reachable {
-            out.push(Mount { point, dev: f[2].to_string(), fstype: fstype.to_string() });
+            out.push(Mount {
+                point,
+                dev: f[2].to_string(),
+                fstype: fstype.to_string(),
+            });
         }
     }
     out
@@ -248,7 +334,11 @@ mod tests {
     #[test]
     fn host_mounts_exclude_pseudo_filesystems() {
         let m = mounts(&Root::host());
-        assert!(m.iter().any(|m| m.point == Path::new("/")), "no / among {:?}", m.iter().map(|m| &m.point).collect::<Vec<_>>());
+        assert!(
+            m.iter().any(|m| m.point == Path::new("/")),
+            "no / among {:?}",
+            m.iter().map(|m| &m.point).collect::<Vec<_>>()
+        );
         assert!(!m.iter().any(|m| m.fstype == "proc"));
     }
 }

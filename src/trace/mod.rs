@@ -13,11 +13,11 @@ pub mod record;
 pub mod syscalls;
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -97,6 +97,9 @@ pub struct TraceOptions {
     pub backend: Backend,
     /// Record every syscall's count (slower: every syscall stops).
     pub all_syscalls: bool,
+    /// The command's stdout (e.g. a pipe to compare outputs); jail's own
+    /// when `None`.
+    pub stdout: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl TraceOptions {
@@ -108,6 +111,7 @@ impl TraceOptions {
             cwd: None,
             backend: Backend::Ptrace,
             all_syscalls: false,
+            stdout: None,
         }
     }
 
@@ -141,13 +145,23 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         argv: &opts.argv,
         env: &opts.env,
         cwd: cwd.clone(),
-        mode: if opts.all_syscalls { ptrace::Mode::AllSyscalls } else { ptrace::Mode::PathSyscalls },
+        mode: if opts.all_syscalls {
+            ptrace::Mode::AllSyscalls
+        } else {
+            ptrace::Mode::PathSyscalls
+        },
+        stdout: opts
+            .stdout
+            .as_ref()
+            .map(|f| std::os::fd::AsRawFd::as_raw_fd(&**f)),
     };
     let mut out = match opts.backend {
         Backend::Ptrace => ptrace::run(root, &launch)?,
         Backend::Fanotify => {
             if opts.all_syscalls {
-                return Err(TraceError::BadArgument("--syscalls needs --backend ptrace: fanotify does not see syscalls".into()));
+                return Err(TraceError::BadArgument(
+                    "--syscalls needs --backend ptrace: fanotify does not see syscalls".into(),
+                ));
             }
             let pids = Arc::new(Mutex::new(HashSet::new()));
             let watcher = fanotify::start(&root, pids.clone(), SystemTime::now())?;
@@ -157,10 +171,14 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             let events = watcher.finish()?;
             let mut out = traced?;
             for m in unmarked {
-                out.warnings.push(format!("cannot watch {m} with fanotify: opens there are not seen"));
+                out.warnings.push(format!(
+                    "cannot watch {m} with fanotify: opens there are not seen"
+                ));
             }
             for ev in events {
-                let Some(path) = out.recorder.root().inner_path(&ev.path) else { continue };
+                let Some(path) = out.recorder.root().inner_path(&ev.path) else {
+                    continue;
+                };
                 let access = match ev.what {
                     fanotify::What::Exec => Access::Exec,
                     fanotify::What::CloseWrite => Access::Write,

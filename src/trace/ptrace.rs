@@ -49,6 +49,8 @@ pub(super) struct Launch<'a> {
     /// The command's working directory, in-root.
     pub cwd: PathBuf,
     pub mode: Mode,
+    /// The command's stdout; jail's own when `None`.
+    pub stdout: Option<std::os::fd::RawFd>,
 }
 
 /// What the ptrace backend stops on.
@@ -176,7 +178,13 @@ fn cstring(s: &OsStr, what: &str) -> Result<CString, TraceError> {
 /// Run the command under the tracer until every traced process has exited.
 pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError> {
     let prog = cstring(launch.program.as_os_str(), "program path")?;
-    let argv = process::CStringArray::new(launch.argv.iter().map(|a| cstring(a, "argument")).collect::<Result<_, _>>()?);
+    let argv = process::CStringArray::new(
+        launch
+            .argv
+            .iter()
+            .map(|a| cstring(a, "argument"))
+            .collect::<Result<_, _>>()?,
+    );
     let envp: Vec<CString> = launch
         .env
         .iter()
@@ -209,9 +217,11 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         source: e,
     })?;
     let child =
-        process::spawn_stopped(&prog, &argv, &envp, &pre_exec).map_err(|e| TraceError::Spawn {
-            program: launch.program.to_path_buf(),
-            source: e,
+        process::spawn_stopped(&prog, &argv, &envp, launch.stdout, &pre_exec).map_err(|e| {
+            TraceError::Spawn {
+                program: launch.program.to_path_buf(),
+                source: e,
+            }
         })?;
     let pid = child.pid;
     if let Mode::ProcessesOnly { pids } = &launch.mode {

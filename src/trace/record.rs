@@ -148,7 +148,10 @@ impl Recorder {
         e.kinds.insert(AccessKind::Create);
         e.kinds.insert(kind_for(access, file_type));
         e.errno = None;
-        Seen { path: path.to_path_buf(), file_type }
+        Seen {
+            path: path.to_path_buf(),
+            file_type,
+        }
     }
 
     fn entry(
