@@ -15,9 +15,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod extract;
 mod json;
 mod output;
 mod platform;
+pub mod read;
 mod reference;
 
 use std::collections::BTreeMap;

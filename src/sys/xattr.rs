@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -31,6 +32,22 @@ pub fn lget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
             Some(libc::ERANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
             _ => return Err(err),
         }
+    }
+}
+
+/// Set xattr `name` of an open file (`fsetxattr(2)`), e.g. restoring
+/// `security.capability` when unpacking a layer.
+pub fn fset(fd: impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
+    let cname =
+        CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains a NUL byte"))?;
+    // SAFETY: the fd is open for the duration of the call (borrowed), the
+    // name is NUL-terminated, and `value` is valid for `value.len()` bytes,
+    // which the kernel only reads.
+    let r = unsafe { libc::fsetxattr(fd.as_fd().as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
