@@ -66,8 +66,12 @@ impl FromStr for Digest {
         }
         let mut out = [0u8; 32];
         for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16).filter(|_| !pair[0].is_ascii_uppercase());
-            let lo = (pair[1] as char).to_digit(16).filter(|_| !pair[1].is_ascii_uppercase());
+            let hi = (pair[0] as char)
+                .to_digit(16)
+                .filter(|_| !pair[0].is_ascii_uppercase());
+            let lo = (pair[1] as char)
+                .to_digit(16)
+                .filter(|_| !pair[1].is_ascii_uppercase());
             match (hi, lo) {
                 (Some(h), Some(l)) => out[i] = (h * 16 + l) as u8,
                 _ => return Err(bad()),
@@ -100,7 +104,11 @@ pub struct DigestWriter<W> {
 
 impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
-        DigestWriter { inner, hasher: Sha256::new(), len: 0 }
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
 
     /// Bytes written so far.
@@ -145,15 +153,26 @@ mod tests {
     fn empty_digest_round_trips() {
         let d = Digest::of(b"");
         let s = d.to_string();
-        assert_eq!(s, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            s,
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(s.parse::<Digest>().unwrap(), d);
     }
 
     #[test]
     fn rejects_malformed() {
         assert!("sha256:abc".parse::<Digest>().is_err());
-        assert!("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse::<Digest>().is_err());
-        assert!("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855".parse::<Digest>().is_err());
+        assert!(
+            "md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse::<Digest>()
+                .is_err()
+        );
+        assert!(
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+                .parse::<Digest>()
+                .is_err()
+        );
     }
 
     #[test]

@@ -132,7 +132,10 @@ impl ImagePath {
 
 impl Ord for ImagePath {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.as_os_str().as_bytes().cmp(other.0.as_os_str().as_bytes())
+        self.0
+            .as_os_str()
+            .as_bytes()
+            .cmp(other.0.as_os_str().as_bytes())
     }
 }
 
@@ -198,7 +201,12 @@ mod tests {
 
     #[test]
     fn encode_round_trips_odd_bytes() {
-        for raw in [&b"/plain/path"[..], b"/back\\slash", b"/bad\xff\xfeutf8", b"/x\\xff"] {
+        for raw in [
+            &b"/plain/path"[..],
+            b"/back\\slash",
+            b"/bad\xff\xfeutf8",
+            b"/x\\xff",
+        ] {
             let p = PathBuf::from(OsString::from_vec(raw.to_vec()));
             let e = encode(&p);
             assert_eq!(decode(&e), p, "{e}");
@@ -209,7 +217,10 @@ mod tests {
 
     #[test]
     fn image_paths_sort_bytewise() {
-        let mut v: Vec<ImagePath> = ["/a/b", "/a-b", "/a", "/"].iter().map(|s| ImagePath(s.into())).collect();
+        let mut v: Vec<ImagePath> = ["/a/b", "/a-b", "/a", "/"]
+            .iter()
+            .map(|s| ImagePath(s.into()))
+            .collect();
         v.sort();
         let got: Vec<_> = v.iter().map(|p| p.0.to_str().unwrap()).collect();
         assert_eq!(got, ["/", "/a", "/a-b", "/a/b"]);

@@ -25,16 +25,40 @@ struct E<'a> {
 }
 
 fn file<'a>(name: &'a str, data: &'a str) -> E<'a> {
-    E { name: name.as_bytes(), kind: b'0', link: b"", data: data.as_bytes(), mode: 0o644 }
+    E {
+        name: name.as_bytes(),
+        kind: b'0',
+        link: b"",
+        data: data.as_bytes(),
+        mode: 0o644,
+    }
 }
 fn dir(name: &str) -> E<'_> {
-    E { name: name.as_bytes(), kind: b'5', link: b"", data: b"", mode: 0o755 }
+    E {
+        name: name.as_bytes(),
+        kind: b'5',
+        link: b"",
+        data: b"",
+        mode: 0o755,
+    }
 }
 fn symlink<'a>(name: &'a str, target: &'a str) -> E<'a> {
-    E { name: name.as_bytes(), kind: b'2', link: target.as_bytes(), data: b"", mode: 0o777 }
+    E {
+        name: name.as_bytes(),
+        kind: b'2',
+        link: target.as_bytes(),
+        data: b"",
+        mode: 0o777,
+    }
 }
 fn hardlink<'a>(name: &'a str, target: &'a str) -> E<'a> {
-    E { name: name.as_bytes(), kind: b'1', link: target.as_bytes(), data: b"", mode: 0o644 }
+    E {
+        name: name.as_bytes(),
+        kind: b'1',
+        link: target.as_bytes(),
+        data: b"",
+        mode: 0o644,
+    }
 }
 
 fn layer(entries: &[E<'_>]) -> Vec<u8> {
@@ -94,10 +118,18 @@ fn oci_layout(dir: &Path, layers: &[Vec<u8>], b: &Break) {
         }
         let (d, n) = put(&gz);
         if b.missing_blob {
-            fs::remove_file(dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+            fs::remove_file(
+                dir.join("blobs/sha256")
+                    .join(d.trim_start_matches("sha256:")),
+            )
+            .unwrap();
         }
         descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}));
-        diff_ids.push(if b.wrong_diff_id { Digest::of(b"other").to_string() } else { Digest::of(l).to_string() });
+        diff_ids.push(if b.wrong_diff_id {
+            Digest::of(b"other").to_string()
+        } else {
+            Digest::of(l).to_string()
+        });
     }
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
@@ -141,11 +173,25 @@ fn read(src: &str, parent: &Path) -> Result<Unpacked, ReadError> {
 /// Nothing but the expected entries in `base`, the unpack parent empty.
 #[track_caller]
 fn assert_clean(base: &Path, parent: &Path) {
-    let mut names: Vec<String> = fs::read_dir(base).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = fs::read_dir(base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
-    assert_eq!(names, ["img", "unpack"], "something was written beside the root");
-    assert_eq!(fs::read_dir(parent).unwrap().count(), 0, "the temporary root was not removed");
-    assert!(!Path::new("/tmp/jail-read-test-evil").exists(), "an absolute path was written");
+    assert_eq!(
+        names,
+        ["img", "unpack"],
+        "something was written beside the root"
+    );
+    assert_eq!(
+        fs::read_dir(parent).unwrap().count(),
+        0,
+        "the temporary root was not removed"
+    );
+    assert!(
+        !Path::new("/tmp/jail-read-test-evil").exists(),
+        "an absolute path was written"
+    );
 }
 
 #[test]
@@ -162,7 +208,13 @@ fn applies_layers_whiteouts_and_opaque_directories() {
         symlink("lnk", "/a/x"),
         hardlink("hard", "c"),
     ]);
-    let l2 = layer(&[dir("a/"), file("a/.wh..wh..opq", ""), file("a/z", "z"), file(".wh.b", ""), file("c", "c2")]);
+    let l2 = layer(&[
+        dir("a/"),
+        file("a/.wh..wh..opq", ""),
+        file("a/z", "z"),
+        file(".wh.b", ""),
+        file("c", "c2"),
+    ]);
     oci_layout(&img, &[l1, l2], &Break::default());
     let u = read(&format!("{}:t", img.display()), &parent).unwrap();
     let root = u.root().to_path_buf();
@@ -170,14 +222,21 @@ fn applies_layers_whiteouts_and_opaque_directories() {
     got.sort();
     assert_eq!(got, ["a", "a/z", "c", "hard", "lnk"]);
     assert_eq!(fs::read_to_string(root.join("c")).unwrap(), "c2");
-    assert_eq!(fs::read_to_string(root.join("hard")).unwrap(), "c", "the hard link keeps the old inode");
+    assert_eq!(
+        fs::read_to_string(root.join("hard")).unwrap(),
+        "c",
+        "the hard link keeps the old inode"
+    );
     assert_eq!(fs::read_link(root.join("lnk")).unwrap(), Path::new("/a/x"));
     let c = u.config.config().as_ref().unwrap();
     assert_eq!(c.entrypoint().as_deref(), Some(&["/bin/x".to_string()][..]));
     assert_eq!(c.user().as_deref(), Some("1000"));
     assert_eq!(c.working_dir().as_deref(), Some("/w"));
     assert_eq!(c.stop_signal().as_deref(), Some("SIGQUIT"));
-    assert_eq!(c.exposed_ports().as_deref(), Some(&["80/tcp".to_string()][..]));
+    assert_eq!(
+        c.exposed_ports().as_deref(),
+        Some(&["80/tcp".to_string()][..])
+    );
     assert_eq!(u.layers.len(), 2);
     assert_eq!(u.layers[1].applied.whiteouts, 2);
     assert!(u.manifest_digest.is_some());
@@ -204,18 +263,78 @@ fn walk(root: &Path) -> Vec<String> {
 fn malicious_layers_are_refused_and_nothing_escapes() {
     let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
         ("dotdot", vec![layer(&[file("../evil", "x")])], "`..`"),
-        ("dotdot-deep", vec![layer(&[dir("a/"), file("a/../../evil", "x")])], "`..`"),
-        ("absolute", vec![layer(&[file("/tmp/jail-read-test-evil", "x")])], "absolute"),
-        ("symlink-one-layer", vec![layer(&[symlink("esc", "../.."), file("esc/evil", "x")])], "symlink"),
-        ("symlink-absolute", vec![layer(&[symlink("esc", "/tmp"), file("esc/jail-read-test-evil", "x")])], "symlink"),
-        ("symlink-two-layers", vec![layer(&[symlink("esc", "../..")]), layer(&[file("esc/evil", "x")])], "symlink"),
-        ("symlink-dir-two-layers", vec![layer(&[dir("d/"), symlink("d/up", "../../..")]), layer(&[dir("d/up/x/"), file("d/up/x/evil", "x")])], "symlink"),
-        ("hardlink-dotdot", vec![layer(&[hardlink("h", "../../etc/passwd")])], "`..`"),
-        ("hardlink-absolute", vec![layer(&[hardlink("h", "/etc/passwd")])], "absolute"),
-        ("hardlink-through-symlink", vec![layer(&[symlink("etc", "/etc"), hardlink("h", "etc/passwd")])], "symlink"),
-        ("whiteout-dotdot", vec![layer(&[file(".wh...", "")])], "whiteout"),
-        ("whiteout-dot", vec![layer(&[dir("a/"), file("a/.wh..", "")])], "whiteout"),
-        ("whiteout-through-dotdot", vec![layer(&[file("../.wh.unpack", "")])], "`..`"),
+        (
+            "dotdot-deep",
+            vec![layer(&[dir("a/"), file("a/../../evil", "x")])],
+            "`..`",
+        ),
+        (
+            "absolute",
+            vec![layer(&[file("/tmp/jail-read-test-evil", "x")])],
+            "absolute",
+        ),
+        (
+            "symlink-one-layer",
+            vec![layer(&[symlink("esc", "../.."), file("esc/evil", "x")])],
+            "symlink",
+        ),
+        (
+            "symlink-absolute",
+            vec![layer(&[
+                symlink("esc", "/tmp"),
+                file("esc/jail-read-test-evil", "x"),
+            ])],
+            "symlink",
+        ),
+        (
+            "symlink-two-layers",
+            vec![
+                layer(&[symlink("esc", "../..")]),
+                layer(&[file("esc/evil", "x")]),
+            ],
+            "symlink",
+        ),
+        (
+            "symlink-dir-two-layers",
+            vec![
+                layer(&[dir("d/"), symlink("d/up", "../../..")]),
+                layer(&[dir("d/up/x/"), file("d/up/x/evil", "x")]),
+            ],
+            "symlink",
+        ),
+        (
+            "hardlink-dotdot",
+            vec![layer(&[hardlink("h", "../../etc/passwd")])],
+            "`..`",
+        ),
+        (
+            "hardlink-absolute",
+            vec![layer(&[hardlink("h", "/etc/passwd")])],
+            "absolute",
+        ),
+        (
+            "hardlink-through-symlink",
+            vec![layer(&[
+                symlink("etc", "/etc"),
+                hardlink("h", "etc/passwd"),
+            ])],
+            "symlink",
+        ),
+        (
+            "whiteout-dotdot",
+            vec![layer(&[file(".wh...", "")])],
+            "whiteout",
+        ),
+        (
+            "whiteout-dot",
+            vec![layer(&[dir("a/"), file("a/.wh..", "")])],
+            "whiteout",
+        ),
+        (
+            "whiteout-through-dotdot",
+            vec![layer(&[file("../.wh.unpack", "")])],
+            "`..`",
+        ),
     ];
     for (name, layers, needle) in cases {
         let (base, img, parent) = area(&format!("evil-{name}"));
@@ -225,7 +344,10 @@ fn malicious_layers_are_refused_and_nothing_escapes() {
         assert!(matches!(err, ReadError::Unsafe { .. }), "{name}: {msg}");
         assert!(err.is_bad_input(), "{name}");
         assert!(msg.contains(needle), "{name}: {msg}");
-        assert!(msg.contains("layer blobs/sha256/"), "{name}: the error should name the layer: {msg}");
+        assert!(
+            msg.contains("layer blobs/sha256/"),
+            "{name}: the error should name the layer: {msg}"
+        );
         assert_clean(&base, &parent);
         // The target of the escape attempts is intact.
         assert!(Path::new("/etc/passwd").exists());
@@ -236,10 +358,38 @@ fn malicious_layers_are_refused_and_nothing_escapes() {
 fn corrupt_inputs_are_refused_with_a_clear_message() {
     let good = || vec![layer(&[dir("a/"), file("a/f", &"hello ".repeat(5000))])];
     let cases: Vec<(&str, Break, &str)> = vec![
-        ("truncated-gzip", Break { truncate_layer: true, ..Break::default() }, "layer blobs/sha256/"),
-        ("wrong-diff-id", Break { wrong_diff_id: true, ..Break::default() }, "diff_id"),
-        ("missing-blob", Break { missing_blob: true, ..Break::default() }, "missing blob"),
-        ("bad-json", Break { bad_index: true, ..Break::default() }, "not valid JSON"),
+        (
+            "truncated-gzip",
+            Break {
+                truncate_layer: true,
+                ..Break::default()
+            },
+            "layer blobs/sha256/",
+        ),
+        (
+            "wrong-diff-id",
+            Break {
+                wrong_diff_id: true,
+                ..Break::default()
+            },
+            "diff_id",
+        ),
+        (
+            "missing-blob",
+            Break {
+                missing_blob: true,
+                ..Break::default()
+            },
+            "missing blob",
+        ),
+        (
+            "bad-json",
+            Break {
+                bad_index: true,
+                ..Break::default()
+            },
+            "not valid JSON",
+        ),
     ];
     for (name, b, needle) in cases {
         let (base, img, parent) = area(&format!("corrupt-{name}"));
@@ -248,7 +398,10 @@ fn corrupt_inputs_are_refused_with_a_clear_message() {
         let msg = err.to_string();
         assert!(err.is_bad_input(), "{name}: {msg}");
         assert!(msg.contains(needle), "{name}: {msg}");
-        assert!(msg.contains(&img.display().to_string()), "{name}: the error should name the image: {msg}");
+        assert!(
+            msg.contains(&img.display().to_string()),
+            "{name}: the error should name the image: {msg}"
+        );
         assert_clean(&base, &parent);
     }
     // Not an image at all: a text file, a tar of something else, a directory.
@@ -260,11 +413,17 @@ fn corrupt_inputs_are_refused_with_a_clear_message() {
     let t = img.join("other.tar");
     fs::write(&t, layer(&[file("README", "hi")])).unwrap();
     let err = read(&t.display().to_string(), &parent).unwrap_err();
-    assert!(matches!(err, ReadError::NotAnImage { .. }) && err.to_string().contains("index.json"), "{err}");
+    assert!(
+        matches!(err, ReadError::NotAnImage { .. }) && err.to_string().contains("index.json"),
+        "{err}"
+    );
     let err = read(&img.display().to_string(), &parent).unwrap_err();
     assert!(matches!(err, ReadError::NotAnImage { .. }), "{err}");
     let err = read(&base.join("nope.tar").display().to_string(), &parent).unwrap_err();
-    assert!(matches!(err, ReadError::NotFound { .. }) && err.is_bad_input(), "{err}");
+    assert!(
+        matches!(err, ReadError::NotFound { .. }) && err.is_bad_input(),
+        "{err}"
+    );
     assert_clean(&base, &parent);
 }
 
@@ -289,17 +448,47 @@ fn reads_jail_images_in_every_format_back_to_the_tree() {
                 .arg(&tree)
                 .arg("-o")
                 .arg(&dest)
-                .args(["--json", "--tag", "r/t:v1", "--compression", comp, "--format", format, "--entrypoint", "/bin/busybox"])
+                .args([
+                    "--json",
+                    "--tag",
+                    "r/t:v1",
+                    "--compression",
+                    comp,
+                    "--format",
+                    format,
+                    "--entrypoint",
+                    "/bin/busybox",
+                ])
                 .env_remove("SOURCE_DATE_EPOCH"),
         );
         common::ok(&o);
         let s = summary(&o.stdout);
-        let src = if format == "oci-dir" { format!("{}:v1", dest.display()) } else { dest.display().to_string() };
+        let src = if format == "oci-dir" {
+            format!("{}:v1", dest.display())
+        } else {
+            dest.display().to_string()
+        };
         let u = read(&src, &parent).unwrap_or_else(|e| panic!("{out}: {e}"));
-        assert_eq!(snapshot(u.root(), true), want, "{out}: the unpacked root differs from the tree");
-        assert_eq!(u.config_digest.to_string(), s["image_id"].as_str().unwrap(), "{out}");
-        assert_eq!(u.manifest_digest.unwrap().to_string(), s["manifest_digest"].as_str().unwrap(), "{out}");
-        assert_eq!(u.layers[0].diff_id.to_string(), s["diff_id"].as_str().unwrap(), "{out}");
+        assert_eq!(
+            snapshot(u.root(), true),
+            want,
+            "{out}: the unpacked root differs from the tree"
+        );
+        assert_eq!(
+            u.config_digest.to_string(),
+            s["image_id"].as_str().unwrap(),
+            "{out}"
+        );
+        assert_eq!(
+            u.manifest_digest.unwrap().to_string(),
+            s["manifest_digest"].as_str().unwrap(),
+            "{out}"
+        );
+        assert_eq!(
+            u.layers[0].diff_id.to_string(),
+            s["diff_id"].as_str().unwrap(),
+            "{out}"
+        );
         assert_eq!(u.reference.as_deref(), Some("r/t:v1"), "{out}");
     }
     // The same archive read as a docker archive (manifest.json only).
@@ -320,7 +509,11 @@ fn reads_jail_images_in_every_format_back_to_the_tree() {
         b.finish().unwrap();
     }
     let u = read(&docker.display().to_string(), &parent).unwrap();
-    assert_eq!(snapshot(u.root(), true), want, "docker-archive: the unpacked root differs from the tree");
+    assert_eq!(
+        snapshot(u.root(), true),
+        want,
+        "docker-archive: the unpacked root differs from the tree"
+    );
     assert_eq!(u.manifest_digest, None);
     assert_eq!(u.reference.as_deref(), Some("r/t:v1"));
     drop(u);
@@ -331,7 +524,10 @@ fn reads_jail_images_in_every_format_back_to_the_tree() {
 #[ignore = "prints the messages, for reading"]
 fn show_messages() {
     for (name, layers) in [
-        ("m1", vec![layer(&[symlink("esc", "../.."), file("esc/evil", "x")])]),
+        (
+            "m1",
+            vec![layer(&[symlink("esc", "../.."), file("esc/evil", "x")])],
+        ),
         ("m2", vec![layer(&[file("../evil", "x")])]),
         ("m3", vec![layer(&[hardlink("h", "/etc/passwd")])]),
     ] {
@@ -340,9 +536,23 @@ fn show_messages() {
         eprintln!("{}", read(&img.display().to_string(), &parent).unwrap_err());
     }
     let (_base, img, parent) = area("m4");
-    oci_layout(&img, &[layer(&[file("f", &"x".repeat(100000))])], &Break { truncate_layer: true, ..Break::default() });
+    oci_layout(
+        &img,
+        &[layer(&[file("f", &"x".repeat(100000))])],
+        &Break {
+            truncate_layer: true,
+            ..Break::default()
+        },
+    );
     eprintln!("{}", read(&img.display().to_string(), &parent).unwrap_err());
     let (_base, img, parent) = area("m5");
-    oci_layout(&img, &[layer(&[file("f", "x")])], &Break { wrong_diff_id: true, ..Break::default() });
+    oci_layout(
+        &img,
+        &[layer(&[file("f", "x")])],
+        &Break {
+            wrong_diff_id: true,
+            ..Break::default()
+        },
+    );
     eprintln!("{}", read(&img.display().to_string(), &parent).unwrap_err());
 }

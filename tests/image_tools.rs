@@ -17,7 +17,14 @@ const ARGS: [&str; 4] = ["--entrypoint", "/bin/busybox", "--cmd", "echo hello"];
 /// Pack `tree` with `args`, returning the `--json` summary.
 fn pack(tree: &Path, out: &Path, args: &[&str]) -> serde_json::Value {
     let mut c = jail();
-    c.arg("pack").arg(tree).arg("-o").arg(out).arg("--json").args(ARGS).args(args).env_remove("SOURCE_DATE_EPOCH");
+    c.arg("pack")
+        .arg(tree)
+        .arg("-o")
+        .arg(out)
+        .arg("--json")
+        .args(ARGS)
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH");
     if !args.contains(&"--tag") {
         c.args(["--tag", "jail-test/busybox:v1"]);
     }
@@ -54,10 +61,16 @@ fn skopeo_inspects_every_compression_and_format() {
         let dir = base.join(format!("{comp}.d"));
         pack(&tree, &dir, &["--compression", comp, "--format", "oci-dir"]);
         let layout = skopeo_inspect(&format!("oci:{}:v1", dir.display()));
-        assert_eq!(archive, layout, "{comp}: the archive and the directory hold different images");
+        assert_eq!(
+            archive, layout,
+            "{comp}: the archive and the directory hold different images"
+        );
         let cfg = &archive["config"];
         assert_eq!(cfg["rootfs"]["diff_ids"][0], s["diff_id"], "{comp}");
-        assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["/bin/busybox"]));
+        assert_eq!(
+            cfg["config"]["Entrypoint"],
+            serde_json::json!(["/bin/busybox"])
+        );
         assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["echo", "hello"]));
         assert_eq!(cfg["architecture"], "amd64");
         assert_eq!(cfg["config"]["Labels"]["jail.fileset"], s["fileset_digest"]);
@@ -73,7 +86,11 @@ fn skopeo_inspects_every_compression_and_format() {
     // The archive is a docker archive too.
     let out = base.join("gzip.tar");
     // Selecting the image by its RepoTags entry proves manifest.json is read.
-    let o = run(Command::new("skopeo").args(["inspect", "--config", &format!("docker-archive:{}:jail-test/busybox:v1", out.display())]));
+    let o = run(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("docker-archive:{}:jail-test/busybox:v1", out.display()),
+    ]));
     ok(&o);
     let cfg: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["echo", "hello"]));
@@ -83,7 +100,11 @@ fn skopeo_inspects_every_compression_and_format() {
 fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
     require("umoci", "umoci");
     let _ = fs::remove_dir_all(bundle);
-    let o = run(Command::new("umoci").arg("unpack").arg("--image").arg(format!("{}:{tag}", layout.display())).arg(bundle));
+    let o = run(Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(bundle));
     ok(&o);
     bundle.join("rootfs")
 }
@@ -97,7 +118,11 @@ fn umoci_unpacks_the_tree_for_gzip_and_plain_layers() {
         let dir = base.join(format!("{comp}.d"));
         pack(&tree, &dir, &["--compression", comp, "--format", "oci-dir"]);
         let rootfs = umoci_unpack(&dir, "v1", &base.join(format!("{comp}-bundle")));
-        assert_eq!(snapshot(&rootfs, true), want, "{comp}: umoci's rootfs differs from the tree");
+        assert_eq!(
+            snapshot(&rootfs, true),
+            want,
+            "{comp}: umoci's rootfs differs from the tree"
+        );
         let caps = xattr(&rootfs.join("bin/capped"));
         assert_eq!(caps, CAP.to_vec(), "{comp}: the capability was lost");
         // … and from an extracted archive.
@@ -106,9 +131,17 @@ fn umoci_unpacks_the_tree_for_gzip_and_plain_layers() {
         let x = base.join(format!("{comp}-x"));
         let _ = fs::remove_dir_all(&x);
         fs::create_dir_all(&x).unwrap();
-        ok(&run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&x)));
+        ok(&run(Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&x)));
         let rootfs = umoci_unpack(&x, "v1", &base.join(format!("{comp}-bundle2")));
-        assert_eq!(snapshot(&rootfs, true), want, "{comp} (archive): umoci's rootfs differs from the tree");
+        assert_eq!(
+            snapshot(&rootfs, true),
+            want,
+            "{comp} (archive): umoci's rootfs differs from the tree"
+        );
     }
 }
 
@@ -127,18 +160,43 @@ fn podman_loads_and_runs_every_compression() {
     let podman = Podman::new();
     for comp in ["gzip", "none", "zstd"] {
         let out = base.join(format!("{comp}.tar"));
-        let s = pack(&tree, &out, &["--compression", comp, "--tag", &format!("jail-test/busybox:{comp}")]);
+        let s = pack(
+            &tree,
+            &out,
+            &[
+                "--compression",
+                comp,
+                "--tag",
+                &format!("jail-test/busybox:{comp}"),
+            ],
+        );
         let loaded = podman.load(&out);
-        assert!(loaded.contains(&format!("jail-test/busybox:{comp}")), "{comp}: {loaded}");
+        assert!(
+            loaded.contains(&format!("jail-test/busybox:{comp}")),
+            "{comp}: {loaded}"
+        );
         let o = podman.run(&format!("jail-test/busybox:{comp}"), Vec::<&str>::new());
         ok(&o);
         assert_eq!(text(&o.stdout), "hello\n", "{comp}");
         // The image ID podman shows is the config digest.
-        let o = run(podman.cmd().args(["image", "inspect", "--format", "{{.Id}}", &format!("jail-test/busybox:{comp}")]));
+        let o = run(podman.cmd().args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &format!("jail-test/busybox:{comp}"),
+        ]));
         ok(&o);
-        assert_eq!(format!("sha256:{}", text(&o.stdout).trim()), s["image_id"].as_str().unwrap(), "{comp}");
+        assert_eq!(
+            format!("sha256:{}", text(&o.stdout).trim()),
+            s["image_id"].as_str().unwrap(),
+            "{comp}"
+        );
         // The files are there, with their content.
-        let o = podman.run(&format!("jail-test/busybox:{comp}"), ["cat", "/etc/hello.txt"]);
+        let o = podman.run(
+            &format!("jail-test/busybox:{comp}"),
+            ["cat", "/etc/hello.txt"],
+        );
         ok(&o);
         assert_eq!(text(&o.stdout), "hello from the tree\n");
     }
@@ -153,9 +211,15 @@ fn packing_an_unpacked_image_is_a_fixed_point() {
     // Through umoci (root: owners, modes, mtimes and xattrs kept).
     let rootfs = umoci_unpack(&dir, "v1", &base.join("bundle"));
     let again = pack(&rootfs, &base.join("again.tar"), &[]);
-    assert_eq!(again["diff_id"], first["diff_id"], "umoci round trip changed the layer");
+    assert_eq!(
+        again["diff_id"], first["diff_id"],
+        "umoci round trip changed the layer"
+    );
     assert_eq!(again["layer_digest"], first["layer_digest"]);
-    assert_eq!(again["image_id"], first["image_id"], "same layer and spec, same image ID");
+    assert_eq!(
+        again["image_id"], first["image_id"],
+        "same layer and spec, same image ID"
+    );
 
     // Through GNU tar -xp of the layer blob.
     let files = archive_files(&base.join("again.tar"));
@@ -164,7 +228,14 @@ fn packing_an_unpacked_image_is_a_fixed_point() {
     let _ = fs::remove_dir_all(&x);
     fs::create_dir_all(&x).unwrap();
     fs::write(base.join("layer.tar"), &layer).unwrap();
-    ok(&run(Command::new("tar").args(["--xattrs", "--xattrs-include=security.capability", "-xpf"]).arg(base.join("layer.tar")).arg("-C").arg(&x)));
+    ok(&run(Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=security.capability", "-xpf"])
+        .arg(base.join("layer.tar"))
+        .arg("-C")
+        .arg(&x)));
     let third = pack(&x, &base.join("third.tar"), &[]);
-    assert_eq!(third["diff_id"], first["diff_id"], "tar -xp round trip changed the layer");
+    assert_eq!(
+        third["diff_id"], first["diff_id"],
+        "tar -xp round trip changed the layer"
+    );
 }

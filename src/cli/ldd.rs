@@ -9,5 +9,7 @@ pub struct Args {
 }
 
 pub fn run(_args: Args) -> CmdResult {
-    Err(Failure::usage(anyhow::anyhow!("`jail ldd` is not implemented yet (issue 3)")))
+    Err(Failure::usage(anyhow::anyhow!(
+        "`jail ldd` is not implemented yet (issue 3)"
+    )))
 }

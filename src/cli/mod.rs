@@ -52,17 +52,26 @@ pub struct Failure {
 impl Failure {
     /// Bad usage or bad input: exit 2.
     pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code: 2, error: error.into() }
+        Failure {
+            code: 2,
+            error: error.into(),
+        }
     }
 
     /// The work failed: exit 1.
     pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code: 1, error: error.into() }
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
     }
 
     /// Exit with `code` having already said why on stderr.
     pub fn silent(code: i32) -> Failure {
-        Failure { code, error: anyhow::anyhow!("") }
+        Failure {
+            code,
+            error: anyhow::anyhow!(""),
+        }
     }
 }
 
@@ -104,7 +113,10 @@ pub fn main() -> i32 {
 
 /// A reader that went away (`jail … | head`) is not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Print a warning on stderr.

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use jail::fileset::FileSet;
-use jail::image::{self, Compression, Format, ImageError, ImageSpec, ImageSummary, Platform, Reference, WriteOptions};
+use jail::image::{
+    self, Compression, Format, ImageError, ImageSpec, ImageSummary, Platform, Reference,
+    WriteOptions,
+};
 use jail::resolve::Root;
 
 use super::{warn, CmdResult, Failure};
@@ -65,12 +68,24 @@ pub fn run(a: Args) -> CmdResult {
     let reference = match &a.tag {
         Some(t) => Reference::parse(t).map_err(Failure::usage)?,
         None => {
-            let name = std::fs::canonicalize(&a.dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let name = std::fs::canonicalize(&a.dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
             Reference::default_for(name.as_deref().unwrap_or("image"))
         }
     };
-    let entrypoint = a.entrypoint.as_deref().map(|s| parse_argv(s).context("--entrypoint")).transpose().map_err(Failure::usage)?;
-    let cmd = a.cmd.as_deref().map(|s| parse_argv(s).context("--cmd")).transpose().map_err(Failure::usage)?;
+    let entrypoint = a
+        .entrypoint
+        .as_deref()
+        .map(|s| parse_argv(s).context("--entrypoint"))
+        .transpose()
+        .map_err(Failure::usage)?;
+    let cmd = a
+        .cmd
+        .as_deref()
+        .map(|s| parse_argv(s).context("--cmd"))
+        .transpose()
+        .map_err(Failure::usage)?;
     for e in &a.env {
         check_kv(e, "--env")?;
     }
@@ -83,7 +98,8 @@ pub fn run(a: Args) -> CmdResult {
         return Err(Failure::usage(anyhow!("--threads must be at least 1")));
     }
 
-    let fs = FileSet::from_dir(&a.dir).map_err(|e| Failure::usage(anyhow!("{e}: `jail pack` needs a readable directory tree")))?;
+    let fs = FileSet::from_dir(&a.dir)
+        .map_err(|e| Failure::usage(anyhow!("{e}: `jail pack` needs a readable directory tree")))?;
     let platform = platform_of(&a.dir, entrypoint.as_ref().or(cmd.as_ref()), &a.env);
     let spec = ImageSpec {
         reference,
@@ -106,7 +122,8 @@ pub fn run(a: Args) -> CmdResult {
         threads: a.threads,
         progress: std::io::stderr().is_terminal(),
     };
-    let summary = image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
+    let summary =
+        image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
     report(&summary);
     if a.json {
         let line = serde_json::to_string(&summary).map_err(Failure::failed)?;
@@ -119,7 +136,10 @@ pub fn run(a: Args) -> CmdResult {
 /// signal, 1 otherwise.
 pub(super) fn image_failure(e: ImageError, dest: &std::path::Path) -> Failure {
     if let Some(sig) = e.interrupted() {
-        return Failure { code: sig.exit_code(), error: anyhow!("{e}; nothing was written to {}", dest.display()) };
+        return Failure {
+            code: sig.exit_code(),
+            error: anyhow!("{e}; nothing was written to {}", dest.display()),
+        };
     }
     if e.is_bad_input() {
         Failure::usage(e)
@@ -141,11 +161,18 @@ pub(super) fn report(s: &ImageSummary) {
     eprintln!("  manifest digest: {}", s.manifest_digest);
     eprintln!("  platform:        {}", s.platform);
     eprintln!("  files:           {}", s.files);
-    eprintln!("  size:            {} uncompressed, {} compressed", human(s.uncompressed_size), human(s.compressed_size));
+    eprintln!(
+        "  size:            {} uncompressed, {} compressed",
+        human(s.uncompressed_size),
+        human(s.compressed_size)
+    );
 }
 
 fn serde_plain(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn human(n: u64) -> String {
@@ -187,9 +214,17 @@ fn check_kv<'a>(s: &'a str, flag: &str) -> Result<(&'a str, &'a str), Failure> {
 
 /// The platform of the entrypoint inside the tree, else the host's.
 fn platform_of(dir: &std::path::Path, argv: Option<&Vec<String>>, env: &[String]) -> Platform {
-    let Some(program) = argv.and_then(|v| v.first()) else { return Platform::host() };
-    let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
-    let found = Root::new(dir).ok().and_then(|root| Platform::of_program(&root, program, path));
+    let Some(program) = argv.and_then(|v| v.first()) else {
+        return Platform::host();
+    };
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let found = Root::new(dir)
+        .ok()
+        .and_then(|root| Platform::of_program(&root, program, path));
     found.unwrap_or_else(|| {
         warn(format!(
             "entrypoint {program:?} is not an ELF program in {} (looked on PATH {path}); the image's architecture is the host's",

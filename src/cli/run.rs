@@ -9,5 +9,7 @@ pub struct Args {
 }
 
 pub fn run(_args: Args) -> CmdResult {
-    Err(Failure::usage(anyhow::anyhow!("`jail run` is not implemented yet (issue 4)")))
+    Err(Failure::usage(anyhow::anyhow!(
+        "`jail run` is not implemented yet (issue 4)"
+    )))
 }

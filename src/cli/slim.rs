@@ -9,5 +9,7 @@ pub struct Args {
 }
 
 pub fn run(_args: Args) -> CmdResult {
-    Err(Failure::usage(anyhow::anyhow!("`jail slim` is not implemented yet (issue 6)")))
+    Err(Failure::usage(anyhow::anyhow!(
+        "`jail slim` is not implemented yet (issue 6)"
+    )))
 }

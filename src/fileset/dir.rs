@@ -43,11 +43,17 @@ impl FileSet {
         for item in walkdir::WalkDir::new(&root).follow_links(false) {
             let item = item.map_err(|e| {
                 let path = e.path().unwrap_or(&root).to_path_buf();
-                DirError::Io { path, source: e.into() }
+                DirError::Io {
+                    path,
+                    source: e.into(),
+                }
             })?;
             let meta = item.metadata().map_err(|e| {
                 let path = item.path().to_path_buf();
-                DirError::Io { path, source: e.into() }
+                DirError::Io {
+                    path,
+                    source: e.into(),
+                }
             })?;
             found.push((item.into_path(), meta));
         }
@@ -75,7 +81,11 @@ fn entry_of(host: &Path, meta: &fs::Metadata) -> io::Result<Entry> {
     } else {
         (0, None)
     };
-    let target = if file_type == FileType::Symlink { Some(fs::read_link(host)?) } else { None };
+    let target = if file_type == FileType::Symlink {
+        Some(fs::read_link(host)?)
+    } else {
+        None
+    };
     let capability = match file_type {
         FileType::File => crate::sys::xattr::lget(host, "security.capability")?,
         _ => None,
@@ -108,13 +118,29 @@ mod tests {
         fs::set_permissions(d.path().join("bin/x"), fs::Permissions::from_mode(0o4755)).unwrap();
         symlink("x", d.path().join("bin/y")).unwrap();
         let set = FileSet::from_dir(d.path()).unwrap();
-        let keys: Vec<_> = set.entries.keys().map(|k| k.0.to_str().unwrap().to_string()).collect();
+        let keys: Vec<_> = set
+            .entries
+            .keys()
+            .map(|k| k.0.to_str().unwrap().to_string())
+            .collect();
         assert_eq!(keys, ["/bin", "/bin/x", "/bin/y"]);
         let x = set.get(Path::new("/bin/x")).unwrap();
-        assert_eq!((x.mode, x.size, x.sha256), (0o4755, 5, Some(Digest::of(b"hello"))));
+        assert_eq!(
+            (x.mode, x.size, x.sha256),
+            (0o4755, 5, Some(Digest::of(b"hello")))
+        );
         let y = set.get(Path::new("/bin/y")).unwrap();
-        assert_eq!((y.file_type, y.target.as_deref()), (FileType::Symlink, Some(Path::new("x"))));
-        assert!(matches!(FileSet::from_dir(&d.path().join("bin/x")), Err(DirError::NotADir(_))));
-        assert!(matches!(FileSet::from_dir(&d.path().join("nope")), Err(DirError::Io { .. })));
+        assert_eq!(
+            (y.file_type, y.target.as_deref()),
+            (FileType::Symlink, Some(Path::new("x")))
+        );
+        assert!(matches!(
+            FileSet::from_dir(&d.path().join("bin/x")),
+            Err(DirError::NotADir(_))
+        ));
+        assert!(matches!(
+            FileSet::from_dir(&d.path().join("nope")),
+            Err(DirError::Io { .. })
+        ));
     }
 }

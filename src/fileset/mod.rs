@@ -68,7 +68,11 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Digest>,
     /// A symlink's target, as stored.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_opt_path")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_opt_path"
+    )]
     pub target: Option<PathBuf>,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
@@ -120,7 +124,10 @@ struct DigestEntry<'a> {
 
 impl FileSet {
     pub fn new(root: impl Into<PathBuf>) -> FileSet {
-        FileSet { root: root.into(), entries: BTreeMap::new() }
+        FileSet {
+            root: root.into(),
+            entries: BTreeMap::new(),
+        }
     }
 
     pub fn get(&self, path: &Path) -> Option<&Entry> {
@@ -183,7 +190,8 @@ mod octal {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         let s = String::deserialize(d)?;
-        u32::from_str_radix(&s, 8).map_err(|_| serde::de::Error::custom(format!("invalid octal mode {s:?}")))
+        u32::from_str_radix(&s, 8)
+            .map_err(|_| serde::de::Error::custom(format!("invalid octal mode {s:?}")))
     }
 }
 
@@ -199,7 +207,9 @@ mod hex_bytes {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        let Some(s) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
         if s.len() % 2 != 0 {
             return Err(serde::de::Error::custom("odd-length hex"));
         }
@@ -234,10 +244,13 @@ mod tests {
     #[test]
     fn digest_ignores_reasons_and_root() {
         let mut a = FileSet::new("/a");
-        a.entries.insert(ImagePath("/bin".into()), entry(FileType::Dir));
+        a.entries
+            .insert(ImagePath("/bin".into()), entry(FileType::Dir));
         let mut b = a.clone();
         b.root = "/b".into();
-        b.entries.values_mut().for_each(|e| e.reasons = [Reason::ParentDir].into());
+        b.entries
+            .values_mut()
+            .for_each(|e| e.reasons = [Reason::ParentDir].into());
         assert_eq!(a.digest(), b.digest());
         b.entries.values_mut().for_each(|e| e.mode = 0o700);
         assert_ne!(a.digest(), b.digest());
@@ -246,9 +259,13 @@ mod tests {
     #[test]
     fn yaml_round_trip() {
         let mut a = FileSet::new("/");
-        a.entries.insert(ImagePath("/bin".into()), entry(FileType::Dir));
+        a.entries
+            .insert(ImagePath("/bin".into()), entry(FileType::Dir));
         let y = serde_yaml_ng::to_string(&a).unwrap();
-        assert!(y.contains("mode: '0755'") || y.contains("mode: \"0755\""), "{y}");
+        assert!(
+            y.contains("mode: '0755'") || y.contains("mode: \"0755\""),
+            "{y}"
+        );
         assert_eq!(serde_yaml_ng::from_str::<FileSet>(&y).unwrap(), a);
     }
 }

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{
+    fchmod, fstatat, futimens, mkdirat, mknodat, utimensat, Mode, SFlag, UtimensatFlags,
+};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
@@ -69,12 +71,25 @@ fn os(b: &[u8]) -> &OsStr {
 impl Extractor {
     /// Extract into `root`, an existing (normally empty) directory.
     pub fn new(root: &Path) -> io::Result<Extractor> {
-        let fd = openat(nix::fcntl::AT_FDCWD, root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-        Ok(Extractor { root: fd, root_path: root.to_path_buf(), dir_times: BTreeMap::new(), chown: nix::unistd::geteuid().is_root() })
+        let fd = openat(
+            nix::fcntl::AT_FDCWD,
+            root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Extractor {
+            root: fd,
+            root_path: root.to_path_buf(),
+            dir_times: BTreeMap::new(),
+            chown: nix::unistd::geteuid().is_root(),
+        })
     }
 
     fn werr(&self, rel: &[u8], e: impl Into<io::Error>) -> ExtractError {
-        ExtractError::Write { path: self.root_path.join(os(rel)), source: e.into() }
+        ExtractError::Write {
+            path: self.root_path.join(os(rel)),
+            source: e.into(),
+        }
     }
 
     /// Apply one layer tar (uncompressed stream). The stream is read to its
@@ -83,15 +98,19 @@ impl Extractor {
         let mut archive = tar::Archive::new(reader);
         let mut applied = Applied::default();
         let mut this_layer: HashSet<Vec<u8>> = HashSet::new();
-        let entries = archive.entries().map_err(|e| ExtractError::Corrupt(format!("not a tar stream: {e}")))?;
+        let entries = archive
+            .entries()
+            .map_err(|e| ExtractError::Corrupt(format!("not a tar stream: {e}")))?;
         for entry in entries {
             interrupt::check()?;
-            let mut entry = entry.map_err(|e| ExtractError::Corrupt(format!("bad tar header: {e}")))?;
+            let mut entry =
+                entry.map_err(|e| ExtractError::Corrupt(format!("bad tar header: {e}")))?;
             self.apply_entry(&mut entry, &mut applied, &mut this_layer)?;
         }
         let mut reader = archive.into_inner();
         // Zero blocks and whatever follows: part of the blob all the same.
-        io::copy(&mut reader, &mut io::sink()).map_err(|e| ExtractError::Corrupt(format!("cannot read the end of the layer: {e}")))?;
+        io::copy(&mut reader, &mut io::sink())
+            .map_err(|e| ExtractError::Corrupt(format!("cannot read the end of the layer: {e}")))?;
         Ok((applied, reader))
     }
 
@@ -103,18 +122,25 @@ impl Extractor {
     ) -> Result<(), ExtractError> {
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
-        let unsafe_entry = |what: &str| ExtractError::Unsafe { entry: shown.clone(), what: what.to_string() };
-        let Some(comps) = clean(&raw).map_err(|w| unsafe_entry(w))? else {
+        let unsafe_entry = |what: &str| ExtractError::Unsafe {
+            entry: shown.clone(),
+            what: what.to_string(),
+        };
+        let Some(comps) = clean(&raw).map_err(&unsafe_entry)? else {
             return Ok(()); // the root itself
         };
         let rel = comps.join(&b'/');
-        let (name, parents) = comps.split_last().expect("clean returns at least one component");
+        let (name, parents) = comps
+            .split_last()
+            .expect("clean returns at least one component");
         let header = entry.header().clone();
         let kind = header.entry_type();
 
         // Whiteouts.
         if *name == OPAQUE {
-            let Some(dir) = self.walk(parents, false, &shown)? else { return Ok(()) };
+            let Some(dir) = self.walk(parents, false, &shown)? else {
+                return Ok(());
+            };
             let prefix: Vec<u8> = parents.join(&b'/');
             self.clear_dir(&dir, &prefix, this_layer)?;
             applied.whiteouts += 1;
@@ -122,7 +148,9 @@ impl Extractor {
         }
         if let Some(target) = name.strip_prefix(WHITEOUT) {
             if target.is_empty() || target == b"." || target == b".." || target.contains(&b'/') {
-                return Err(unsafe_entry("a whiteout must name a file in its directory, not `.` or `..`"));
+                return Err(unsafe_entry(
+                    "a whiteout must name a file in its directory, not `.` or `..`",
+                ));
             }
             if let Some(dir) = self.walk(parents, false, &shown)? {
                 let mut path = parents.join(&b'/');
@@ -136,7 +164,9 @@ impl Extractor {
             return Ok(());
         }
 
-        let parent = self.walk(parents, true, &shown)?.expect("walk with create returns a directory");
+        let parent = self
+            .walk(parents, true, &shown)?
+            .expect("walk with create returns a directory");
         let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o7777);
         let uid = header.uid().unwrap_or(0) as u32;
         let gid = header.gid().unwrap_or(0) as u32;
@@ -146,7 +176,9 @@ impl Extractor {
         match kind {
             tar::EntryType::Directory => {
                 match fstatat(&parent, os(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR => {}
+                    Ok(st)
+                        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+                            == SFlag::S_IFDIR => {}
                     Ok(_) => self.remove(&parent, name, &rel)?,
                     Err(Errno::ENOENT) => {}
                     Err(e) => return Err(self.werr(&rel, e)),
@@ -155,8 +187,13 @@ impl Extractor {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(self.werr(&rel, e)),
                 }
-                let d = openat(&parent, os(name), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(|e| self.werr(&rel, e))?;
+                let d = openat(
+                    &parent,
+                    os(name),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.werr(&rel, e))?;
                 self.own(&d, uid, gid, &rel)?;
                 fchmod(&d, mode).map_err(|e| self.werr(&rel, e))?;
                 self.dir_times.insert(rel.clone(), mtime);
@@ -166,7 +203,11 @@ impl Extractor {
                 let fd = openat(
                     &parent,
                     os(name),
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
                     Mode::from_bits_truncate(0o600),
                 )
                 .map_err(|e| self.werr(&rel, e))?;
@@ -178,55 +219,102 @@ impl Extractor {
                     // Only root can set it; without, the file keeps working
                     // minus its capability.
                     if self.chown {
-                        crate::sys::xattr::fset(&f, "security.capability", &cap).map_err(|e| self.werr(&rel, e))?;
+                        crate::sys::xattr::fset(&f, "security.capability", &cap)
+                            .map_err(|e| self.werr(&rel, e))?;
                     }
                 }
                 futimens(&f, &times.0, &times.1).map_err(|e| self.werr(&rel, e))?;
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| unsafe_entry("symlink without a target"))?.into_owned();
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry("symlink without a target"))?
+                    .into_owned();
                 self.remove(&parent, name, &rel)?;
                 symlinkat(os(&target), &parent, os(name)).map_err(|e| self.werr(&rel, e))?;
                 if self.chown {
-                    fchownat(&parent, os(name), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map_err(|e| self.werr(&rel, e))?;
+                    fchownat(
+                        &parent,
+                        os(name),
+                        Some(Uid::from_raw(uid)),
+                        Some(Gid::from_raw(gid)),
+                        AtFlags::AT_SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| self.werr(&rel, e))?;
                 }
-                utimensat(&parent, os(name), &times.0, &times.1, UtimensatFlags::NoFollowSymlink).map_err(|e| self.werr(&rel, e))?;
+                utimensat(
+                    &parent,
+                    os(name),
+                    &times.0,
+                    &times.1,
+                    UtimensatFlags::NoFollowSymlink,
+                )
+                .map_err(|e| self.werr(&rel, e))?;
             }
             tar::EntryType::Link => {
-                let link = entry.link_name_bytes().ok_or_else(|| unsafe_entry("hard link without a target"))?.into_owned();
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry("hard link without a target"))?
+                    .into_owned();
                 if link.starts_with(b"/") {
-                    return Err(unsafe_entry(&format!("hard link to the absolute path {:?}", String::from_utf8_lossy(&link))));
+                    return Err(unsafe_entry(&format!(
+                        "hard link to the absolute path {:?}",
+                        String::from_utf8_lossy(&link)
+                    )));
                 }
-                let Some(src) = clean(&link).map_err(|w| unsafe_entry(&format!("hard link target: {w}")))? else {
+                let Some(src) =
+                    clean(&link).map_err(|w| unsafe_entry(&format!("hard link target: {w}")))?
+                else {
                     return Err(unsafe_entry("hard link to the root directory"));
                 };
                 let (src_name, src_parents) = src.split_last().expect("non-empty");
-                let src_dir = self
-                    .walk(src_parents, false, &shown)?
-                    .ok_or_else(|| unsafe_entry("hard link to a path that does not exist in the image"))?;
+                let src_dir = self.walk(src_parents, false, &shown)?.ok_or_else(|| {
+                    unsafe_entry("hard link to a path that does not exist in the image")
+                })?;
                 match fstatat(&src_dir, os(src_name), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR => {
+                    Ok(st)
+                        if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+                            == SFlag::S_IFDIR =>
+                    {
                         return Err(unsafe_entry("hard link to a directory"))
                     }
                     Ok(_) => {}
-                    Err(_) => return Err(unsafe_entry("hard link to a path that does not exist in the image")),
+                    Err(_) => {
+                        return Err(unsafe_entry(
+                            "hard link to a path that does not exist in the image",
+                        ))
+                    }
                 }
                 if src == comps {
                     return Ok(());
                 }
                 self.remove(&parent, name, &rel)?;
                 // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink.
-                linkat(&src_dir, os(src_name), &parent, os(name), AtFlags::empty()).map_err(|e| self.werr(&rel, e))?;
+                linkat(&src_dir, os(src_name), &parent, os(name), AtFlags::empty())
+                    .map_err(|e| self.werr(&rel, e))?;
             }
             tar::EntryType::Fifo => {
                 self.remove(&parent, name, &rel)?;
-                mknodat(&parent, os(name), SFlag::S_IFIFO, mode, 0).map_err(|e| self.werr(&rel, e))?;
+                mknodat(&parent, os(name), SFlag::S_IFIFO, mode, 0)
+                    .map_err(|e| self.werr(&rel, e))?;
                 if self.chown {
-                    fchownat(&parent, os(name), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), AtFlags::AT_SYMLINK_NOFOLLOW)
-                        .map_err(|e| self.werr(&rel, e))?;
+                    fchownat(
+                        &parent,
+                        os(name),
+                        Some(Uid::from_raw(uid)),
+                        Some(Gid::from_raw(gid)),
+                        AtFlags::AT_SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| self.werr(&rel, e))?;
                 }
-                utimensat(&parent, os(name), &times.0, &times.1, UtimensatFlags::NoFollowSymlink).map_err(|e| self.werr(&rel, e))?;
+                utimensat(
+                    &parent,
+                    os(name),
+                    &times.0,
+                    &times.1,
+                    UtimensatFlags::NoFollowSymlink,
+                )
+                .map_err(|e| self.werr(&rel, e))?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 applied.skipped_devices += 1;
@@ -244,7 +332,12 @@ impl Extractor {
     /// Open the directory `comps` below the root without following any
     /// symlink; missing directories are created (0755) when `create`, else
     /// `None` is returned.
-    fn walk(&self, comps: &[&[u8]], create: bool, entry: &str) -> Result<Option<OwnedFd>, ExtractError> {
+    fn walk(
+        &self,
+        comps: &[&[u8]],
+        create: bool,
+        entry: &str,
+    ) -> Result<Option<OwnedFd>, ExtractError> {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut fd = self.root.try_clone().map_err(|e| self.werr(b"", e))?;
         let mut so_far: Vec<u8> = Vec::new();
@@ -272,7 +365,10 @@ impl Extractor {
                         Ok(_) => format!("its parent {:?} is not a directory", String::from_utf8_lossy(&so_far)),
                         Err(_) => return Err(self.werr(&so_far, e)),
                     };
-                    return Err(ExtractError::Unsafe { entry: entry.to_string(), what });
+                    return Err(ExtractError::Unsafe {
+                        entry: entry.to_string(),
+                        what,
+                    });
                 }
             };
             fd = next;
@@ -282,7 +378,8 @@ impl Extractor {
 
     fn own(&self, fd: &impl AsFd, uid: u32, gid: u32, rel: &[u8]) -> Result<(), ExtractError> {
         if self.chown {
-            fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(|e| self.werr(rel, e))?;
+            fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                .map_err(|e| self.werr(rel, e))?;
         }
         Ok(())
     }
@@ -312,8 +409,13 @@ impl Extractor {
         match unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(Errno::EISDIR) | Err(Errno::EPERM) => {
-                let sub = openat(dir, os(name), OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(|e| self.werr(rel, e))?;
+                let sub = openat(
+                    dir,
+                    os(name),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.werr(rel, e))?;
                 self.clear_dir(&sub, rel, &HashSet::new())?;
                 unlinkat(dir, os(name), UnlinkatFlags::RemoveDir).map_err(|e| self.werr(rel, e))?;
                 Ok(())
@@ -323,13 +425,23 @@ impl Extractor {
     }
 
     /// Remove every child of `dir` (at `rel`) that this layer did not create.
-    fn clear_dir(&self, dir: &OwnedFd, rel: &[u8], keep: &HashSet<Vec<u8>>) -> Result<(), ExtractError> {
+    fn clear_dir(
+        &self,
+        dir: &OwnedFd,
+        rel: &[u8],
+        keep: &HashSet<Vec<u8>>,
+    ) -> Result<(), ExtractError> {
         // The fd's own directory (the magic link cannot be swapped for a
         // symlink elsewhere), listed with std rather than nix's `dir`.
         let listing = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
         let mut names: Vec<Vec<u8>> = Vec::new();
         for e in std::fs::read_dir(&listing).map_err(|e| self.werr(rel, e))? {
-            names.push(e.map_err(|e| self.werr(rel, e))?.file_name().as_bytes().to_vec());
+            names.push(
+                e.map_err(|e| self.werr(rel, e))?
+                    .file_name()
+                    .as_bytes()
+                    .to_vec(),
+            );
         }
         for n in names {
             let mut child = rel.to_vec();
@@ -394,7 +506,10 @@ mod tests {
 
     #[test]
     fn clean_names() {
-        assert_eq!(clean(b"./usr/bin/").unwrap(), Some(vec![&b"usr"[..], b"bin"]));
+        assert_eq!(
+            clean(b"./usr/bin/").unwrap(),
+            Some(vec![&b"usr"[..], b"bin"])
+        );
         assert_eq!(clean(b"./").unwrap(), None);
         assert_eq!(clean(b"/").unwrap(), None);
         assert!(clean(b"/etc/passwd").is_err());

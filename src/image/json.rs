@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder, RootFsBuilder,
+    Arch, ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, OciLayoutBuilder, Os, PlatformBuilder,
+    RootFsBuilder,
 };
 use serde::Serialize;
 
@@ -53,11 +54,21 @@ pub fn rfc3339(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The config blob.
-pub fn config(spec: &ImageSpec, diff_id: &Digest, fileset: &Digest, created: &str) -> Result<Vec<u8>, ImageError> {
+pub fn config(
+    spec: &ImageSpec,
+    diff_id: &Digest,
+    fileset: &Digest,
+    created: &str,
+) -> Result<Vec<u8>, ImageError> {
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(LABEL_VERSION.into(), env!("CARGO_PKG_VERSION").into());
     labels.insert(LABEL_COMMAND.into(), spec.command.clone());
@@ -87,14 +98,15 @@ pub fn config(spec: &ImageSpec, diff_id: &Digest, fileset: &Digest, created: &st
     if let Some(s) = &spec.stop_signal {
         c = c.stop_signal(s.clone());
     }
-    let history = oci(
-        HistoryBuilder::default()
-            .created(created.to_string())
-            .created_by(spec.command.clone())
-            .comment(format!("jail {}", env!("CARGO_PKG_VERSION")))
-            .build(),
-    )?;
-    let rootfs = oci(RootFsBuilder::default().typ("layers").diff_ids(vec![diff_id.to_string()]).build())?;
+    let history = oci(HistoryBuilder::default()
+        .created(created.to_string())
+        .created_by(spec.command.clone())
+        .comment(format!("jail {}", env!("CARGO_PKG_VERSION")))
+        .build())?;
+    let rootfs = oci(RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(vec![diff_id.to_string()])
+        .build())?;
     let mut b = ImageConfigurationBuilder::default()
         .created(created.to_string())
         .architecture(Arch::from(spec.platform.architecture.as_str()))
@@ -116,11 +128,19 @@ pub struct Desc<'a> {
 }
 
 fn descriptor(d: &Desc<'_>) -> Result<oci_spec::image::Descriptor, ImageError> {
-    oci(DescriptorBuilder::default().media_type(MediaType::from(d.media_type)).digest(oci_digest(&d.digest)?).size(d.size).build())
+    oci(DescriptorBuilder::default()
+        .media_type(MediaType::from(d.media_type))
+        .digest(oci_digest(&d.digest)?)
+        .size(d.size)
+        .build())
 }
 
 /// The image manifest.
-pub fn manifest(config: &Desc<'_>, layer: &Desc<'_>, annotations: &BTreeMap<String, String>) -> Result<Vec<u8>, ImageError> {
+pub fn manifest(
+    config: &Desc<'_>,
+    layer: &Desc<'_>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, ImageError> {
     let mut b = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
@@ -133,7 +153,11 @@ pub fn manifest(config: &Desc<'_>, layer: &Desc<'_>, annotations: &BTreeMap<Stri
 }
 
 /// index.json: the one manifest, tagged.
-pub fn index(manifest: &Desc<'_>, platform: &Platform, reference: &Reference) -> Result<Vec<u8>, ImageError> {
+pub fn index(
+    manifest: &Desc<'_>,
+    platform: &Platform,
+    reference: &Reference,
+) -> Result<Vec<u8>, ImageError> {
     let mut p = PlatformBuilder::default()
         .architecture(Arch::from(platform.architecture.as_str()))
         .os(Os::from(platform.os.as_str()));
@@ -144,28 +168,35 @@ pub fn index(manifest: &Desc<'_>, platform: &Platform, reference: &Reference) ->
         (ANNOTATION_REF_NAME.to_string(), reference.tag.clone()),
         (ANNOTATION_IMAGE_NAME.to_string(), reference.to_string()),
     ]);
-    let desc = oci(
-        DescriptorBuilder::default()
-            .media_type(MediaType::ImageManifest)
-            .digest(oci_digest(&manifest.digest)?)
-            .size(manifest.size)
-            .platform(oci(p.build())?)
-            .annotations(annotations)
-            .build(),
-    )?;
-    let index =
-        oci(ImageIndexBuilder::default().schema_version(2u32).media_type(MediaType::ImageIndex).manifests(vec![desc]).build())?;
+    let desc = oci(DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(oci_digest(&manifest.digest)?)
+        .size(manifest.size)
+        .platform(oci(p.build())?)
+        .annotations(annotations)
+        .build())?;
+    let index = oci(ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![desc])
+        .build())?;
     canonical(&index)
 }
 
 /// oci-layout.
 pub fn oci_layout() -> Result<Vec<u8>, ImageError> {
-    canonical(&oci(OciLayoutBuilder::default().image_layout_version("1.0.0").build())?)
+    canonical(&oci(OciLayoutBuilder::default()
+        .image_layout_version("1.0.0")
+        .build())?)
 }
 
 /// docker's manifest.json, pointing at the OCI blobs as docker save (25+)
 /// does.
-pub fn docker_manifest(config: &Digest, layer: &Digest, reference: &Reference) -> Result<Vec<u8>, ImageError> {
+pub fn docker_manifest(
+    config: &Digest,
+    layer: &Digest,
+    reference: &Reference,
+) -> Result<Vec<u8>, ImageError> {
     #[derive(Serialize)]
     #[serde(rename_all = "PascalCase")]
     struct Item {
@@ -183,7 +214,10 @@ pub fn docker_manifest(config: &Digest, layer: &Digest, reference: &Reference) -
 /// docker's legacy `repositories`: name → tag → top layer (here the layer
 /// blob's hex digest).
 pub fn repositories(layer: &Digest, reference: &Reference) -> Result<Vec<u8>, ImageError> {
-    let m = BTreeMap::from([(reference.name.clone(), BTreeMap::from([(reference.tag.clone(), layer.hex())]))]);
+    let m = BTreeMap::from([(
+        reference.name.clone(),
+        BTreeMap::from([(reference.tag.clone(), layer.hex())]),
+    )]);
     canonical(&m)
 }
 
@@ -215,8 +249,16 @@ mod tests {
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(!text.contains(' ') || !text.contains(": "), "{text}");
         assert!(text.starts_with(r#"{"architecture":""#), "{text}");
-        assert!(text.contains(r#""ExposedPorts":{"53/udp":{},"8080/tcp":{}}"#), "{text}");
-        assert!(text.contains(r#""Labels":{"a":"2","jail.command":"jail pack","jail.fileset":"sha256:"#), "{text}");
+        assert!(
+            text.contains(r#""ExposedPorts":{"53/udp":{},"8080/tcp":{}}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#""Labels":{"a":"2","jail.command":"jail pack","jail.fileset":"sha256:"#
+            ),
+            "{text}"
+        );
         // Same input, same bytes (HashMaps inside oci-spec iterate randomly).
         for _ in 0..10 {
             assert_eq!(config(&spec, &d, &d, &rfc3339(0)).unwrap(), bytes);

@@ -29,7 +29,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use self::json::{rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET, LABEL_VERSION};
+pub use self::json::{
+    rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET,
+    LABEL_VERSION,
+};
 pub use self::platform::Platform;
 pub use self::reference::{BadReference, Reference};
 use crate::digest::Digest;
@@ -52,7 +55,10 @@ pub enum ImageError {
     #[error("cannot write {path}: {what}")]
     Destination { path: PathBuf, what: String },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot build the image JSON: {0}")]
     Json(String),
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970-01-01 (a non-negative integer): fix or unset it")]
@@ -67,7 +73,9 @@ impl ImageError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ImageError::Pack(PackError::Write(_) | PackError::Interrupted(_)) => false,
-            ImageError::Pack(_) | ImageError::Destination { .. } | ImageError::SourceDateEpoch(_) => true,
+            ImageError::Pack(_)
+            | ImageError::Destination { .. }
+            | ImageError::SourceDateEpoch(_) => true,
             ImageError::Write { .. } | ImageError::Json(_) | ImageError::Interrupted(_) => false,
         }
     }
@@ -145,7 +153,9 @@ impl std::str::FromStr for Format {
         match s {
             "oci-archive" => Ok(Format::OciArchive),
             "oci-dir" => Ok(Format::OciDir),
-            _ => Err(format!("unknown format {s:?}: expected oci-archive or oci-dir")),
+            _ => Err(format!(
+                "unknown format {s:?}: expected oci-archive or oci-dir"
+            )),
         }
     }
 }
@@ -209,22 +219,42 @@ pub fn parse_source_date_epoch(v: &OsStr) -> Result<i64, ImageError> {
 }
 
 /// Write `fs` as an image at `dest`.
-pub fn write(fs: &FileSet, spec: &ImageSpec, opts: &WriteOptions, dest: &Path) -> Result<ImageSummary, ImageError> {
+pub fn write(
+    fs: &FileSet,
+    spec: &ImageSpec,
+    opts: &WriteOptions,
+    dest: &Path,
+) -> Result<ImageSummary, ImageError> {
     interrupt::install();
     let staging = output::Staging::new(dest, opts.format == Format::OciDir)?;
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("jail-deflate-{i}"))
         .build()
-        .map_err(|e| ImageError::Write { path: dest.to_path_buf(), source: std::io::Error::other(e) })?;
-    let werr = |e: std::io::Error| ImageError::Write { path: dest.to_path_buf(), source: e };
+        .map_err(|e| ImageError::Write {
+            path: dest.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+    let werr = |e: std::io::Error| ImageError::Write {
+        path: dest.to_path_buf(),
+        source: e,
+    };
 
     // The layer, compressed while the tar is produced.
     let bar = progress_bar(opts.progress, fs.total_size());
     let (tmp, file) = staging.layer_file()?;
-    let compressor = pack::compress::Compressor::new(opts.compression, BufWriter::with_capacity(1 << 20, file), &pool).map_err(werr)?;
-    let layer_opts = LayerOptions { source_date_epoch: opts.source_date_epoch };
+    let compressor = pack::compress::Compressor::new(
+        opts.compression,
+        BufWriter::with_capacity(1 << 20, file),
+        &pool,
+    )
+    .map_err(werr)?;
+    let layer_opts = LayerOptions {
+        source_date_epoch: opts.source_date_epoch,
+    };
     let inc = |n: u64| bar.inc(n);
     let (stats, compressor) = pack::write_layer(fs, &layer_opts, compressor, &inc)?;
     let (layer_digest, layer_size, mut file) = compressor.finish().map_err(werr)?;
@@ -238,18 +268,39 @@ pub fn write(fs: &FileSet, spec: &ImageSpec, opts: &WriteOptions, dest: &Path) -
     let fileset_digest = fs.digest();
     let config = json::config(spec, &stats.diff_id, &fileset_digest, &created)?;
     let config_digest = staging.add_blob(&config)?;
-    let config_desc = json::Desc { media_type: MEDIA_TYPE_CONFIG, digest: config_digest, size: config.len() as u64 };
-    let layer_desc = json::Desc { media_type: opts.compression.media_type(), digest: layer_digest, size: layer_size };
+    let config_desc = json::Desc {
+        media_type: MEDIA_TYPE_CONFIG,
+        digest: config_digest,
+        size: config.len() as u64,
+    };
+    let layer_desc = json::Desc {
+        media_type: opts.compression.media_type(),
+        digest: layer_digest,
+        size: layer_size,
+    };
     let manifest = json::manifest(&config_desc, &layer_desc, &spec.annotations)?;
     let manifest_digest = staging.add_blob(&manifest)?;
-    let manifest_desc = json::Desc { media_type: MEDIA_TYPE_MANIFEST, digest: manifest_digest, size: manifest.len() as u64 };
-    staging.add_file("index.json", &json::index(&manifest_desc, &spec.platform, &spec.reference)?)?;
+    let manifest_desc = json::Desc {
+        media_type: MEDIA_TYPE_MANIFEST,
+        digest: manifest_digest,
+        size: manifest.len() as u64,
+    };
+    staging.add_file(
+        "index.json",
+        &json::index(&manifest_desc, &spec.platform, &spec.reference)?,
+    )?;
     staging.add_file("oci-layout", &json::oci_layout()?)?;
     // docker-archive readers assume gzip or plain tar layers: a zstd image
     // is an OCI archive only (docs/formats.md).
     if opts.format == Format::OciArchive && opts.compression != Compression::Zstd {
-        staging.add_file("manifest.json", &json::docker_manifest(&config_digest, &layer_digest, &spec.reference)?)?;
-        staging.add_file("repositories", &json::repositories(&layer_digest, &spec.reference)?)?;
+        staging.add_file(
+            "manifest.json",
+            &json::docker_manifest(&config_digest, &layer_digest, &spec.reference)?,
+        )?;
+        staging.add_file(
+            "repositories",
+            &json::repositories(&layer_digest, &spec.reference)?,
+        )?;
     }
     match opts.format {
         Format::OciArchive => staging.finish_archive()?,
@@ -281,10 +332,13 @@ fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-    {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message("packing");
@@ -297,7 +351,10 @@ mod tests {
 
     #[test]
     fn source_date_epoch_is_strict() {
-        assert_eq!(parse_source_date_epoch(OsStr::new("1700000000")).unwrap(), 1_700_000_000);
+        assert_eq!(
+            parse_source_date_epoch(OsStr::new("1700000000")).unwrap(),
+            1_700_000_000
+        );
         for bad in ["", "-1", "1.5", " 1", "abc", "99999999999999999999"] {
             assert!(parse_source_date_epoch(OsStr::new(bad)).is_err(), "{bad:?}");
         }

@@ -22,17 +22,27 @@ pub struct Staging {
 impl Staging {
     /// Check the destination and create the staging directory beside it.
     pub fn new(dest: &Path, want_dir: bool) -> Result<Staging, ImageError> {
-        let bad = |what: String| ImageError::Destination { path: dest.to_path_buf(), what };
-        let name = dest.file_name().ok_or_else(|| bad("not a file name".into()))?;
+        let bad = |what: String| ImageError::Destination {
+            path: dest.to_path_buf(),
+            what,
+        };
+        let name = dest
+            .file_name()
+            .ok_or_else(|| bad("not a file name".into()))?;
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         if !parent.is_dir() {
-            return Err(bad(format!("directory {} does not exist: create it first", parent.display())));
+            return Err(bad(format!(
+                "directory {} does not exist: create it first",
+                parent.display()
+            )));
         }
         if !want_dir && dest.is_dir() {
-            return Err(bad("is a directory: name a file, or use --format oci-dir".into()));
+            return Err(bad(
+                "is a directory: name a file, or use --format oci-dir".into()
+            ));
         }
         let mut prefix = std::ffi::OsString::from(".");
         prefix.push(name);
@@ -41,8 +51,16 @@ impl Staging {
             .prefix(&prefix)
             .permissions(fs::Permissions::from_mode(0o777))
             .tempdir_in(&parent)
-            .map_err(|e| bad(format!("cannot create a temporary directory in {}: {e}", parent.display())))?;
-        let s = Staging { dir, dest: dest.to_path_buf() };
+            .map_err(|e| {
+                bad(format!(
+                    "cannot create a temporary directory in {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        let s = Staging {
+            dir,
+            dest: dest.to_path_buf(),
+        };
         fs::create_dir_all(s.path().join("blobs/sha256")).map_err(|e| s.io(e))?;
         Ok(s)
     }
@@ -52,7 +70,10 @@ impl Staging {
     }
 
     fn io(&self, e: io::Error) -> ImageError {
-        ImageError::Write { path: self.dest.clone(), source: e }
+        ImageError::Write {
+            path: self.dest.clone(),
+            source: e,
+        }
     }
 
     /// Where a blob lives in the layout.
@@ -117,14 +138,25 @@ impl Staging {
         collect(self.path(), Path::new(""), &mut names).map_err(|e| self.io(e))?;
         names.sort_by(|a, b| a.0.cmp(&b.0));
         let tar_path = self.path().join(".archive.tmp");
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tar_path).map_err(|e| self.io(e))?);
+        let mut out =
+            BufWriter::with_capacity(1 << 20, File::create(&tar_path).map_err(|e| self.io(e))?);
         for (name, is_dir) in &names {
             interrupt::check()?;
-            let host = self.path().join(std::str::from_utf8(name).unwrap_or_default());
-            let size = if *is_dir { 0 } else { fs::metadata(&host).map_err(|e| self.io(e))?.len() };
+            let host = self
+                .path()
+                .join(std::str::from_utf8(name).unwrap_or_default());
+            let size = if *is_dir {
+                0
+            } else {
+                fs::metadata(&host).map_err(|e| self.io(e))?.len()
+            };
             let meta = tarfmt::Meta {
                 name,
-                kind: if *is_dir { tarfmt::Kind::Dir } else { tarfmt::Kind::File },
+                kind: if *is_dir {
+                    tarfmt::Kind::Dir
+                } else {
+                    tarfmt::Kind::File
+                },
                 mode: if *is_dir { 0o755 } else { 0o644 },
                 uid: 0,
                 gid: 0,
@@ -141,9 +173,13 @@ impl Staging {
                     CopyError::Interrupted(i) => ImageError::Interrupted(i),
                 })?;
                 if n != size {
-                    return Err(self.io(io::Error::other(format!("{} changed size while archiving", host.display()))));
+                    return Err(self.io(io::Error::other(format!(
+                        "{} changed size while archiving",
+                        host.display()
+                    ))));
                 }
-                out.write_all(&[0u8; tarfmt::BLOCK][..tarfmt::padding(size)]).map_err(|e| self.io(e))?;
+                out.write_all(&[0u8; tarfmt::BLOCK][..tarfmt::padding(size)])
+                    .map_err(|e| self.io(e))?;
             }
         }
         tarfmt::write_end(&mut out).map_err(|e| self.io(e))?;

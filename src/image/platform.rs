@@ -17,7 +17,11 @@ pub struct Platform {
 
 impl Platform {
     fn linux(arch: &str, variant: Option<&str>) -> Platform {
-        Platform { os: "linux".into(), architecture: arch.into(), variant: variant.map(Into::into) }
+        Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant: variant.map(Into::into),
+        }
     }
 
     /// The platform this jail binary was built for.
@@ -41,7 +45,11 @@ impl Platform {
         }
         let is64 = h[4] == 2;
         let le = h[5] == 1;
-        let machine = if le { u16::from_le_bytes([h[18], h[19]]) } else { u16::from_be_bytes([h[18], h[19]]) };
+        let machine = if le {
+            u16::from_le_bytes([h[18], h[19]])
+        } else {
+            u16::from_be_bytes([h[18], h[19]])
+        };
         let p = match (machine, is64, le) {
             (3, false, _) => Platform::linux("386", None),
             (62, true, _) => Platform::linux("amd64", None),
@@ -86,7 +94,10 @@ fn locate(root: &Root, program: &str, path: &str) -> Option<PathBuf> {
     let candidates: Vec<PathBuf> = if program.contains('/') {
         vec![Path::new("/").join(program)]
     } else {
-        path.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(program)).collect()
+        path.split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| Path::new(d).join(program))
+            .collect()
     };
     candidates.into_iter().find_map(|c| {
         let r = root.resolve(&c, Follow::Yes);
@@ -117,7 +128,10 @@ mod tests {
         h[18] = 62;
         assert_eq!(Platform::of_elf_header(&h).unwrap().architecture, "amd64");
         h[18] = 183;
-        assert_eq!(Platform::of_elf_header(&h).unwrap(), Platform::linux("arm64", Some("v8")));
+        assert_eq!(
+            Platform::of_elf_header(&h).unwrap(),
+            Platform::linux("arm64", Some("v8"))
+        );
         assert_eq!(Platform::of_elf_header(b"#!/bin/sh\n"), None);
     }
 
@@ -130,7 +144,10 @@ mod tests {
         std::fs::write(d.path().join("bin/script"), "#!/bin/link -x\n").unwrap();
         let root = Root::new(d.path()).unwrap();
         let host = Platform::host();
-        assert_eq!(Platform::of_program(&root, "link", "/usr/bin:/bin"), Some(host.clone()));
+        assert_eq!(
+            Platform::of_program(&root, "link", "/usr/bin:/bin"),
+            Some(host.clone())
+        );
         assert_eq!(Platform::of_program(&root, "/bin/script", ""), Some(host));
         assert_eq!(Platform::of_program(&root, "nope", "/bin"), None);
     }

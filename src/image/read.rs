@@ -37,7 +37,11 @@ pub enum ReadError {
     #[error("{image}: {what}")]
     Corrupt { image: String, what: String },
     #[error("{image}: layer {layer}: {source}; refusing to unpack this image")]
-    Unsafe { image: String, layer: String, source: ExtractError },
+    Unsafe {
+        image: String,
+        layer: String,
+        source: ExtractError,
+    },
     #[error("{image}: cannot read: {source}")]
     Io { image: String, source: io::Error },
     #[error("cannot unpack into {path}: {source}")]
@@ -49,7 +53,13 @@ pub enum ReadError {
 impl ReadError {
     /// True when the image is at fault (exit 2).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, ReadError::NotFound { .. } | ReadError::NotAnImage { .. } | ReadError::Corrupt { .. } | ReadError::Unsafe { .. })
+        matches!(
+            self,
+            ReadError::NotFound { .. }
+                | ReadError::NotAnImage { .. }
+                | ReadError::Corrupt { .. }
+                | ReadError::Unsafe { .. }
+        )
     }
 }
 
@@ -81,17 +91,29 @@ impl ImageSource {
             return Ok(ImageSource::Archive(p.to_path_buf()));
         }
         if p.is_dir() {
-            return Ok(ImageSource::Layout { dir: p.to_path_buf(), select: Select::Only });
+            return Ok(ImageSource::Layout {
+                dir: p.to_path_buf(),
+                select: Select::Only,
+            });
         }
         if let Some((dir, d)) = s.rsplit_once('@') {
             if Path::new(dir).is_dir() {
-                let digest = Digest::from_str(d).map_err(|e| ReadError::NotFound { image: s.into(), what: e.to_string() })?;
-                return Ok(ImageSource::Layout { dir: dir.into(), select: Select::Digest(digest) });
+                let digest = Digest::from_str(d).map_err(|e| ReadError::NotFound {
+                    image: s.into(),
+                    what: e.to_string(),
+                })?;
+                return Ok(ImageSource::Layout {
+                    dir: dir.into(),
+                    select: Select::Digest(digest),
+                });
             }
         }
         if let Some((dir, tag)) = s.rsplit_once(':') {
             if Path::new(dir).is_dir() && !tag.is_empty() && !tag.contains('/') {
-                return Ok(ImageSource::Layout { dir: dir.into(), select: Select::Tag(tag.into()) });
+                return Ok(ImageSource::Layout {
+                    dir: dir.into(),
+                    select: Select::Tag(tag.into()),
+                });
             }
         }
         Err(ReadError::NotFound {
@@ -103,9 +125,18 @@ impl ImageSource {
     fn name(&self) -> String {
         match self {
             ImageSource::Archive(p) => p.display().to_string(),
-            ImageSource::Layout { dir, select: Select::Only } => dir.display().to_string(),
-            ImageSource::Layout { dir, select: Select::Tag(t) } => format!("{}:{t}", dir.display()),
-            ImageSource::Layout { dir, select: Select::Digest(d) } => format!("{}@{d}", dir.display()),
+            ImageSource::Layout {
+                dir,
+                select: Select::Only,
+            } => dir.display().to_string(),
+            ImageSource::Layout {
+                dir,
+                select: Select::Tag(t),
+            } => format!("{}:{t}", dir.display()),
+            ImageSource::Layout {
+                dir,
+                select: Select::Digest(d),
+            } => format!("{}@{d}", dir.display()),
         }
     }
 }
@@ -152,30 +183,46 @@ impl Unpacked {
 /// Where blobs come from: a directory or an indexed tar.
 enum Store {
     Dir(PathBuf),
-    Tar { file: PathBuf, members: HashMap<String, (u64, u64)> },
+    Tar {
+        file: PathBuf,
+        members: HashMap<String, (u64, u64)>,
+    },
 }
 
 impl Store {
     fn open_archive(path: &Path, image: &str) -> Result<Store, ReadError> {
-        let io_err = |source| ReadError::Io { image: image.into(), source };
+        let io_err = |source| ReadError::Io {
+            image: image.into(),
+            source,
+        };
         let f = File::open(path).map_err(io_err)?;
         let mut a = tar::Archive::new(f);
         let mut members = HashMap::new();
-        let not_image = |what: String| ReadError::NotAnImage { image: image.into(), what };
-        let entries = a.entries_with_seek().map_err(|e| not_image(format!("not a tar archive ({e})")))?;
+        let not_image = |what: String| ReadError::NotAnImage {
+            image: image.into(),
+            what,
+        };
+        let entries = a
+            .entries_with_seek()
+            .map_err(|e| not_image(format!("not a tar archive ({e})")))?;
         for e in entries {
             let e = e.map_err(|e| not_image(format!("not a readable tar archive ({e})")))?;
             if e.header().entry_type() != tar::EntryType::Regular {
                 continue;
             }
-            let name = String::from_utf8_lossy(&e.path_bytes()).trim_start_matches("./").to_string();
+            let name = String::from_utf8_lossy(&e.path_bytes())
+                .trim_start_matches("./")
+                .to_string();
             let size = e.size();
             members.insert(name, (e.raw_file_position(), size));
         }
         if members.is_empty() {
             return Err(not_image("an empty or non-tar file".into()));
         }
-        Ok(Store::Tar { file: path.to_path_buf(), members })
+        Ok(Store::Tar {
+            file: path.to_path_buf(),
+            members,
+        })
     }
 
     fn has(&self, name: &str) -> bool {
@@ -194,8 +241,12 @@ impl Store {
                 Ok((Box::new(f), len))
             }
             Store::Tar { file, members } => {
-                let (off, len) =
-                    *members.get(name).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} is not in the archive")))?;
+                let (off, len) = *members.get(name).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{name} is not in the archive"),
+                    )
+                })?;
                 let mut f = File::open(file)?;
                 f.seek(SeekFrom::Start(off))?;
                 Ok((Box::new(f.take(len)), len))
@@ -212,33 +263,57 @@ pub fn unpack(source: &ImageSource, parent: &Path) -> Result<Unpacked, ReadError
         ImageSource::Archive(p) => (Store::open_archive(p, &image)?, Select::Only),
         ImageSource::Layout { dir, select } => (Store::Dir(dir.clone()), select.clone()),
     };
-    let r = Reader { store, image: image.clone() };
+    let r = Reader {
+        store,
+        image: image.clone(),
+    };
     let plan = if r.store.has("index.json") {
         r.oci_plan(&select)?
     } else if r.store.has("manifest.json") {
         r.docker_plan()?
     } else {
-        return Err(ReadError::NotAnImage { image, what: "it has neither index.json (OCI) nor manifest.json (docker)".into() });
+        return Err(ReadError::NotAnImage {
+            image,
+            what: "it has neither index.json (OCI) nor manifest.json (docker)".into(),
+        });
     };
 
     let diff_ids = plan.config.rootfs().diff_ids().clone();
     if diff_ids.len() != plan.layers.len() {
-        return Err(r.corrupt(format!("the config lists {} diff_ids for {} layers", diff_ids.len(), plan.layers.len())));
+        return Err(r.corrupt(format!(
+            "the config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            plan.layers.len()
+        )));
     }
     let root = tempfile::Builder::new()
         .prefix("jail-unpack-")
         .tempdir_in(parent)
-        .map_err(|source| ReadError::Write { path: parent.to_path_buf(), source })?;
-    let mut ex = Extractor::new(root.path()).map_err(|source| ReadError::Write { path: root.path().to_path_buf(), source })?;
+        .map_err(|source| ReadError::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    let mut ex = Extractor::new(root.path()).map_err(|source| ReadError::Write {
+        path: root.path().to_path_buf(),
+        source,
+    })?;
     let mut layers = Vec::new();
     for (i, (layer, diff_id)) in plan.layers.iter().zip(&diff_ids).enumerate() {
-        let want_diff = Digest::from_str(diff_id).map_err(|e| r.corrupt(format!("layer {i}: bad diff_id: {e}")))?;
+        let want_diff = Digest::from_str(diff_id)
+            .map_err(|e| r.corrupt(format!("layer {i}: bad diff_id: {e}")))?;
         layers.push(r.apply_layer(&mut ex, layer, want_diff)?);
     }
-    ex.finish().map_err(|e| r.extract_err("(directory times)", e))?;
+    ex.finish()
+        .map_err(|e| r.extract_err("(directory times)", e))?;
     // The root of a container is 0755 whatever the temp dir was created as.
-    std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|source| ReadError::Write { path: root.path().to_path_buf(), source })?;
+    std::fs::set_permissions(
+        root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(|source| ReadError::Write {
+        path: root.path().to_path_buf(),
+        source,
+    })?;
     Ok(Unpacked {
         root,
         config: plan.config,
@@ -273,12 +348,19 @@ struct Reader {
 
 impl Reader {
     fn corrupt(&self, what: String) -> ReadError {
-        ReadError::Corrupt { image: self.image.clone(), what }
+        ReadError::Corrupt {
+            image: self.image.clone(),
+            what,
+        }
     }
 
     fn extract_err(&self, layer: &str, e: ExtractError) -> ReadError {
         match e {
-            ExtractError::Unsafe { .. } => ReadError::Unsafe { image: self.image.clone(), layer: layer.into(), source: e },
+            ExtractError::Unsafe { .. } => ReadError::Unsafe {
+                image: self.image.clone(),
+                layer: layer.into(),
+                source: e,
+            },
             ExtractError::Corrupt(what) => self.corrupt(format!("layer {layer}: {what}")),
             ExtractError::Write { path, source } => ReadError::Write { path, source },
             ExtractError::Interrupted(i) => ReadError::Interrupted(i),
@@ -286,20 +368,36 @@ impl Reader {
     }
 
     /// A whole small member; its digest checked when one is expected.
-    fn read_json(&self, name: &str, want: Option<(&Digest, Option<u64>)>) -> Result<(Vec<u8>, Digest), ReadError> {
+    fn read_json(
+        &self,
+        name: &str,
+        want: Option<(&Digest, Option<u64>)>,
+    ) -> Result<(Vec<u8>, Digest), ReadError> {
         let (r, len) = self.store.open(name).map_err(|e| self.missing(name, e))?;
         if len > MAX_JSON {
-            return Err(self.corrupt(format!("{name} is {len} bytes, too large for a JSON document")));
+            return Err(self.corrupt(format!(
+                "{name} is {len} bytes, too large for a JSON document"
+            )));
         }
         let mut bytes = Vec::new();
-        r.take(MAX_JSON).read_to_end(&mut bytes).map_err(|source| ReadError::Io { image: self.image.clone(), source })?;
+        r.take(MAX_JSON)
+            .read_to_end(&mut bytes)
+            .map_err(|source| ReadError::Io {
+                image: self.image.clone(),
+                source,
+            })?;
         let got = Digest::of(&bytes);
         if let Some((d, size)) = want {
             if got != *d {
-                return Err(self.corrupt(format!("{name}: digest is {got}, the descriptor says {d}")));
+                return Err(
+                    self.corrupt(format!("{name}: digest is {got}, the descriptor says {d}"))
+                );
             }
             if let Some(s) = size.filter(|s| *s != bytes.len() as u64) {
-                return Err(self.corrupt(format!("{name}: {} bytes, the descriptor says {s}", bytes.len())));
+                return Err(self.corrupt(format!(
+                    "{name}: {} bytes, the descriptor says {s}",
+                    bytes.len()
+                )));
             }
         }
         Ok((bytes, got))
@@ -309,12 +407,20 @@ impl Reader {
         if e.kind() == io::ErrorKind::NotFound {
             self.corrupt(format!("missing blob {name}"))
         } else {
-            ReadError::Io { image: self.image.clone(), source: e }
+            ReadError::Io {
+                image: self.image.clone(),
+                source: e,
+            }
         }
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(&self, name: &str, bytes: &[u8]) -> Result<T, ReadError> {
-        serde_json::from_slice(bytes).map_err(|e| self.corrupt(format!("{name} is not valid JSON for its kind: {e}")))
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<T, ReadError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| self.corrupt(format!("{name} is not valid JSON for its kind: {e}")))
     }
 
     fn blob_name(d: &str) -> Result<String, String> {
@@ -336,7 +442,8 @@ impl Reader {
                 .filter(|m| match (select, depth) {
                     (Select::Tag(t), 0) => m.annotations().as_ref().is_some_and(|a| {
                         a.get(ANNOTATION_REF_NAME) == Some(t)
-                            || a.get(ANNOTATION_IMAGE_NAME).is_some_and(|n| n == t || n.ends_with(&format!(":{t}")))
+                            || a.get(ANNOTATION_IMAGE_NAME)
+                                .is_some_and(|n| n == t || n.ends_with(&format!(":{t}")))
                     }),
                     (Select::Digest(d), 0) => m.digest().to_string() == d.to_string(),
                     _ => true,
@@ -351,16 +458,34 @@ impl Reader {
                     let host = super::Platform::host();
                     cands
                         .into_iter()
-                        .find(|m| m.platform().as_ref().is_some_and(|p| p.architecture().to_string() == host.architecture))
-                        .ok_or_else(|| self.corrupt(format!("{n} manifests and none for {}", host.architecture)))?
+                        .find(|m| {
+                            m.platform()
+                                .as_ref()
+                                .is_some_and(|p| p.architecture().to_string() == host.architecture)
+                        })
+                        .ok_or_else(|| {
+                            self.corrupt(format!(
+                                "{n} manifests and none for {}",
+                                host.architecture
+                            ))
+                        })?
                 }
-                n => return Err(self.corrupt(format!("{n} images in index.json: name one as DIR:TAG or DIR@sha256:…"))),
+                n => {
+                    return Err(self.corrupt(format!(
+                        "{n} images in index.json: name one as DIR:TAG or DIR@sha256:…"
+                    )))
+                }
             };
             if depth == 0 {
-                reference = desc.annotations().as_ref().and_then(|a| a.get(ANNOTATION_IMAGE_NAME).or(a.get(ANNOTATION_REF_NAME)).cloned());
+                reference = desc.annotations().as_ref().and_then(|a| {
+                    a.get(ANNOTATION_IMAGE_NAME)
+                        .or(a.get(ANNOTATION_REF_NAME))
+                        .cloned()
+                });
             }
             let name = Self::blob_name(desc.digest().as_ref()).map_err(|e| self.corrupt(e))?;
-            let want = Digest::from_str(desc.digest().as_ref()).map_err(|e| self.corrupt(e.to_string()))?;
+            let want = Digest::from_str(desc.digest().as_ref())
+                .map_err(|e| self.corrupt(e.to_string()))?;
             let (bytes, got) = self.read_json(&name, Some((&want, Some(desc.size()))))?;
             let v: serde_json::Value = self.parse(&name, &bytes)?;
             if v.get("manifests").is_some() {
@@ -370,10 +495,12 @@ impl Reader {
             chosen = Some((self.parse::<ImageManifest>(&name, &bytes)?, got));
             break;
         }
-        let (manifest, manifest_digest) = chosen.ok_or_else(|| self.corrupt("image indexes nested too deep".into()))?;
+        let (manifest, manifest_digest) =
+            chosen.ok_or_else(|| self.corrupt("image indexes nested too deep".into()))?;
         let cdesc = manifest.config();
         let cname = Self::blob_name(cdesc.digest().as_ref()).map_err(|e| self.corrupt(e))?;
-        let cwant = Digest::from_str(cdesc.digest().as_ref()).map_err(|e| self.corrupt(e.to_string()))?;
+        let cwant =
+            Digest::from_str(cdesc.digest().as_ref()).map_err(|e| self.corrupt(e.to_string()))?;
         let (cbytes, config_digest) = self.read_json(&cname, Some((&cwant, Some(cdesc.size()))))?;
         let config: ImageConfiguration = self.parse(&cname, &cbytes)?;
         let mut layers = Vec::new();
@@ -386,16 +513,27 @@ impl Reader {
             } else if mt.ends_with(".tar") || mt.ends_with("layer.v1.tar") {
                 Compression::None
             } else {
-                return Err(self.corrupt(format!("layer {}: unsupported media type {mt}", l.digest())));
+                return Err(
+                    self.corrupt(format!("layer {}: unsupported media type {mt}", l.digest()))
+                );
             };
             layers.push(LayerRef {
                 name: Self::blob_name(l.digest().as_ref()).map_err(|e| self.corrupt(e))?,
-                digest: Some(Digest::from_str(l.digest().as_ref()).map_err(|e| self.corrupt(e.to_string()))?),
+                digest: Some(
+                    Digest::from_str(l.digest().as_ref())
+                        .map_err(|e| self.corrupt(e.to_string()))?,
+                ),
                 size: Some(l.size()),
                 compression: Some(compression),
             });
         }
-        Ok(Plan { config, config_digest, manifest_digest: Some(manifest_digest), reference, layers })
+        Ok(Plan {
+            config,
+            config_digest,
+            manifest_digest: Some(manifest_digest),
+            reference,
+            layers,
+        })
     }
 
     fn docker_plan(&self) -> Result<Plan, ReadError> {
@@ -411,21 +549,30 @@ impl Reader {
         let items: Vec<Item> = self.parse("manifest.json", &bytes)?;
         let item = match items.len() {
             1 => items.into_iter().next().expect("one"),
-            n => return Err(self.corrupt(format!("manifest.json lists {n} images; jail reads archives of exactly one"))),
+            n => {
+                return Err(self.corrupt(format!(
+                    "manifest.json lists {n} images; jail reads archives of exactly one"
+                )))
+            }
         };
         let hex_of = |name: &str| -> Option<Digest> {
-            let base = name.strip_prefix("blobs/sha256/").or_else(|| name.strip_suffix(".json"))?;
+            let base = name
+                .strip_prefix("blobs/sha256/")
+                .or_else(|| name.strip_suffix(".json"))?;
             Digest::from_str(&format!("sha256:{base}")).ok()
         };
         let cwant = hex_of(&item.config);
-        let (cbytes, config_digest) = self.read_json(&item.config, cwant.as_ref().map(|d| (d, None)))?;
+        let (cbytes, config_digest) =
+            self.read_json(&item.config, cwant.as_ref().map(|d| (d, None)))?;
         let config: ImageConfiguration = self.parse(&item.config, &cbytes)?;
         let layers = item
             .layers
             .iter()
             .map(|l| LayerRef {
                 name: l.clone(),
-                digest: l.strip_prefix("blobs/sha256/").and_then(|h| Digest::from_str(&format!("sha256:{h}")).ok()),
+                digest: l
+                    .strip_prefix("blobs/sha256/")
+                    .and_then(|h| Digest::from_str(&format!("sha256:{h}")).ok()),
                 size: None,
                 compression: None,
             })
@@ -439,10 +586,21 @@ impl Reader {
         })
     }
 
-    fn apply_layer(&self, ex: &mut Extractor, layer: &LayerRef, want_diff: Digest) -> Result<LayerInfo, ReadError> {
-        let (raw, _) = self.store.open(&layer.name).map_err(|e| self.missing(&layer.name, e))?;
+    fn apply_layer(
+        &self,
+        ex: &mut Extractor,
+        layer: &LayerRef,
+        want_diff: Digest,
+    ) -> Result<LayerInfo, ReadError> {
+        let (raw, _) = self
+            .store
+            .open(&layer.name)
+            .map_err(|e| self.missing(&layer.name, e))?;
         let mut blob = BufReader::with_capacity(1 << 20, Hashing::new(raw));
-        let head = blob.fill_buf().map_err(|source| ReadError::Io { image: self.image.clone(), source })?;
+        let head = blob.fill_buf().map_err(|source| ReadError::Io {
+            image: self.image.clone(),
+            source,
+        })?;
         let sniffed = if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -452,17 +610,27 @@ impl Reader {
         };
         let compression = layer.compression.unwrap_or(sniffed);
         if compression != sniffed {
-            return Err(self.corrupt(format!("layer {}: the media type says {compression:?} but the data is {sniffed:?}", layer.name)));
+            return Err(self.corrupt(format!(
+                "layer {}: the media type says {compression:?} but the data is {sniffed:?}",
+                layer.name
+            )));
         }
         let ctx = |e: ExtractError| self.extract_err(&layer.name, e);
         let (applied, diff, usize_, mut blob) = match compression {
             Compression::Gzip => {
-                let (a, h) = ex.apply(Hashing::new(flate2::bufread::MultiGzDecoder::new(blob))).map_err(ctx)?;
+                let (a, h) = ex
+                    .apply(Hashing::new(flate2::bufread::MultiGzDecoder::new(blob)))
+                    .map_err(ctx)?;
                 let (d, n, dec) = h.finish();
                 (a, d, n, dec.into_inner())
             }
             Compression::Zstd => {
-                let dec = zstd::stream::read::Decoder::with_buffer(blob).map_err(|source| ReadError::Io { image: self.image.clone(), source })?;
+                let dec = zstd::stream::read::Decoder::with_buffer(blob).map_err(|source| {
+                    ReadError::Io {
+                        image: self.image.clone(),
+                        source,
+                    }
+                })?;
                 let (a, h) = ex.apply(Hashing::new(dec)).map_err(ctx)?;
                 let (d, n, dec) = h.finish();
                 (a, d, n, dec.finish())
@@ -474,16 +642,28 @@ impl Reader {
             }
         };
         // Anything after the compressed stream still belongs to the blob.
-        io::copy(&mut blob, &mut io::sink()).map_err(|source| ReadError::Io { image: self.image.clone(), source })?;
+        io::copy(&mut blob, &mut io::sink()).map_err(|source| ReadError::Io {
+            image: self.image.clone(),
+            source,
+        })?;
         let (digest, size, _) = blob.into_inner().finish();
         if diff != want_diff {
-            return Err(self.corrupt(format!("layer {}: diff_id is {diff}, the config says {want_diff}", layer.name)));
+            return Err(self.corrupt(format!(
+                "layer {}: diff_id is {diff}, the config says {want_diff}",
+                layer.name
+            )));
         }
         if let Some(want) = layer.digest.filter(|w| *w != digest) {
-            return Err(self.corrupt(format!("layer {}: digest is {digest}, the manifest says {want}", layer.name)));
+            return Err(self.corrupt(format!(
+                "layer {}: digest is {digest}, the manifest says {want}",
+                layer.name
+            )));
         }
         if let Some(want) = layer.size.filter(|w| *w != size) {
-            return Err(self.corrupt(format!("layer {}: {size} bytes, the manifest says {want}", layer.name)));
+            return Err(self.corrupt(format!(
+                "layer {}: {size} bytes, the manifest says {want}",
+                layer.name
+            )));
         }
         Ok(LayerInfo {
             name: layer.name.clone(),
@@ -506,7 +686,11 @@ struct Hashing<R> {
 
 impl<R: Read> Hashing<R> {
     fn new(inner: R) -> Self {
-        Hashing { inner, hasher: Sha256::new(), len: 0 }
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
     }
 
     fn finish(self) -> (Digest, u64, R) {

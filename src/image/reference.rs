@@ -29,7 +29,9 @@ impl Reference {
         };
         let tag_ok = !tag.is_empty()
             && tag.len() <= 128
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
             && !tag.starts_with(['.', '-']);
         if !tag_ok || name.is_empty() || s.contains('@') {
             return Err(bad());
@@ -37,10 +39,15 @@ impl Reference {
         let mut parts = name.split('/').peekable();
         let mut first = true;
         while let Some(part) = parts.next() {
-            let is_host = first && parts.peek().is_some() && (part.contains('.') || part.contains(':') || part == "localhost");
+            let is_host = first
+                && parts.peek().is_some()
+                && (part.contains('.') || part.contains(':') || part == "localhost");
             first = false;
             let ok = if is_host {
-                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
             } else {
                 component_ok(part)
             };
@@ -48,7 +55,10 @@ impl Reference {
                 return Err(bad());
             }
         }
-        Ok(Reference { name: name.to_string(), tag: tag.to_string() })
+        Ok(Reference {
+            name: name.to_string(),
+            tag: tag.to_string(),
+        })
     }
 
     /// A default reference `jail/<name>:latest` from a program or directory
@@ -56,13 +66,26 @@ impl Reference {
     pub fn default_for(name: &str) -> Reference {
         let mut n: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else if "._-".contains(c) { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else if "._-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
-        n = n.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+        n = n
+            .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+            .to_string();
         if n.is_empty() {
             n = "image".into();
         }
-        Reference { name: format!("jail/{n}"), tag: "latest".into() }
+        Reference {
+            name: format!("jail/{n}"),
+            tag: "latest".into(),
+        }
     }
 }
 
@@ -73,7 +96,10 @@ fn component_ok(p: &str) -> bool {
     if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
         return false;
     }
-    p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)) && !p.contains("..") && !p.contains("___")
+    p.chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        && !p.contains("..")
+        && !p.contains("___")
 }
 
 impl fmt::Display for Reference {
@@ -89,9 +115,24 @@ mod tests {
     #[test]
     fn parses_names_tags_and_ports() {
         let r = Reference::parse("localhost:5000/jail/x:v1.2").unwrap();
-        assert_eq!((r.name.as_str(), r.tag.as_str()), ("localhost:5000/jail/x", "v1.2"));
-        assert_eq!(Reference::parse("busybox").unwrap().to_string(), "busybox:latest");
-        for bad in ["", "Upper:x", "a:", "a:-x", "a@sha256:00", "a//b", "a/:x", "-a"] {
+        assert_eq!(
+            (r.name.as_str(), r.tag.as_str()),
+            ("localhost:5000/jail/x", "v1.2")
+        );
+        assert_eq!(
+            Reference::parse("busybox").unwrap().to_string(),
+            "busybox:latest"
+        );
+        for bad in [
+            "",
+            "Upper:x",
+            "a:",
+            "a:-x",
+            "a@sha256:00",
+            "a//b",
+            "a/:x",
+            "-a",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }
     }
@@ -102,6 +143,9 @@ mod tests {
             let r = Reference::default_for(n);
             assert_eq!(Reference::parse(&r.to_string()).unwrap(), r, "{n}");
         }
-        assert_eq!(Reference::default_for("python3").to_string(), "jail/python3:latest");
+        assert_eq!(
+            Reference::default_for("python3").to_string(),
+            "jail/python3:latest"
+        );
     }
 }

@@ -33,7 +33,9 @@ pub const ZSTD_LEVEL: i32 = 3;
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 /// How a layer is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
@@ -61,7 +63,9 @@ impl std::str::FromStr for Compression {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             "none" => Ok(Compression::None),
-            _ => Err(format!("unknown compression {s:?}: expected gzip, zstd or none")),
+            _ => Err(format!(
+                "unknown compression {s:?}: expected gzip, zstd or none"
+            )),
         }
     }
 }
@@ -167,7 +171,10 @@ impl<'p, W: Write> ParallelGzip<'p, W> {
     }
 
     fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.block, Vec::with_capacity(if last { 0 } else { GZIP_BLOCK }));
+        let data = std::mem::replace(
+            &mut self.block,
+            Vec::with_capacity(if last { 0 } else { GZIP_BLOCK }),
+        );
         let next_dict = Arc::new(data[data.len().saturating_sub(WINDOW)..].to_vec());
         let dict = std::mem::replace(&mut self.dict, next_dict);
         let (tx, rx) = mpsc::sync_channel(1);
@@ -182,8 +189,12 @@ impl<'p, W: Write> ParallelGzip<'p, W> {
     }
 
     fn write_oldest(&mut self) -> io::Result<()> {
-        let Some(rx) = self.pending.pop_front() else { return Ok(()) };
-        let (bytes, crc) = rx.recv().map_err(|_| io::Error::other("a deflate worker died"))??;
+        let Some(rx) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let (bytes, crc) = rx
+            .recv()
+            .map_err(|_| io::Error::other("a deflate worker died"))??;
         if !self.header_written {
             self.out.write_all(&GZIP_HEADER)?;
             self.header_written = true;
@@ -231,14 +242,20 @@ fn deflate_block(data: &[u8], dict: &[u8], last: bool) -> Deflated {
     if !dict.is_empty() {
         c.set_dictionary(dict).map_err(io::Error::other)?;
     }
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
     let mut out = Vec::with_capacity(data.len() / 2 + 1024);
     loop {
         if out.capacity() - out.len() < 64 << 10 {
             out.reserve(out.capacity().max(64 << 10));
         }
         let consumed = c.total_in() as usize;
-        let status = c.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
+        let status = c
+            .compress_vec(&data[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
         if status == Status::StreamEnd {
             break;
         }
@@ -259,7 +276,10 @@ mod tests {
     use std::io::Read;
 
     fn pool(n: usize) -> rayon::ThreadPool {
-        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
     }
 
     /// Reproducible pseudo-random but compressible input.
@@ -300,11 +320,15 @@ mod tests {
             assert_eq!(da, dc, "len {len}");
             assert_eq!(a, b);
             let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&a[..]).read_to_end(&mut back).unwrap();
+            flate2::read::GzDecoder::new(&a[..])
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "len {len}");
             // A strict single-member decoder agrees (one member, not several).
             let mut back2 = Vec::new();
-            flate2::read::MultiGzDecoder::new(&a[..]).read_to_end(&mut back2).unwrap();
+            flate2::read::MultiGzDecoder::new(&a[..])
+                .read_to_end(&mut back2)
+                .unwrap();
             assert_eq!(back2, data);
             assert_eq!(&a[..10], &GZIP_HEADER);
         }
@@ -337,6 +361,9 @@ mod tests {
         let mut n = Compressor::new(Compression::None, Vec::new(), &p).unwrap();
         n.write_all(&data).unwrap();
         let (d, len, out) = n.finish().unwrap();
-        assert_eq!((d, len as usize, &out), (Digest::of(&data), data.len(), &data));
+        assert_eq!(
+            (d, len as usize, &out),
+            (Digest::of(&data), data.len(), &data)
+        );
     }
 }

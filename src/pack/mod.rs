@@ -31,7 +31,11 @@ use crate::sys::interrupt::{self, Interrupted};
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     #[error("cannot read {path} (from {host}): {source}")]
-    Read { path: PathBuf, host: PathBuf, source: io::Error },
+    Read {
+        path: PathBuf,
+        host: PathBuf,
+        source: io::Error,
+    },
     #[error("{path} changed since it was recorded ({what}); record the file set again (re-run the trace, or pack the tree again)")]
     Changed { path: PathBuf, what: String },
     #[error("{path} is a {kind:?}: device nodes cannot be packed (the container runtime provides /dev); remove it from the tree or the file set")]
@@ -85,17 +89,30 @@ pub fn write_layer<W: Write>(
     }
     tar::write_end(&mut w).map_err(PackError::Write)?;
     let (diff_id, size, out) = w.finish();
-    Ok((LayerStats { diff_id, size, entries: count }, out))
+    Ok((
+        LayerStats {
+            diff_id,
+            size,
+            entries: count,
+        },
+        out,
+    ))
 }
 
 /// The entries in tar order, with missing parent directories added (0755,
 /// root-owned, mtime 0 or the clamp), after checking that every path is
 /// absolute, normal, and has no non-directory parent.
-fn with_parents<'a>(fs: &'a FileSet) -> Result<Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)>, PackError> {
+/// Entries in tar order, borrowed from the file set or synthesized.
+type Ordered<'a> = Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)>;
+
+fn with_parents<'a>(fs: &'a FileSet) -> Result<Ordered<'a>, PackError> {
     let mut extra: BTreeMap<ImagePath, Entry> = BTreeMap::new();
     for (path, _) in fs.entries.iter() {
         let p = path.as_path();
-        let normal = p.is_absolute() && p.components().skip(1).all(|c| matches!(c, Component::Normal(_)));
+        let normal = p.is_absolute()
+            && p.components()
+                .skip(1)
+                .all(|c| matches!(c, Component::Normal(_)));
         if !normal {
             return Err(PackError::BadEntry {
                 path: p.to_path_buf(),
@@ -113,7 +130,11 @@ fn with_parents<'a>(fs: &'a FileSet) -> Result<Vec<(Cow<'a, ImagePath>, Cow<'a, 
                 Some(e) => {
                     return Err(PackError::BadEntry {
                         path: p.to_path_buf(),
-                        what: format!("its parent {} is a {:?}, not a directory", dir.display(), e.file_type),
+                        what: format!(
+                            "its parent {} is a {:?}, not a directory",
+                            dir.display(),
+                            e.file_type
+                        ),
                     })
                 }
                 None => {
@@ -135,10 +156,17 @@ fn with_parents<'a>(fs: &'a FileSet) -> Result<Vec<(Cow<'a, ImagePath>, Cow<'a, 
             parent = dir.parent();
         }
     }
-    let mut all: Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)> =
-        fs.entries.iter().map(|(p, e)| (Cow::Borrowed(p), Cow::Borrowed(e))).collect();
+    let mut all: Ordered<'a> = fs
+        .entries
+        .iter()
+        .map(|(p, e)| (Cow::Borrowed(p), Cow::Borrowed(e)))
+        .collect();
     if !extra.is_empty() {
-        all.extend(extra.into_iter().map(|(p, e)| (Cow::Owned(p), Cow::Owned(e))));
+        all.extend(
+            extra
+                .into_iter()
+                .map(|(p, e)| (Cow::Owned(p), Cow::Owned(e))),
+        );
         all.sort_by(|a, b| a.0.cmp(&b.0));
     }
     Ok(all)
@@ -154,7 +182,11 @@ fn write_entry<W: Write>(
     buf: &mut [u8],
     progress: Progress<'_>,
 ) -> Result<bool, PackError> {
-    let rel = path.strip_prefix("/").unwrap_or(path).as_os_str().as_bytes();
+    let rel = path
+        .strip_prefix("/")
+        .unwrap_or(path)
+        .as_os_str()
+        .as_bytes();
     if rel.is_empty() {
         // The root's own mode and owner are the runtime's business, as in
         // docker and buildkit layers.
@@ -167,14 +199,24 @@ fn write_entry<W: Write>(
         FileType::Fifo => tar::Kind::Fifo,
         FileType::Socket => return Ok(false),
         FileType::CharDevice | FileType::BlockDevice => {
-            return Err(PackError::Device { path: path.to_path_buf(), kind: e.file_type })
+            return Err(PackError::Device {
+                path: path.to_path_buf(),
+                kind: e.file_type,
+            })
         }
     };
-    let name: Cow<'_, [u8]> = if kind == tar::Kind::Dir { Cow::Owned([rel, b"/"].concat()) } else { Cow::Borrowed(rel) };
+    let name: Cow<'_, [u8]> = if kind == tar::Kind::Dir {
+        Cow::Owned([rel, b"/"].concat())
+    } else {
+        Cow::Borrowed(rel)
+    };
     let link: &[u8] = match (kind, &e.target) {
         (tar::Kind::Symlink, Some(t)) => t.as_os_str().as_bytes(),
         (tar::Kind::Symlink, None) => {
-            return Err(PackError::BadEntry { path: path.to_path_buf(), what: "symlink without a target".into() })
+            return Err(PackError::BadEntry {
+                path: path.to_path_buf(),
+                what: "symlink without a target".into(),
+            })
         }
         _ => b"",
     };
@@ -206,7 +248,10 @@ fn write_entry<W: Write>(
     if let Some(c) = content {
         if let Some(want) = e.sha256 {
             if Digest::of(c) != want {
-                return Err(PackError::Changed { path: path.to_path_buf(), what: "generated content does not match its sha256".into() });
+                return Err(PackError::Changed {
+                    path: path.to_path_buf(),
+                    what: "generated content does not match its sha256".into(),
+                });
             }
         }
         tar::write_header(w, &meta).map_err(PackError::Write)?;
@@ -214,20 +259,31 @@ fn write_entry<W: Write>(
     } else {
         // Open before writing the header, so a missing file fails cleanly.
         let host = fs.host_path(path);
-        let mut f = open_regular(&host).map_err(|source| PackError::Read { path: path.to_path_buf(), host: host.clone(), source })?;
+        let mut f = open_regular(&host).map_err(|source| PackError::Read {
+            path: path.to_path_buf(),
+            host: host.clone(),
+            source,
+        })?;
         tar::write_header(w, &meta).map_err(PackError::Write)?;
         copy_verified(&mut f, path, &host, e, w, buf, progress)?;
     }
-    w.write_all(&[0u8; tar::BLOCK][..tar::padding(size)]).map_err(PackError::Write)?;
+    w.write_all(&[0u8; tar::BLOCK][..tar::padding(size)])
+        .map_err(PackError::Write)?;
     Ok(true)
 }
 
 /// Open a regular file without following a final symlink.
 fn open_regular(host: &Path) -> io::Result<File> {
-    let f = File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY).open(host)?;
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(host)?;
     let m = f.metadata()?;
     if !m.file_type().is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a regular file (mode {:o})", m.mode())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file (mode {:o})", m.mode()),
+        ));
     }
     Ok(f)
 }
@@ -242,15 +298,28 @@ fn copy_verified<W: Write>(
     buf: &mut [u8],
     progress: Progress<'_>,
 ) -> Result<(), PackError> {
-    let read_err = |source| PackError::Read { path: path.to_path_buf(), host: host.to_path_buf(), source };
-    let changed = |what: String| PackError::Changed { path: path.to_path_buf(), what };
+    let read_err = |source| PackError::Read {
+        path: path.to_path_buf(),
+        host: host.to_path_buf(),
+        source,
+    };
+    let changed = |what: String| PackError::Changed {
+        path: path.to_path_buf(),
+        what,
+    };
     let mut hasher = Sha256::new();
     let mut left = e.size;
     while left > 0 {
         interrupt::check()?;
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = match f.read(&mut buf[..want]) {
-            Ok(0) => return Err(changed(format!("{} bytes recorded, only {} now", e.size, e.size - left))),
+            Ok(0) => {
+                return Err(changed(format!(
+                    "{} bytes recorded, only {} now",
+                    e.size,
+                    e.size - left
+                )))
+            }
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(read_err(err)),
@@ -315,8 +384,10 @@ mod tests {
         let mut f = entry(FileType::File, 0o644);
         f.content = Some("hi\n".into());
         fs.entries.insert(ImagePath("/a/b".into()), f);
-        fs.entries.insert(ImagePath("/a-b".into()), entry(FileType::Dir, 0o755));
-        let (stats, out) = write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress).unwrap();
+        fs.entries
+            .insert(ImagePath("/a-b".into()), entry(FileType::Dir, 0o755));
+        let (stats, out) =
+            write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress).unwrap();
         assert_eq!(names(&out), ["a/", "a-b/", "a/b"]);
         assert_eq!(stats.entries, 3);
         assert_eq!(stats.diff_id, Digest::of(&out));
@@ -329,12 +400,19 @@ mod tests {
         let mut l = entry(FileType::Symlink, 0o777);
         l.target = Some("/etc".into());
         fs.entries.insert(ImagePath("/lib".into()), l);
-        fs.entries.insert(ImagePath("/lib/x".into()), entry(FileType::Dir, 0o755));
+        fs.entries
+            .insert(ImagePath("/lib/x".into()), entry(FileType::Dir, 0o755));
         let err = write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress).unwrap_err();
         assert!(err.to_string().contains("/lib/x"), "{err}");
         let mut fs = FileSet::new("/nonexistent");
-        fs.entries.insert(ImagePath("/a/../../etc".into()), entry(FileType::Dir, 0o755));
-        assert!(matches!(write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress), Err(PackError::BadEntry { .. })));
+        fs.entries.insert(
+            ImagePath("/a/../../etc".into()),
+            entry(FileType::Dir, 0o755),
+        );
+        assert!(matches!(
+            write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress),
+            Err(PackError::BadEntry { .. })
+        ));
     }
 
     #[test]
@@ -349,7 +427,10 @@ mod tests {
         write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress).unwrap();
         std::fs::write(dir.path().join("f"), b"HELLO").unwrap();
         let err = write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress).unwrap_err();
-        assert!(matches!(err, PackError::Changed { .. }) && err.to_string().contains("/f"), "{err}");
+        assert!(
+            matches!(err, PackError::Changed { .. }) && err.to_string().contains("/f"),
+            "{err}"
+        );
         std::fs::write(dir.path().join("f"), b"hello!").unwrap();
         let err = write_layer(&fs, &LayerOptions::default(), Vec::new(), &no_progress).unwrap_err();
         assert!(err.to_string().contains("longer"), "{err}");
@@ -361,8 +442,11 @@ mod tests {
     #[test]
     fn clamps_mtimes_to_source_date_epoch() {
         let mut fs = FileSet::new("/nonexistent");
-        fs.entries.insert(ImagePath("/d".into()), entry(FileType::Dir, 0o1777));
-        let opts = LayerOptions { source_date_epoch: Some(10) };
+        fs.entries
+            .insert(ImagePath("/d".into()), entry(FileType::Dir, 0o1777));
+        let opts = LayerOptions {
+            source_date_epoch: Some(10),
+        };
         let (_, out) = write_layer(&fs, &opts, Vec::new(), &no_progress).unwrap();
         let mut a = ::tar::Archive::new(&out[..]);
         let e = a.entries().unwrap().next().unwrap().unwrap();

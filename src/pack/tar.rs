@@ -93,17 +93,20 @@ pub fn write_header(out: &mut impl Write, m: &Meta<'_>) -> io::Result<u64> {
         for (k, v) in &pax {
             data.extend_from_slice(&pax_record(k, v));
         }
-        let h = ustar(&Meta {
-            name: b"././@PaxHeader",
-            kind: Kind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: data.len() as u64,
-            mtime: 0,
-            link: b"",
-            capability: None,
-        }, b'x');
+        let h = ustar(
+            &Meta {
+                name: b"././@PaxHeader",
+                kind: Kind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: data.len() as u64,
+                mtime: 0,
+                link: b"",
+                capability: None,
+            },
+            b'x',
+        );
         out.write_all(&h)?;
         out.write_all(&data)?;
         out.write_all(&[0u8; BLOCK][..padding(data.len() as u64)])?;
@@ -151,10 +154,23 @@ fn ustar(m: &Meta<'_>, flag: u8) -> [u8; BLOCK] {
     let name = &m.name[..m.name.len().min(100)];
     h[..name.len()].copy_from_slice(name);
     octal(&mut h[100..108], u64::from(m.mode & 0o7777));
-    octal(&mut h[108..116], if m.uid > octal_max(8) { 0 } else { m.uid });
-    octal(&mut h[116..124], if m.gid > octal_max(8) { 0 } else { m.gid });
-    octal(&mut h[124..136], if m.size > octal_max(12) { 0 } else { m.size });
-    let mtime = if m.mtime < 0 || m.mtime as u64 > octal_max(12) { 0 } else { m.mtime as u64 };
+    octal(
+        &mut h[108..116],
+        if m.uid > octal_max(8) { 0 } else { m.uid },
+    );
+    octal(
+        &mut h[116..124],
+        if m.gid > octal_max(8) { 0 } else { m.gid },
+    );
+    octal(
+        &mut h[124..136],
+        if m.size > octal_max(12) { 0 } else { m.size },
+    );
+    let mtime = if m.mtime < 0 || m.mtime as u64 > octal_max(12) {
+        0
+    } else {
+        m.mtime as u64
+    };
     octal(&mut h[136..148], mtime);
     h[156] = flag;
     let link = &m.link[..m.link.len().min(100)];
@@ -188,20 +204,39 @@ mod tests {
     use super::*;
 
     fn meta(name: &[u8]) -> Meta<'_> {
-        Meta { name, kind: Kind::File, mode: 0o4755, uid: 0, gid: 0, size: 3, mtime: 1, link: b"", capability: None }
+        Meta {
+            name,
+            kind: Kind::File,
+            mode: 0o4755,
+            uid: 0,
+            gid: 0,
+            size: 3,
+            mtime: 1,
+            link: b"",
+            capability: None,
+        }
     }
 
-    fn read_back(bytes: &[u8]) -> Vec<(Vec<u8>, u64, u32, Option<Vec<u8>>)> {
+    /// (path, size, mode, capability) of every entry.
+    type Read = (Vec<u8>, u64, u32, Option<Vec<u8>>);
+
+    fn read_back(bytes: &[u8]) -> Vec<Read> {
         let mut a = tar::Archive::new(bytes);
         a.entries()
             .unwrap()
             .map(|e| {
                 let mut e = e.unwrap();
-                let cap = e
-                    .pax_extensions()
-                    .unwrap()
-                    .and_then(|x| x.map(|r| r.unwrap()).find(|r| r.key() == Ok("SCHILY.xattr.security.capability")).map(|r| r.value_bytes().to_vec()));
-                (e.path_bytes().into_owned(), e.size(), e.header().mode().unwrap(), cap)
+                let cap = e.pax_extensions().unwrap().and_then(|x| {
+                    x.map(|r| r.unwrap())
+                        .find(|r| r.key() == Ok("SCHILY.xattr.security.capability"))
+                        .map(|r| r.value_bytes().to_vec())
+                });
+                (
+                    e.path_bytes().into_owned(),
+                    e.size(),
+                    e.header().mode().unwrap(),
+                    cap,
+                )
             })
             .collect()
     }

@@ -28,7 +28,9 @@ pub enum Follow {
 }
 
 /// The kind of file a path resolved to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileType {
     File,
@@ -132,14 +134,20 @@ pub struct Root {
 
 impl Clone for Root {
     fn clone(&self) -> Self {
-        Root { host: self.host.clone(), cache: Mutex::new(HashMap::new()) }
+        Root {
+            host: self.host.clone(),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 }
 
 impl Root {
     /// The root of this machine.
     pub fn host() -> Root {
-        Root { host: PathBuf::from("/"), cache: Mutex::new(HashMap::new()) }
+        Root {
+            host: PathBuf::from("/"),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A root at `dir` (made absolute and canonical, so that host paths can
@@ -147,9 +155,15 @@ impl Root {
     pub fn new(dir: &Path) -> io::Result<Root> {
         let host = fs::canonicalize(dir)?;
         if !fs::metadata(&host)?.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", dir.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            ));
         }
-        Ok(Root { host, cache: Mutex::new(HashMap::new()) })
+        Ok(Root {
+            host,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The host directory of this root.
@@ -181,7 +195,9 @@ impl Root {
         if self.is_host() {
             return Some(host.to_path_buf());
         }
-        host.strip_prefix(&self.host).ok().map(|rel| Path::new("/").join(rel))
+        host.strip_prefix(&self.host)
+            .ok()
+            .map(|rel| Path::new("/").join(rel))
     }
 
     /// Forget cached knowledge of `path` and everything below it; called when
@@ -217,7 +233,11 @@ impl Root {
             if !cur_is_dir {
                 cur.push(&name);
                 append_rest(&mut cur, &mut todo);
-                return Resolved { path: cur, links, outcome: Err(Missing::NotDir) };
+                return Resolved {
+                    path: cur,
+                    links,
+                    outcome: Err(Missing::NotDir),
+                };
             }
             let last = todo.is_empty();
             let candidate = cur.join(&name);
@@ -226,27 +246,45 @@ impl Root {
                 Err(missing) => {
                     let mut p = candidate;
                     append_rest(&mut p, &mut todo);
-                    return Resolved { path: p, links, outcome: Err(missing) };
+                    return Resolved {
+                        path: p,
+                        links,
+                        outcome: Err(missing),
+                    };
                 }
             };
             match node {
                 Lookup::Symlink(target) if !last || follow == Follow::Yes => {
                     followed += 1;
                     if followed > MAX_SYMLINKS {
-                        links.push(Link { path: candidate.clone(), target });
+                        links.push(Link {
+                            path: candidate.clone(),
+                            target,
+                        });
                         let mut p = candidate;
                         append_rest(&mut p, &mut todo);
-                        return Resolved { path: p, links, outcome: Err(Missing::Loop) };
+                        return Resolved {
+                            path: p,
+                            links,
+                            outcome: Err(Missing::Loop),
+                        };
                     }
                     if target.is_absolute() {
                         cur = PathBuf::from("/");
                     }
                     push_components(&mut todo, &target);
-                    links.push(Link { path: candidate, target });
+                    links.push(Link {
+                        path: candidate,
+                        target,
+                    });
                     cur_is_dir = true;
                 }
                 Lookup::Symlink(_) => {
-                    return Resolved { path: candidate, links, outcome: Ok(FileType::Symlink) };
+                    return Resolved {
+                        path: candidate,
+                        links,
+                        outcome: Ok(FileType::Symlink),
+                    };
                 }
                 Lookup::Dir => {
                     cur = candidate;
@@ -256,13 +294,21 @@ impl Root {
                     cur = candidate;
                     cur_is_dir = false;
                     if last {
-                        return Resolved { path: cur, links, outcome: Ok(t) };
+                        return Resolved {
+                            path: cur,
+                            links,
+                            outcome: Ok(t),
+                        };
                     }
                 }
             }
         }
         // Ended on a directory (or the root itself).
-        Resolved { path: cur, links, outcome: Ok(FileType::Dir) }
+        Resolved {
+            path: cur,
+            links,
+            outcome: Ok(FileType::Dir),
+        }
     }
 
     fn lookup(&self, inner: &Path, last: bool) -> Result<Lookup, Missing> {
@@ -369,7 +415,11 @@ mod tests {
         symlink("usr/lib", r.join("lib")).unwrap();
         fs::create_dir_all(r.join("usr/lib64")).unwrap();
         symlink("usr/lib64", r.join("lib64")).unwrap();
-        symlink("/lib/x86_64-linux-gnu/ld.so", r.join("usr/lib64/ld-linux.so")).unwrap();
+        symlink(
+            "/lib/x86_64-linux-gnu/ld.so",
+            r.join("usr/lib64/ld-linux.so"),
+        )
+        .unwrap();
         symlink("../../../../../../etc", r.join("usr/escape")).unwrap();
         symlink("loop2", r.join("loop1")).unwrap();
         symlink("loop1", r.join("loop2")).unwrap();
@@ -420,7 +470,10 @@ mod tests {
     fn maps_host_paths_back() {
         let (d, root) = tree();
         let canon = fs::canonicalize(d.path()).unwrap();
-        assert_eq!(root.inner_path(&canon.join("usr/lib")), Some(PathBuf::from("/usr/lib")));
+        assert_eq!(
+            root.inner_path(&canon.join("usr/lib")),
+            Some(PathBuf::from("/usr/lib"))
+        );
         assert_eq!(root.inner_path(Path::new("/elsewhere")), None);
     }
 }

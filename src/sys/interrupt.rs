@@ -47,7 +47,11 @@ pub fn install() {
     INSTALL.call_once(|| {
         // No SA_RESTART: a blocking read returns EINTR, std retries it, and
         // the next `check` sees the flag.
-        let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
         for sig in [Signal::SIGINT, Signal::SIGTERM] {
             // SAFETY: the handler only touches an atomic and calls
             // async-signal-safe libc functions.

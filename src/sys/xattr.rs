@@ -13,15 +13,26 @@ use std::path::Path;
 pub fn lget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let cname =
-        CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains a NUL byte"))?;
+    let cname = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })?;
     // Capabilities are at most 24 bytes (v3); start small and grow on ERANGE.
     let mut buf = vec![0u8; 64];
     loop {
         // SAFETY: both strings are NUL-terminated and live across the call;
         // `buf` is a valid writable buffer of `buf.len()` bytes, and the
         // kernel writes at most that many.
-        let n = unsafe { libc::lgetxattr(cpath.as_ptr(), cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::lgetxattr(
+                cpath.as_ptr(),
+                cname.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(Some(buf));
@@ -38,12 +49,24 @@ pub fn lget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
 /// Set xattr `name` of an open file (`fsetxattr(2)`), e.g. restoring
 /// `security.capability` when unpacking a layer.
 pub fn fset(fd: impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
-    let cname =
-        CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains a NUL byte"))?;
+    let cname = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })?;
     // SAFETY: the fd is open for the duration of the call (borrowed), the
     // name is NUL-terminated, and `value` is valid for `value.len()` bytes,
     // which the kernel only reads.
-    let r = unsafe { libc::fsetxattr(fd.as_fd().as_raw_fd(), cname.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let r = unsafe {
+        libc::fsetxattr(
+            fd.as_fd().as_raw_fd(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {

@@ -48,7 +48,11 @@ pub struct FileAccess {
     /// Whether the path existed when the run first named it.
     pub existed: bool,
     /// A symlink's target, as stored in the link.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_opt_path")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_opt_path"
+    )]
     pub target: Option<PathBuf>,
     /// The errno name of the first failed access (e.g. `ENOENT`), when no
     /// access succeeded.
@@ -125,7 +129,9 @@ impl std::fmt::Display for ExitStatus {
         match self {
             ExitStatus::Code(c) => write!(f, "exit status {c}"),
             ExitStatus::Signal(s) => {
-                let name = nix::sys::signal::Signal::try_from(*s).map(|s| s.as_str()).unwrap_or("unknown signal");
+                let name = nix::sys::signal::Signal::try_from(*s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
                 write!(f, "killed by {name}")
             }
         }
@@ -178,12 +184,25 @@ pub struct AccessLog {
 }
 
 /// The environment variables kept in [`AccessLog::env`].
-pub const LOOKUP_ENV: &[&str] = &["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONPATH", "PERL5LIB", "GCONV_PATH", "TZ", "TZDIR", "HOME"];
+pub const LOOKUP_ENV: &[&str] = &[
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "PYTHONPATH",
+    "PERL5LIB",
+    "GCONV_PATH",
+    "TZ",
+    "TZDIR",
+    "HOME",
+];
 
 impl AccessLog {
     /// Paths with a kind, in path order.
     pub fn with_kind(&self, kind: AccessKind) -> impl Iterator<Item = (&Path, &FileAccess)> {
-        self.files.iter().filter(move |(_, a)| a.kinds.contains(&kind)).map(|(p, a)| (p.as_path(), a))
+        self.files
+            .iter()
+            .filter(move |(_, a)| a.kinds.contains(&kind))
+            .map(|(p, a)| (p.as_path(), a))
     }
 
     /// Count of paths per kind, for the summary.

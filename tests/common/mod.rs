@@ -20,13 +20,21 @@ pub fn jail() -> Command {
 
 /// Fail (never skip) when `tool` is missing, saying which package has it.
 pub fn require(tool: &str, package: &str) {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     assert!(found, "this test needs `{tool}`: install it with `apt-get install -y {package}` (scripts/test.sh does this)");
 }
 
 /// Directory for build products of the tests, under target/.
 pub fn test_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-data").join(name);
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("test-data")
+        .join(name);
     std::fs::create_dir_all(&d).expect("create target/test-data");
     d
 }
@@ -38,22 +46,36 @@ static COMPILE: Mutex<()> = Mutex::new(());
 pub fn fixture(name: &str, flags: &[&str]) -> PathBuf {
     require("gcc", "gcc");
     let _g = COMPILE.lock().unwrap_or_else(|e| e.into_inner());
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.c"));
     let out = test_dir("fixtures").join(name);
     let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
         (Ok(s), Ok(o)) => o.modified().unwrap() >= s.modified().unwrap(),
         _ => false,
     };
     if !fresh {
-        let o = Command::new("gcc").args(["-O1", "-g", "-Wall", "-o"]).arg(&out).arg(&src).args(flags).output().expect("run gcc");
-        assert!(o.status.success(), "gcc {}: {}", src.display(), String::from_utf8_lossy(&o.stderr));
+        let o = Command::new("gcc")
+            .args(["-O1", "-g", "-Wall", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .args(flags)
+            .output()
+            .expect("run gcc");
+        assert!(
+            o.status.success(),
+            "gcc {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     out
 }
 
 /// Run a command, returning its output; panics with stderr when it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Output as text (lossy), for assertions and messages.
@@ -64,7 +86,13 @@ pub fn text(b: &[u8]) -> String {
 /// Assert success, showing stdout and stderr otherwise.
 #[track_caller]
 pub fn ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}\nstdout:\n{}\nstderr:\n{}", o.status, text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    );
 }
 
 /// podman with a private store under a temp dir, runc, and the explicit
@@ -77,7 +105,10 @@ impl Podman {
     pub fn new() -> Podman {
         require("podman", "podman");
         require("runc", "runc");
-        let dir = tempfile::Builder::new().prefix("jail-podman").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("jail-podman")
+            .tempdir()
+            .expect("tempdir");
         std::fs::write(
             dir.path().join("containers.conf"),
             "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\nruntime = \"runc\"\n",
@@ -108,7 +139,11 @@ impl Podman {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run(self.cmd().args(["run", "--rm", "--network", "none"]).arg(image).args(args))
+        run(self
+            .cmd()
+            .args(["run", "--rm", "--network", "none"])
+            .arg(image)
+            .args(args))
     }
 }
 

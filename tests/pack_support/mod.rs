@@ -49,19 +49,31 @@ pub fn rich_items() -> Vec<Item> {
     let mut v = busybox_items();
     v.extend([
         Item::Dir("etc", 0o755),
-        Item::File("etc/hello.txt".into(), b"hello from the tree\n".to_vec(), 0o644),
+        Item::File(
+            "etc/hello.txt".into(),
+            b"hello from the tree\n".to_vec(),
+            0o644,
+        ),
         Item::File("etc/secret".into(), b"s3cret\n".to_vec(), 0o600),
         Item::File("etc/empty".into(), Vec::new(), 0o644),
         Item::Owner("etc/hello.txt", 1234, 5678),
         Item::Dir("etc/private", 0o700),
         Item::File("etc/private/setgid".into(), b"#!/bin/sh\n".to_vec(), 0o2750),
-        Item::File("bin/suid".into(), b"#!/bin/sh\necho suid\n".to_vec(), 0o4755),
+        Item::File(
+            "bin/suid".into(),
+            b"#!/bin/sh\necho suid\n".to_vec(),
+            0o4755,
+        ),
         Item::File("bin/capped".into(), b"caps".to_vec(), 0o755),
         Item::Cap("bin/capped"),
         Item::HardLink("bin/busybox-hard", "bin/busybox"),
         Item::Dir("opt", 0o755),
         Item::Dir(long_dir, 0o755),
-        Item::File(format!("{long_dir}/a-file-name-that-makes-the-path-longer-than-a-hundred-bytes.txt"), b"long\n".to_vec(), 0o644),
+        Item::File(
+            format!("{long_dir}/a-file-name-that-makes-the-path-longer-than-a-hundred-bytes.txt"),
+            b"long\n".to_vec(),
+            0o644,
+        ),
         Item::Dir("data", 0o755),
         Item::File("data/big.bin".into(), pseudo_random(3 << 20), 0o644),
         Item::Link("data/dangling", "../nowhere/at/all"),
@@ -112,7 +124,9 @@ pub fn make_tree(dir: &Path, items: &[Item], hard_links: bool) {
                     fs::set_permissions(dir.join(p), fs::Permissions::from_mode(mode)).unwrap();
                 }
             }
-            Item::Owner(p, u, g) => std::os::unix::fs::lchown(dir.join(p), Some(*u), Some(*g)).unwrap(),
+            Item::Owner(p, u, g) => {
+                std::os::unix::fs::lchown(dir.join(p), Some(*u), Some(*g)).unwrap()
+            }
             Item::Cap(p) => set_cap(&dir.join(p)),
         }
     }
@@ -128,12 +142,19 @@ pub fn make_tree(dir: &Path, items: &[Item], hard_links: bool) {
 fn set_cap(p: &Path) {
     let hex: String = CAP.iter().map(|b| format!("\\x{b:02x}")).collect();
     let script = format!("import os,sys; os.setxattr(sys.argv[1], 'security.capability', b'{hex}', follow_symlinks=False)");
-    ok(&run(Command::new("/usr/bin/python3").arg("-c").arg(script).arg(p)));
+    ok(&run(Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(p)));
 }
 
 /// Set every mtime below (and of) `dir`, symlinks included.
 pub fn set_mtimes(dir: &Path, t: i64) {
-    ok(&run(Command::new("find").arg(dir).args(["-exec", "touch", "-h", "-d"]).arg(format!("@{t}")).args(["{}", "+"])));
+    ok(&run(Command::new("find")
+        .arg(dir)
+        .args(["-exec", "touch", "-h", "-d"])
+        .arg(format!("@{t}"))
+        .args(["{}", "+"])));
 }
 
 /// Everything a tree says about itself: path → (type, mode, uid, gid,
@@ -149,11 +170,21 @@ pub fn snapshot(dir: &Path, with_mtime: bool) -> Snapshot {
         let (t, data) = if ft.is_dir() {
             ('d', Vec::new())
         } else if ft.is_symlink() {
-            ('l', fs::read_link(&e).unwrap().into_os_string().into_encoded_bytes())
+            (
+                'l',
+                fs::read_link(&e)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            )
         } else {
             ('f', fs::read(&e).unwrap())
         };
-        let mtime = if with_mtime && !ft.is_dir() { m.mtime() } else { 0 };
+        let mtime = if with_mtime && !ft.is_dir() {
+            m.mtime()
+        } else {
+            0
+        };
         out.insert(rel, (t, m.mode() & 0o7777, m.uid(), m.gid(), mtime, data));
     }
     out
@@ -198,7 +229,12 @@ pub fn archive_files(tar_path: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// The parsed `--json` summary of a jail run.
 pub fn summary(stdout: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(stdout).unwrap_or_else(|e| panic!("--json output is not JSON ({e}): {}", String::from_utf8_lossy(stdout)))
+    serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "--json output is not JSON ({e}): {}",
+            String::from_utf8_lossy(stdout)
+        )
+    })
 }
 
 /// The one layer's blob of an archive, decompressed.
@@ -211,9 +247,13 @@ pub fn layer_tar(files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
     let mut out = Vec::new();
     match layer["mediaType"].as_str().unwrap() {
         "application/vnd.oci.image.layer.v1.tar+gzip" => {
-            flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_end(&mut out)
+                .unwrap();
         }
-        "application/vnd.oci.image.layer.v1.tar+zstd" => out = zstd::decode_all(&bytes[..]).unwrap(),
+        "application/vnd.oci.image.layer.v1.tar+zstd" => {
+            out = zstd::decode_all(&bytes[..]).unwrap()
+        }
         _ => out = bytes.clone(),
     }
     out
