@@ -19,6 +19,7 @@ pub mod digest;
 pub mod elf;
 pub mod fileset;
 pub mod image;
+pub mod manifest;
 pub mod pack;
 pub mod paths;
 pub mod report;

@@ -65,14 +65,6 @@ impl Failure {
             error: error.into(),
         }
     }
-
-    /// Exit with `code` having already said why on stderr.
-    pub fn silent(code: i32) -> Failure {
-        Failure {
-            code,
-            error: anyhow::anyhow!(""),
-        }
-    }
 }
 
 pub type CmdResult = Result<(), Failure>;

@@ -99,11 +99,12 @@ pub fn write_layer<W: Write>(
     ))
 }
 
-/// The entries in tar order, with missing parent directories added (0755,
-/// root-owned, mtime 0 or the clamp), after checking that every path is
-/// absolute, normal, and has no non-directory parent.
 /// Entries in tar order, borrowed from the file set or synthesized.
 type Ordered<'a> = Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)>;
+
+/// The entries in tar order, with missing parent directories added (0755,
+/// root-owned, mtime 0), after checking that every path is absolute,
+/// normal, and has no non-directory parent.
 
 fn with_parents<'a>(fs: &'a FileSet) -> Result<Ordered<'a>, PackError> {
     let mut extra: BTreeMap<ImagePath, Entry> = BTreeMap::new();

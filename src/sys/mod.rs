@@ -2,4 +2,8 @@
 //! with a `// SAFETY:` note, behind small safe wrappers.
 
 pub mod interrupt;
+pub mod process;
+pub mod ptrace;
+pub mod seccomp;
+pub mod signals;
 pub mod xattr;

@@ -46,6 +46,34 @@ pub fn lget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// Set xattr `name` of `path` (not following a final symlink).
+pub fn lset(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let cname = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })?;
+    // SAFETY: both strings are NUL-terminated and live across the call;
+    // `value` is a valid readable buffer of `value.len()` bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            cpath.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Set xattr `name` of an open file (`fsetxattr(2)`), e.g. restoring
 /// `security.capability` when unpacking a layer.
 pub fn fset(fd: impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {

@@ -100,26 +100,27 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// How the traced command ended.
+/// How the traced command ended. Serialized as `{code: N}` or
+/// `{signal: N}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(untagged)]
 pub enum ExitStatus {
     /// Exited with this code.
-    Code(i32),
+    Code { code: i32 },
     /// Killed by this signal number.
-    Signal(i32),
+    Signal { signal: i32 },
 }
 
 impl ExitStatus {
     pub fn success(self) -> bool {
-        self == ExitStatus::Code(0)
+        self == ExitStatus::Code { code: 0 }
     }
 
     /// The exit code a shell would report (128+N for a signal).
     pub fn code(self) -> i32 {
         match self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => 128 + s,
+            ExitStatus::Code { code } => code,
+            ExitStatus::Signal { signal } => 128 + signal,
         }
     }
 }
@@ -127,9 +128,9 @@ impl ExitStatus {
 impl std::fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ExitStatus::Code(c) => write!(f, "exit status {c}"),
-            ExitStatus::Signal(s) => {
-                let name = nix::sys::signal::Signal::try_from(*s)
+            ExitStatus::Code { code } => write!(f, "exit status {code}"),
+            ExitStatus::Signal { signal } => {
+                let name = nix::sys::signal::Signal::try_from(*signal)
                     .map(|s| s.as_str())
                     .unwrap_or("unknown signal");
                 write!(f, "killed by {name}")

@@ -1,5 +1,202 @@
 //! The tracer: run a command and record every file it and its children touch.
+//!
+//! [`trace`] starts the command under the chosen backend and returns an
+//! [`AccessLog`]. The ptrace backend lives in [`ptrace`] (the event loop) and
+//! [`syscalls`] (what each path syscall means); [`record`] turns accesses
+//! into log entries for every backend.
 
+pub mod exec;
 pub mod log;
+mod ptrace;
+pub mod record;
+pub mod syscalls;
 
-pub use log::{AccessKind, AccessLog, FileAccess};
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub use log::{AccessKind, AccessLog, ExitStatus, FileAccess};
+
+use crate::resolve::Root;
+
+/// Why a trace could not be made. The variants carry the path or pid they
+/// are about.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("command not found: {name:?} (searched PATH={path:?}); give a path or fix PATH")]
+    CommandNotFound { name: OsString, path: String },
+    #[error("cannot execute {}: {errno}; check that it is an executable for this machine", program.display())]
+    Exec {
+        program: PathBuf,
+        errno: nix::errno::Errno,
+    },
+    #[error("{0}")]
+    BadArgument(String),
+    #[error("cannot start {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        source: nix::errno::Errno,
+    },
+    #[error("cannot {what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: nix::errno::Errno,
+    },
+    #[error("{op} on pid {pid} failed: {source}; is another tracer (strace, gdb) attached, or ptrace restricted (kernel.yama.ptrace_scope)?")]
+    Ptrace {
+        pid: i32,
+        op: &'static str,
+        source: nix::errno::Errno,
+    },
+    #[error("waiting for traced processes failed: {0}")]
+    Wait(nix::errno::Errno),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl TraceError {
+    /// Bad usage or input (exit 2) rather than a failed run (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            TraceError::CommandNotFound { .. }
+                | TraceError::Exec { .. }
+                | TraceError::BadArgument(_)
+                | TraceError::Unsupported(_)
+        )
+    }
+}
+
+/// Which tracer to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Ptrace,
+}
+
+/// What to trace and how.
+#[derive(Clone, Debug)]
+pub struct TraceOptions {
+    /// The command and its arguments; `argv[0]` is looked up in the `PATH`
+    /// of `env` when it has no slash.
+    pub argv: Vec<OsString>,
+    /// The command's environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// The working directory (host path); the current one when `None`.
+    pub cwd: Option<PathBuf>,
+    pub backend: Backend,
+    /// Record every syscall's count (slower: every syscall stops).
+    pub all_syscalls: bool,
+}
+
+impl TraceOptions {
+    /// Trace `argv` with this process's environment and directory.
+    pub fn new(argv: Vec<OsString>) -> TraceOptions {
+        TraceOptions {
+            argv,
+            env: std::env::vars_os().collect(),
+            cwd: None,
+            backend: Backend::Ptrace,
+            all_syscalls: false,
+        }
+    }
+
+    fn env_var(&self, key: &str) -> Option<&OsStr> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_os_str())
+    }
+}
+
+/// Run the command under the tracer and return what it touched. The
+/// command's own exit status is in the log; it is not an error here.
+pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
+    let name = opts
+        .argv
+        .first()
+        .ok_or_else(|| TraceError::BadArgument("no command given".into()))?;
+    let cwd = match &opts.cwd {
+        Some(c) => c.clone(),
+        None => std::env::current_dir().map_err(|e| {
+            TraceError::BadArgument(format!("cannot read the current directory: {e}"))
+        })?,
+    };
+    let program = find_program(name, opts.env_var("PATH"), &cwd)?;
+    let root = Root::host();
+    let start = Instant::now();
+    let launch = ptrace::Launch {
+        program: &program,
+        argv: &opts.argv,
+        env: &opts.env,
+        cwd: cwd.clone(),
+        all_syscalls: opts.all_syscalls,
+    };
+    let out = ptrace::run(root, &launch)?;
+    let duration_ms = start.elapsed().as_millis() as u64;
+    let (files, names) = out.recorder.finish();
+    let env: BTreeMap<String, String> = log::LOOKUP_ENV
+        .iter()
+        .filter_map(|k| {
+            opts.env_var(k)
+                .map(|v| (k.to_string(), v.to_string_lossy().into_owned()))
+        })
+        .collect();
+    Ok(AccessLog {
+        command: opts.argv.clone(),
+        root: PathBuf::from("/"),
+        cwd,
+        backend: "ptrace".into(),
+        env,
+        exit: out.exit,
+        processes: out.processes,
+        files,
+        names,
+        syscalls: out.syscall_counts,
+        warnings: out.warnings,
+        stats: log::TraceStats {
+            syscall_stops: out.syscall_stops,
+            duration_ms,
+        },
+    })
+}
+
+/// Find the executable as `execvp` would: a name with a slash is a path
+/// (relative to `cwd`); otherwise the first executable regular file along
+/// `PATH` (an empty entry means the current directory).
+pub fn find_program(name: &OsStr, path: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, TraceError> {
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.as_bytes().contains(&b'/') {
+        let p = cwd.join(name);
+        return if p.exists() {
+            Ok(p)
+        } else {
+            Err(TraceError::CommandNotFound {
+                name: name.to_os_string(),
+                path: String::new(),
+            })
+        };
+    }
+    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    for dir in path.as_bytes().split(|&b| b == b':') {
+        let dir = if dir.is_empty() {
+            cwd.to_path_buf()
+        } else {
+            cwd.join(OsStr::from_bytes(dir))
+        };
+        let cand = dir.join(name);
+        if is_exec(&cand) {
+            return Ok(cand);
+        }
+    }
+    Err(TraceError::CommandNotFound {
+        name: name.to_os_string(),
+        path: path.to_string_lossy().into_owned(),
+    })
+}

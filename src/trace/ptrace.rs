@@ -1,0 +1,1002 @@
+//! The ptrace backend.
+//!
+//! The command starts stopped, is seized with PTRACE_O_EXITKILL and the
+//! fork/clone/exec/seccomp options, installs a seccomp filter that returns
+//! SECCOMP_RET_TRACE for the path syscalls of [`super::syscalls::TABLE`] only
+//! (every other syscall runs at full speed), then execs. Each path syscall
+//! costs one stop, at entry: the tracer resolves the path itself while the
+//! tracee waits, so the outcome (exists, missing) is known without a second
+//! stop at syscall exit (docs/tracing.md explains the trade-off).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::ptrace::{self, Event, Options};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::resolve::{Follow, Root};
+use crate::sys::ptrace::{self as sp, SyscallInfo};
+use crate::sys::{process, seccomp, signals};
+
+use super::exec::{self, Image, MAX_INTERP_DEPTH};
+use super::log::{Exec, ExitStatus, Process};
+use super::record::{Access, Recorder};
+use super::syscalls::{self, Op, OpenFlags};
+use super::TraceError;
+
+/// What the loop hands back to [`super::trace`].
+pub(super) struct Outcome {
+    pub recorder: Recorder,
+    pub exit: ExitStatus,
+    pub processes: Vec<Process>,
+    pub warnings: Vec<String>,
+    pub syscall_stops: u64,
+    pub syscall_counts: Option<BTreeMap<String, u64>>,
+}
+
+/// How to start the command.
+pub(super) struct Launch<'a> {
+    /// The executable, as a host path.
+    pub program: &'a Path,
+    pub argv: &'a [OsString],
+    pub env: &'a [(OsString, OsString)],
+    /// The command's working directory, in-root.
+    pub cwd: PathBuf,
+    /// Stop on every syscall to count them (`--syscalls`), not only on path
+    /// syscalls.
+    pub all_syscalls: bool,
+}
+
+const AT_FDCWD: i32 = libc::AT_FDCWD;
+const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
+const AT_SYMLINK_NOFOLLOW: u64 = libc::AT_SYMLINK_NOFOLLOW as u64;
+const AT_SYMLINK_FOLLOW: u64 = libc::AT_SYMLINK_FOLLOW as u64;
+
+/// Work a task must do at its next stop, once the syscall it was stopped in
+/// has completed (its effect is not visible at the entry stop).
+#[derive(Default)]
+struct Pending {
+    cwd_changed: bool,
+    invalidate: Vec<PathBuf>,
+}
+
+/// The exec a thread asked for, kept until the kernel reports it done.
+struct PendingExec {
+    path: PathBuf,
+    argv: Vec<OsString>,
+}
+
+/// The working directory shared by the threads of one fs group.
+#[derive(Clone, Default)]
+struct FsGroup {
+    /// In-root cwd; `None` = read /proc/TID/cwd next time.
+    cwd: Option<PathBuf>,
+    /// Threads stopped in (or just past) a chdir whose effect is not settled:
+    /// while any is, /proc is read every time and nothing is cached.
+    changing: u32,
+}
+
+/// One traced thread.
+struct Task {
+    tgid: Pid,
+    /// Index into `Tracer::cwds`: threads created with CLONE_FS share one.
+    fs: usize,
+    exec: Option<PendingExec>,
+    pending: Pending,
+}
+
+struct Tracer {
+    rec: Recorder,
+    tasks: HashMap<Pid, Task>,
+    /// Working directory per fs group (threads created with CLONE_FS).
+    cwds: Vec<FsGroup>,
+    /// Stops of threads whose creation event has not been seen yet.
+    held: HashMap<Pid, WaitStatus>,
+    procs: BTreeMap<i32, Process>,
+    main: Pid,
+    main_exit: Option<ExitStatus>,
+    buf: Vec<u8>,
+    stops: u64,
+    counts: Option<HashMap<u64, u64>>,
+    warnings: Vec<String>,
+    warned_uring: bool,
+    warned_chroot: bool,
+    fatal: Option<TraceError>,
+}
+
+/// The seccomp program: trace the table's syscalls, allow the rest. 32-bit
+/// and x32 syscalls are always traced, so the tracer sees and refuses them.
+/// fstat-like calls (`newfstatat`/`statx` with AT_EMPTY_PATH) are allowed:
+/// they name an fd whose open was already recorded, and glibc issues one for
+/// every fstat.
+fn filter(all: bool) -> Vec<seccomp::Insn> {
+    use seccomp::*;
+    let mut p = vec![
+        load(OFF_ARCH),
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        ret(SECCOMP_RET_TRACE),
+        load(OFF_NR),
+        jge(X32_SYSCALL_BIT, 0, 1),
+        ret(SECCOMP_RET_TRACE),
+    ];
+    if all {
+        p.push(ret(SECCOMP_RET_TRACE));
+        return p;
+    }
+    // (syscall, flags argument) pairs for which AT_EMPTY_PATH means "an fd".
+    for (nr, arg) in [(libc::SYS_newfstatat, 3u32), (libc::SYS_statx, 2u32)] {
+        p.push(load(OFF_NR));
+        p.push(jeq(nr as u32, 0, 4));
+        p.push(load(16 + 8 * arg)); // low word of args[arg] (little-endian)
+        p.push(Insn {
+            code: (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: AT_EMPTY_PATH as u32,
+        });
+        p.push(ret(SECCOMP_RET_ALLOW));
+        p.push(ret(SECCOMP_RET_TRACE));
+    }
+    p.push(load(OFF_NR));
+    let n = syscalls::TABLE.len();
+    for (i, s) in syscalls::TABLE.iter().enumerate() {
+        // On a match jump over the remaining compares and the ALLOW.
+        let to_trace = (n - i) as u8;
+        p.push(jeq(s.nr as u32, to_trace, 0));
+    }
+    p.push(ret(SECCOMP_RET_ALLOW));
+    p.push(ret(SECCOMP_RET_TRACE));
+    p
+}
+
+fn cstring(s: &OsStr, what: &str) -> Result<CString, TraceError> {
+    CString::new(s.as_bytes())
+        .map_err(|_| TraceError::BadArgument(format!("{what} contains a NUL byte: {s:?}")))
+}
+
+/// Run the command under the tracer until every traced process has exited.
+pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError> {
+    let prog = cstring(launch.program.as_os_str(), "program path")?;
+    let argv: Vec<CString> = launch
+        .argv
+        .iter()
+        .map(|a| cstring(a, "argument"))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = launch
+        .env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.clone();
+            kv.push("=");
+            kv.push(v);
+            cstring(&kv, "environment variable")
+        })
+        .collect::<Result<_, _>>()?;
+    let prog_filter = filter(launch.all_syscalls);
+    let need_nnp = !process::has_cap_sys_admin();
+    let pre_exec = || -> nix::Result<()> {
+        if need_nnp {
+            nix::sys::prctl::set_no_new_privs()?;
+        }
+        seccomp::install(&prog_filter)
+    };
+
+    signals::install_forwarding().map_err(|e| TraceError::Setup {
+        what: "install signal handlers",
+        source: e,
+    })?;
+    let child =
+        process::spawn_stopped(&prog, &argv, &envp, &pre_exec).map_err(|e| TraceError::Spawn {
+            program: launch.program.to_path_buf(),
+            source: e,
+        })?;
+    let pid = child.pid;
+    let opts = Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_EXITKILL;
+    if let Err(e) = ptrace::seize(pid, opts) {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        return Err(TraceError::Ptrace {
+            pid: pid.as_raw(),
+            op: "PTRACE_SEIZE",
+            source: e,
+        });
+    }
+    // Wake it from its SIGSTOP; it now installs the filter and execs.
+    kill(pid, Signal::SIGCONT).map_err(|e| TraceError::Ptrace {
+        pid: pid.as_raw(),
+        op: "SIGCONT",
+        source: e,
+    })?;
+
+    let mut t = Tracer {
+        rec: Recorder::new(root),
+        tasks: HashMap::new(),
+        cwds: vec![FsGroup {
+            cwd: Some(launch.cwd.clone()),
+            changing: 0,
+        }],
+        held: HashMap::new(),
+        procs: BTreeMap::new(),
+        main: pid,
+        main_exit: None,
+        buf: Vec::with_capacity(sp::MAX_STR),
+        stops: 0,
+        counts: launch.all_syscalls.then(HashMap::new),
+        warnings: Vec::new(),
+        warned_uring: false,
+        warned_chroot: false,
+        fatal: None,
+    };
+    t.tasks.insert(
+        pid,
+        Task {
+            tgid: pid,
+            fs: 0,
+            exec: None,
+            pending: Pending::default(),
+        },
+    );
+    t.procs.insert(
+        pid.as_raw(),
+        Process {
+            pid: pid.as_raw(),
+            ppid: 0,
+            execs: Vec::new(),
+            threads: 0,
+            exit: None,
+        },
+    );
+
+    let result = t.event_loop();
+    signals::restore_default();
+    result?;
+    if let Some(e) = t.fatal.take() {
+        return Err(e);
+    }
+    if let Some((step, errno)) = child.exec_result() {
+        return Err(match step {
+            process::ChildStep::Exec => TraceError::Exec {
+                program: launch.program.to_path_buf(),
+                errno,
+            },
+            process::ChildStep::PreExec => TraceError::Setup {
+                what: "install the seccomp filter in the child",
+                source: errno,
+            },
+        });
+    }
+    let exit = t.main_exit.unwrap_or(ExitStatus::Signal {
+        signal: libc::SIGKILL,
+    });
+    let counts = t.counts.take().map(|c| {
+        c.into_iter()
+            .map(|(nr, n)| {
+                (
+                    syscalls::name(nr)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("syscall_{nr}")),
+                    n,
+                )
+            })
+            .collect()
+    });
+    Ok(Outcome {
+        recorder: t.rec,
+        exit,
+        processes: t.procs.into_values().collect(),
+        warnings: t.warnings,
+        syscall_stops: t.stops,
+        syscall_counts: counts,
+    })
+}
+
+impl Tracer {
+    fn event_loop(&mut self) -> Result<(), TraceError> {
+        loop {
+            for (sig, from_process) in signals::take_pending() {
+                // A terminal's signal already reached the command's process
+                // group; only a signal sent to jail itself is forwarded.
+                if from_process {
+                    let _ = kill(self.main, sig);
+                }
+            }
+            let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+                Ok(s) => s,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => return Ok(()),
+                Err(e) => return Err(TraceError::Wait(e)),
+            };
+            self.handle(status);
+        }
+    }
+
+    fn handle(&mut self, status: WaitStatus) {
+        match status {
+            WaitStatus::Exited(pid, code) => self.gone(pid, ExitStatus::Code { code }),
+            WaitStatus::Signaled(pid, sig, _) => {
+                self.gone(pid, ExitStatus::Signal { signal: sig as i32 })
+            }
+            WaitStatus::Stopped(pid, sig) => {
+                if self.hold(pid, status) {
+                    return;
+                }
+                self.settle(pid);
+                // Signal-delivery-stop: deliver the signal as if untraced.
+                let _ = ptrace::cont(pid, sig);
+            }
+            WaitStatus::PtraceEvent(pid, sig, ev) => {
+                if self.hold(pid, status) {
+                    return;
+                }
+                self.settle(pid);
+                match ev {
+                    e if e == Event::PTRACE_EVENT_SECCOMP as i32 => self.on_syscall(pid),
+                    e if e == Event::PTRACE_EVENT_FORK as i32
+                        || e == Event::PTRACE_EVENT_VFORK as i32
+                        || e == Event::PTRACE_EVENT_CLONE as i32 =>
+                    {
+                        self.on_clone(pid, e)
+                    }
+                    e if e == Event::PTRACE_EVENT_EXEC as i32 => self.on_exec(pid),
+                    e if e == Event::PTRACE_EVENT_STOP as i32 => {
+                        if matches!(
+                            sig,
+                            Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+                        ) {
+                            // Group-stop (kill -STOP, job control): stay
+                            // stopped until SIGCONT, as without a tracer.
+                            let _ = sp::listen(pid);
+                        } else {
+                            let _ = ptrace::cont(pid, None);
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+                let _ = ptrace::cont(pid, None);
+            }
+            WaitStatus::PtraceSyscall(pid) => {
+                let _ = ptrace::cont(pid, None);
+            }
+            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+        }
+    }
+
+    /// A stop from a thread whose creation event has not arrived yet: keep it
+    /// stopped until we know its process and fs group.
+    fn hold(&mut self, pid: Pid, status: WaitStatus) -> bool {
+        if self.tasks.contains_key(&pid) {
+            return false;
+        }
+        self.held.insert(pid, status);
+        true
+    }
+
+    /// Apply what the task's previous syscall changed, now that it is done.
+    fn settle(&mut self, pid: Pid) {
+        let Some(task) = self.tasks.get_mut(&pid) else {
+            return;
+        };
+        if task.pending.cwd_changed {
+            task.pending.cwd_changed = false;
+            let g = &mut self.cwds[task.fs];
+            g.changing = g.changing.saturating_sub(1);
+            g.cwd = None;
+        }
+        for p in task.pending.invalidate.drain(..) {
+            self.rec.invalidate(&p);
+        }
+    }
+
+    fn gone(&mut self, pid: Pid, status: ExitStatus) {
+        self.held.remove(&pid);
+        self.settle(pid);
+        let Some(task) = self.tasks.remove(&pid) else {
+            return;
+        };
+        if pid == task.tgid {
+            if let Some(p) = self.procs.get_mut(&pid.as_raw()) {
+                p.exit = Some(status.to_string());
+            }
+        }
+        if pid == self.main {
+            self.main_exit = Some(status);
+        }
+    }
+
+    fn on_clone(&mut self, parent: Pid, event: i32) {
+        let Ok(msg) = ptrace::getevent(parent) else {
+            return;
+        };
+        let child = Pid::from_raw(msg as i32);
+        let flags = self.clone_flags(parent, event);
+        let Some(ptask) = self.tasks.get(&parent) else {
+            return;
+        };
+        let ptgid = ptask.tgid;
+        let thread = flags & libc::CLONE_THREAD as u64 != 0;
+        let fs = if flags & libc::CLONE_FS as u64 != 0 {
+            ptask.fs
+        } else {
+            let cwd = self.cwds[ptask.fs].cwd.clone();
+            self.cwds.push(FsGroup { cwd, changing: 0 });
+            self.cwds.len() - 1
+        };
+        let tgid = if thread { ptgid } else { child };
+        self.tasks.insert(
+            child,
+            Task {
+                tgid,
+                fs,
+                exec: None,
+                pending: Pending::default(),
+            },
+        );
+        if thread {
+            if let Some(p) = self.procs.get_mut(&ptgid.as_raw()) {
+                p.threads += 1;
+            }
+        } else {
+            self.procs.insert(
+                child.as_raw(),
+                Process {
+                    pid: child.as_raw(),
+                    ppid: ptgid.as_raw(),
+                    execs: Vec::new(),
+                    threads: 0,
+                    exit: None,
+                },
+            );
+        }
+        if let Some(status) = self.held.remove(&child) {
+            self.handle(status);
+        }
+    }
+
+    /// The clone flags of the call the parent is stopped in.
+    fn clone_flags(&self, parent: Pid, event: i32) -> u64 {
+        let by_event = if event == Event::PTRACE_EVENT_CLONE as i32 {
+            (libc::CLONE_THREAD | libc::CLONE_FS) as u64
+        } else {
+            0
+        };
+        let Ok(regs) = sp::regs(parent) else {
+            return by_event;
+        };
+        match regs.orig_rax as i64 {
+            libc::SYS_clone => regs.rdi,
+            libc::SYS_clone3 => sp::read_u64(parent, regs.rdi).unwrap_or(by_event),
+            libc::SYS_fork | libc::SYS_vfork => 0,
+            _ => by_event,
+        }
+    }
+
+    fn on_exec(&mut self, pid: Pid) {
+        let former = ptrace::getevent(pid)
+            .map(|m| Pid::from_raw(m as i32))
+            .unwrap_or(pid);
+        if former != pid {
+            // A non-leader thread exec'd: the kernel gave it the leader's pid.
+            if let Some(t) = self.tasks.remove(&former) {
+                self.tasks.insert(pid, t);
+            }
+        }
+        // Every other thread of the group is gone.
+        self.tasks.retain(|tid, t| t.tgid != pid || *tid == pid);
+        let Some(task) = self.tasks.get_mut(&pid) else {
+            return;
+        };
+        let tgid = task.tgid;
+        let pending = task.exec.take();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let (path, argv) = match pending {
+            Some(p) => (p.path, p.argv),
+            None => (
+                exe.as_deref()
+                    .and_then(|e| self.rec.root().inner_path(e))
+                    .unwrap_or_default(),
+                Vec::new(),
+            ),
+        };
+        if let Some(exe) = &exe {
+            if let Ok(Image::Elf {
+                class64: false,
+                machine,
+                ..
+            }) = exec::inspect(exe)
+            {
+                let abi = if machine == goblin::elf::header::EM_X86_64 {
+                    "x32"
+                } else {
+                    "32-bit (i386)"
+                };
+                self.refuse(format!("pid {pid} executed {}, a {abi} program: jail traces only x86_64 programs; jail a 64-bit build of it", exe.display()));
+                return;
+            }
+        }
+        self.record_interpreters(tgid.as_raw(), &path);
+        if let Some(p) = self.procs.get_mut(&tgid.as_raw()) {
+            p.execs.push(Exec { path, argv });
+        }
+    }
+
+    /// Record the `#!` chain and the ELF interpreter the kernel loaded for
+    /// the executable at the in-root `path`.
+    fn record_interpreters(&mut self, pid: i32, path: &Path) {
+        let mut cur = path.to_path_buf();
+        for _ in 0..MAX_INTERP_DEPTH {
+            let host = self.rec.root().host_path(&cur);
+            let next = match exec::inspect(&host) {
+                Ok(Image::Script { interpreter, .. }) => interpreter,
+                Ok(Image::Elf {
+                    interp: Some(i), ..
+                }) => {
+                    self.rec.access(pid, &i, Follow::Yes, Access::Exec);
+                    return;
+                }
+                _ => return,
+            };
+            let named = if next.is_absolute() {
+                next
+            } else {
+                cur.parent().unwrap_or(Path::new("/")).join(next)
+            };
+            cur = self.rec.access(pid, &named, Follow::Yes, Access::Exec).path;
+        }
+    }
+
+    /// Stop the run: kill every traced process; the loop reaps them.
+    fn refuse(&mut self, why: String) {
+        if self.fatal.is_none() {
+            self.fatal = Some(TraceError::Unsupported(why));
+        }
+        for tid in self.tasks.keys() {
+            let _ = kill(*tid, Signal::SIGKILL);
+        }
+    }
+
+    fn on_syscall(&mut self, tid: Pid) {
+        self.stops += 1;
+        let Ok(SyscallInfo::Seccomp { arch, nr, args, .. }) = sp::syscall_info(tid) else {
+            return;
+        };
+        if arch != seccomp::AUDIT_ARCH_X86_64 || nr & u64::from(seccomp::X32_SYSCALL_BIT) != 0 {
+            let abi = if arch == seccomp::AUDIT_ARCH_I386 {
+                "32-bit (i386)"
+            } else {
+                "x32"
+            };
+            self.refuse(format!("pid {tid} made a {abi} system call (nr {}): jail traces only x86_64 system calls; jail a 64-bit build of the program", nr & 0xffff));
+            return;
+        }
+        if let Some(c) = self.counts.as_mut() {
+            *c.entry(nr).or_insert(0) += 1;
+        }
+        let Some(sc) = syscalls::lookup(nr) else {
+            return;
+        };
+        let Some(task) = self.tasks.get(&tid) else {
+            return;
+        };
+        let pid = task.tgid.as_raw();
+        match sc.op {
+            Op::Open { dirfd, path, flags } => {
+                let flags = match flags {
+                    OpenFlags::Arg(i) => args[i as usize] as i32,
+                    OpenFlags::Fixed(f) => f,
+                    OpenFlags::OpenHow(i) => {
+                        sp::read_u64(tid, args[i as usize]).unwrap_or(0) as i32
+                    }
+                };
+                let Some(named) = self.path_arg(
+                    tid,
+                    dirfd.map(|d| args[d as usize]),
+                    args[path as usize],
+                    false,
+                ) else {
+                    return;
+                };
+                let creat = flags & libc::O_CREAT != 0;
+                let follow =
+                    if flags & libc::O_NOFOLLOW != 0 || (creat && flags & libc::O_EXCL != 0) {
+                        Follow::No
+                    } else {
+                        Follow::Yes
+                    };
+                let acc = flags & libc::O_ACCMODE;
+                let access = if flags & libc::O_PATH != 0 {
+                    Access::Stat
+                } else if creat {
+                    Access::WriteCreate
+                } else if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
+                let seen = self.rec.access(pid, &named, follow, access);
+                if acc == libc::O_RDWR && seen.file_type.is_some() {
+                    self.rec.access(pid, &named, follow, Access::Read);
+                }
+            }
+            Op::Exec {
+                dirfd,
+                path,
+                argv,
+                flags,
+            } => {
+                let f = flags.map_or(0, |i| args[i as usize]);
+                let Some(named) = self.path_arg(
+                    tid,
+                    dirfd.map(|d| args[d as usize]),
+                    args[path as usize],
+                    f & AT_EMPTY_PATH != 0,
+                ) else {
+                    return;
+                };
+                let follow = if f & AT_SYMLINK_NOFOLLOW != 0 {
+                    Follow::No
+                } else {
+                    Follow::Yes
+                };
+                let seen = self.rec.access(pid, &named, follow, Access::Exec);
+                let argv = sp::read_argv(tid, args[argv as usize], 4096)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(OsString::from_vec)
+                    .collect();
+                if let Some(task) = self.tasks.get_mut(&tid) {
+                    task.exec = Some(PendingExec {
+                        path: seen.path,
+                        argv,
+                    });
+                }
+            }
+            Op::Stat {
+                dirfd,
+                path,
+                flags,
+                follow,
+            } => {
+                let f = flags.map_or(0, |i| args[i as usize]);
+                let Some(named) = self.path_arg(
+                    tid,
+                    dirfd.map(|d| args[d as usize]),
+                    args[path as usize],
+                    f & AT_EMPTY_PATH != 0,
+                ) else {
+                    return;
+                };
+                let follow = if !follow || f & AT_SYMLINK_NOFOLLOW != 0 {
+                    Follow::No
+                } else {
+                    Follow::Yes
+                };
+                self.rec.access(pid, &named, follow, Access::Stat);
+            }
+            Op::Readlink { dirfd, path } => {
+                let Some(named) = self.path_arg(
+                    tid,
+                    dirfd.map(|d| args[d as usize]),
+                    args[path as usize],
+                    true,
+                ) else {
+                    return;
+                };
+                self.rec.access(pid, &named, Follow::No, Access::Stat);
+            }
+            Op::Chdir { path } => {
+                let Some(named) = self.path_arg(tid, None, args[path as usize], false) else {
+                    return;
+                };
+                self.rec.access(pid, &named, Follow::Yes, Access::Stat);
+                self.cwd_changes(tid);
+            }
+            Op::Fchdir { fd } => {
+                if let Some(p) = self.fd_path(tid, args[fd as usize] as i32) {
+                    self.rec.access(pid, &p, Follow::No, Access::Stat);
+                }
+                self.cwd_changes(tid);
+            }
+            Op::Getdents { fd } => {
+                if let Some(p) = self.fd_path(tid, args[fd as usize] as i32) {
+                    self.rec.access(pid, &p, Follow::No, Access::List);
+                }
+            }
+            Op::Create { dirfd, path } => {
+                let Some(named) = self.path_arg(
+                    tid,
+                    dirfd.map(|d| args[d as usize]),
+                    args[path as usize],
+                    false,
+                ) else {
+                    return;
+                };
+                self.rec.access(pid, &named, Follow::No, Access::Create);
+            }
+            Op::Delete { dirfd, path } => {
+                let Some(named) = self.path_arg(
+                    tid,
+                    dirfd.map(|d| args[d as usize]),
+                    args[path as usize],
+                    false,
+                ) else {
+                    return;
+                };
+                let seen = self.rec.access(pid, &named, Follow::No, Access::Delete);
+                self.invalidate_later(tid, seen.path);
+            }
+            Op::Rename {
+                olddir,
+                old,
+                newdir,
+                new,
+            } => {
+                let old = self.path_arg(
+                    tid,
+                    olddir.map(|d| args[d as usize]),
+                    args[old as usize],
+                    false,
+                );
+                let new = self.path_arg(
+                    tid,
+                    newdir.map(|d| args[d as usize]),
+                    args[new as usize],
+                    false,
+                );
+                if let Some(old) = old {
+                    let seen = self.rec.access(pid, &old, Follow::No, Access::Delete);
+                    self.invalidate_later(tid, seen.path);
+                }
+                if let Some(new) = new {
+                    let seen = self.rec.access(pid, &new, Follow::No, Access::Replace);
+                    self.invalidate_later(tid, seen.path);
+                }
+            }
+            Op::Link {
+                olddir,
+                old,
+                newdir,
+                new,
+                flags,
+            } => {
+                let f = flags.map_or(0, |i| args[i as usize]);
+                let old = self.path_arg(
+                    tid,
+                    olddir.map(|d| args[d as usize]),
+                    args[old as usize],
+                    f & AT_EMPTY_PATH != 0,
+                );
+                let new = self.path_arg(
+                    tid,
+                    newdir.map(|d| args[d as usize]),
+                    args[new as usize],
+                    false,
+                );
+                if let Some(old) = old {
+                    let follow = if f & AT_SYMLINK_FOLLOW != 0 {
+                        Follow::Yes
+                    } else {
+                        Follow::No
+                    };
+                    self.rec.access(pid, &old, follow, Access::Stat);
+                }
+                if let Some(new) = new {
+                    self.rec.access(pid, &new, Follow::No, Access::Create);
+                }
+            }
+            Op::Symlink { newdir, new } => {
+                let Some(named) = self.path_arg(
+                    tid,
+                    newdir.map(|d| args[d as usize]),
+                    args[new as usize],
+                    false,
+                ) else {
+                    return;
+                };
+                self.rec.access(pid, &named, Follow::No, Access::Create);
+            }
+            Op::Modify {
+                dirfd,
+                path,
+                flags,
+                follow,
+            } => {
+                let f = flags.map_or(0, |i| args[i as usize]);
+                let ptr = args[path as usize];
+                let named = if ptr == 0 {
+                    // utimensat(fd, NULL, …): the fd itself.
+                    dirfd.and_then(|d| self.fd_path(tid, args[d as usize] as i32))
+                } else {
+                    self.path_arg(
+                        tid,
+                        dirfd.map(|d| args[d as usize]),
+                        ptr,
+                        f & AT_EMPTY_PATH != 0,
+                    )
+                };
+                let Some(named) = named else { return };
+                let follow = if !follow || f & AT_SYMLINK_NOFOLLOW != 0 {
+                    Follow::No
+                } else {
+                    Follow::Yes
+                };
+                self.rec.access(pid, &named, follow, Access::Write);
+            }
+            Op::Sockaddr { create } => {
+                let Some(named) = self.unix_socket_path(tid, args[1], args[2]) else {
+                    return;
+                };
+                if create {
+                    self.rec.access(pid, &named, Follow::No, Access::Create);
+                } else {
+                    self.rec.access(pid, &named, Follow::Yes, Access::Stat);
+                }
+            }
+            Op::IoUring => {
+                if !self.warned_uring {
+                    self.warned_uring = true;
+                    self.warnings.push(format!(
+                        "pid {pid} set up io_uring: files it opens through io_uring bypass ptrace and may be missing from the jail; trace with --backend fanotify to see them"
+                    ));
+                }
+            }
+            Op::Chroot { path } => {
+                let Some(named) = self.path_arg(tid, None, args[path as usize], false) else {
+                    return;
+                };
+                self.rec.access(pid, &named, Follow::Yes, Access::Stat);
+                if !self.warned_chroot {
+                    self.warned_chroot = true;
+                    self.warnings.push(format!(
+                        "pid {pid} called chroot({}): paths it names afterwards are recorded as if relative to the original root",
+                        named.display()
+                    ));
+                }
+            }
+            Op::Uselib { path } => {
+                let Some(named) = self.path_arg(tid, None, args[path as usize], false) else {
+                    return;
+                };
+                self.rec.access(pid, &named, Follow::Yes, Access::Read);
+            }
+        }
+    }
+
+    fn cwd_changes(&mut self, tid: Pid) {
+        if let Some(task) = self.tasks.get_mut(&tid) {
+            if !task.pending.cwd_changed {
+                task.pending.cwd_changed = true;
+                let g = &mut self.cwds[task.fs];
+                g.changing += 1;
+                g.cwd = None;
+            }
+        }
+    }
+
+    fn invalidate_later(&mut self, tid: Pid, path: PathBuf) {
+        if let Some(task) = self.tasks.get_mut(&tid) {
+            task.pending.invalidate.push(path);
+        }
+    }
+
+    /// The absolute in-root path a (dirfd, path) argument pair names.
+    /// `empty_is_fd`: an empty path means the dirfd itself (AT_EMPTY_PATH).
+    fn path_arg(
+        &mut self,
+        tid: Pid,
+        dirfd: Option<u64>,
+        ptr: u64,
+        empty_is_fd: bool,
+    ) -> Option<PathBuf> {
+        let dirfd = dirfd.map_or(AT_FDCWD, |d| d as i32);
+        if ptr == 0 {
+            return None;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let read = sp::read_cstr(tid, ptr, &mut buf);
+        let result = match read {
+            Err(_) => None,
+            Ok(()) if buf.is_empty() => {
+                if empty_is_fd && dirfd != AT_FDCWD {
+                    self.fd_path(tid, dirfd)
+                } else if empty_is_fd {
+                    self.cwd(tid)
+                } else {
+                    None // ENOENT without touching anything.
+                }
+            }
+            Ok(()) if buf[0] == b'/' => Some(PathBuf::from(OsStr::from_bytes(&buf))),
+            Ok(()) => {
+                let base = if dirfd == AT_FDCWD {
+                    self.cwd(tid)
+                } else {
+                    self.fd_path(tid, dirfd)
+                };
+                base.map(|b| b.join(OsStr::from_bytes(&buf)))
+            }
+        };
+        self.buf = buf;
+        result
+    }
+
+    /// The in-root working directory of a thread (cached per fs group).
+    fn cwd(&mut self, tid: Pid) -> Option<PathBuf> {
+        let fs = self.tasks.get(&tid)?.fs;
+        if let Some(c) = &self.cwds[fs].cwd {
+            return Some(c.clone());
+        }
+        let host = std::fs::read_link(format!("/proc/{tid}/cwd")).ok()?;
+        let inner = self.rec.root().inner_path(&host)?;
+        if self.cwds[fs].changing == 0 {
+            self.cwds[fs].cwd = Some(inner.clone());
+        }
+        Some(inner)
+    }
+
+    /// The in-root path an fd refers to, if it is a file in the root.
+    fn fd_path(&self, tid: Pid, fd: i32) -> Option<PathBuf> {
+        if fd < 0 {
+            return None;
+        }
+        let host = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
+        let b = host.as_os_str().as_bytes();
+        if b.first() != Some(&b'/') || b.ends_with(b" (deleted)") {
+            return None;
+        }
+        self.rec.root().inner_path(&host)
+    }
+
+    /// The path of a `sockaddr_un` (not abstract), relative paths against
+    /// the cwd.
+    fn unix_socket_path(&mut self, tid: Pid, addr: u64, len: u64) -> Option<PathBuf> {
+        let len = (len as usize).min(110);
+        if addr == 0 || len <= 2 {
+            return None;
+        }
+        let mut b = [0u8; 110];
+        let n = sp::read_mem(tid, addr, &mut b[..len]).ok()?;
+        if n <= 2 || u16::from_ne_bytes([b[0], b[1]]) != libc::AF_UNIX as u16 || b[2] == 0 {
+            return None;
+        }
+        let raw = &b[2..n];
+        let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+        let p = Path::new(OsStr::from_bytes(&raw[..end]));
+        if p.is_absolute() {
+            Some(p.to_path_buf())
+        } else {
+            self.cwd(tid).map(|c| c.join(p))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_jumps_stay_in_range() {
+        for all in [false, true] {
+            let p = filter(all);
+            assert!(p.len() < 4096);
+            for (i, insn) in p.iter().enumerate() {
+                let cls = insn.code & 0x07;
+                if cls == libc::BPF_JMP as u16 {
+                    assert!(i + 1 + (insn.jt as usize) < p.len());
+                    assert!(i + 1 + (insn.jf as usize) < p.len());
+                }
+            }
+            assert_eq!(p.last().unwrap().k, seccomp::SECCOMP_RET_TRACE);
+        }
+    }
+}
