@@ -519,3 +519,58 @@ fn reads_jail_images_in_every_format_back_to_the_tree() {
     drop(u);
     assert_eq!(fs::read_dir(&parent).unwrap().count(), 0);
 }
+
+/// Streaming: a layer over 2 GiB unpacks with bounded memory. Slow in a
+/// debug build; scripts/test.sh runs the suite in release.
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "slow without optimizations: run with --release"
+)]
+fn a_layer_over_two_gib_streams() {
+    let base = fresh("image-read", "big");
+    let tree = base.join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::File::create(tree.join("big"))
+        .unwrap()
+        .set_len((2 << 30) + 12345)
+        .unwrap();
+    fs::write(tree.join("after"), "after the big file\n").unwrap();
+    let img = base.join("big.tar");
+    common::ok(&common::run(
+        common::jail()
+            .arg("pack")
+            .arg(&tree)
+            .arg("-o")
+            .arg(&img)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    ));
+    let parent = base.join("unpack");
+    fs::create_dir_all(&parent).unwrap();
+    let u = read(&img.display().to_string(), &parent).unwrap();
+    assert_eq!(
+        fs::metadata(u.root().join("big")).unwrap().len(),
+        (2 << 30) + 12345
+    );
+    assert_eq!(
+        fs::read_to_string(u.root().join("after")).unwrap(),
+        "after the big file\n"
+    );
+    assert!(u.layers[0].uncompressed_size > 2 << 30);
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        hwm < 256 << 10,
+        "peak memory {hwm} kB: the layer was buffered"
+    );
+    drop(u);
+    fs::remove_file(&img).unwrap();
+}

@@ -209,7 +209,7 @@ fn layer_tar_format() {
             .unwrap_or_default();
         for (k, _) in &caps {
             assert!(
-                ["path", "SCHILY.xattr.security.capability"].contains(&k.as_str()),
+                ["path", "uid", "gid", "SCHILY.xattr.security.capability"].contains(&k.as_str()),
                 "{name}: unexpected PAX {k}"
             );
         }
@@ -222,6 +222,13 @@ fn layer_tar_format() {
             "etc/private/setgid" => assert_eq!(h.mode().unwrap(), 0o2750),
             "tmp/" => assert_eq!(h.mode().unwrap(), 0o1777),
             "etc/hello.txt" => assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (1234, 5678)),
+            "etc/empty" => assert_eq!(
+                caps,
+                [
+                    ("gid".to_string(), b"3000001".to_vec()),
+                    ("uid".to_string(), b"3000000".to_vec())
+                ]
+            ),
             // The hard link is dereferenced: a regular file with content.
             "bin/busybox-hard" => {
                 assert_eq!(h.entry_type(), tar::EntryType::Regular);

@@ -168,9 +168,12 @@ impl Extractor {
             .walk(parents, true, &shown)?
             .expect("walk with create returns a directory");
         let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o7777);
-        let uid = header.uid().unwrap_or(0) as u32;
-        let gid = header.gid().unwrap_or(0) as u32;
-        let mtime = header.mtime().unwrap_or(0) as i64;
+        let pax = pax_numbers(entry);
+        let uid = pax.uid.unwrap_or_else(|| header.uid().unwrap_or(0)) as u32;
+        let gid = pax.gid.unwrap_or_else(|| header.gid().unwrap_or(0)) as u32;
+        let mtime = pax
+            .mtime
+            .unwrap_or_else(|| header.mtime().unwrap_or(0) as i64);
         let times = (TimeSpec::new(mtime, 0), TimeSpec::new(mtime, 0));
 
         match kind {
@@ -470,6 +473,33 @@ impl Extractor {
         }
         Ok(())
     }
+}
+
+/// PAX records that override ustar fields (the tar crate applies `path`,
+/// `linkpath` and `size` itself).
+#[derive(Default)]
+struct PaxNumbers {
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<i64>,
+}
+
+fn pax_numbers<R: Read>(entry: &mut tar::Entry<'_, R>) -> PaxNumbers {
+    let mut n = PaxNumbers::default();
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return n;
+    };
+    for r in exts.flatten() {
+        let v = r.value().unwrap_or("");
+        match r.key_bytes() {
+            b"uid" => n.uid = v.parse().ok(),
+            b"gid" => n.gid = v.parse().ok(),
+            // Fractional seconds are dropped.
+            b"mtime" => n.mtime = v.split('.').next().and_then(|s| s.parse().ok()),
+            _ => {}
+        }
+    }
+    n
 }
 
 /// The raw `security.capability` of an entry, from its PAX records.

@@ -57,6 +57,8 @@ pub fn rich_items() -> Vec<Item> {
         Item::File("etc/secret".into(), b"s3cret\n".to_vec(), 0o600),
         Item::File("etc/empty".into(), Vec::new(), 0o644),
         Item::Owner("etc/hello.txt", 1234, 5678),
+        // Above ustar's 2097151: carried in PAX uid/gid records.
+        Item::Owner("etc/empty", 3_000_000, 3_000_001),
         Item::Dir("etc/private", 0o700),
         Item::File("etc/private/setgid".into(), b"#!/bin/sh\n".to_vec(), 0o2750),
         Item::File(
