@@ -105,7 +105,6 @@ type Ordered<'a> = Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)>;
 /// The entries in tar order, with missing parent directories added (0755,
 /// root-owned, mtime 0), after checking that every path is absolute,
 /// normal, and has no non-directory parent.
-
 fn with_parents<'a>(fs: &'a FileSet) -> Result<Ordered<'a>, PackError> {
     let mut extra: BTreeMap<ImagePath, Entry> = BTreeMap::new();
     for (path, _) in fs.entries.iter() {
