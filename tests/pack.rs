@@ -186,7 +186,7 @@ fn layer_tar_format() {
         let h = e.header().clone();
         let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
         assert!(!name.starts_with('/') && !name.starts_with("./"), "{name}");
-        assert_eq!(h.as_ustar().is_some(), true, "{name}: not a ustar header");
+        assert!(h.as_ustar().is_some(), "{name}: not a ustar header");
         assert_eq!(
             h.username_bytes(),
             Some(&b""[..]),
@@ -520,46 +520,44 @@ fn sigint_leaves_nothing_at_the_destination() {
     ))));
     use nix::sys::signal::Signal::{SIGINT, SIGTERM};
     for (sig, code, format) in [(SIGINT, 130, "oci-archive"), (SIGTERM, 143, "oci-dir")] {
-        {
-            let dest = base.join("out");
-            let mut child = jail()
-                .arg("pack")
-                .arg(&tree)
-                .arg("-o")
-                .arg(&dest)
-                .args(["--format", format])
-                .env_remove("SOURCE_DATE_EPOCH")
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            // Until the staging directory shows up, then a little more.
-            for _ in 0..6000 {
-                if !leftovers(&base).is_empty() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let dest = base.join("out");
+        let child = jail()
+            .arg("pack")
+            .arg(&tree)
+            .arg("-o")
+            .arg(&dest)
+            .args(["--format", format])
+            .env_remove("SOURCE_DATE_EPOCH")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Until the staging directory shows up, then a little more.
+        for _ in 0..6000 {
+            if !leftovers(&base).is_empty() {
+                break;
             }
-            std::thread::sleep(Duration::from_millis(300));
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-            let o = child.wait_with_output().unwrap();
-            assert_eq!(
-                o.status.code(),
-                Some(code),
-                "{sig} {format}: {}",
-                text(&o.stderr)
-            );
-            assert!(
-                text(&o.stderr).contains("nothing was written"),
-                "{}",
-                text(&o.stderr)
-            );
-            assert!(!dest.exists(), "{sig} {format}: the destination exists");
-            assert_eq!(
-                leftovers(&base),
-                Vec::<String>::new(),
-                "{sig} {format}: temp files left"
-            );
+            std::thread::sleep(Duration::from_millis(10));
         }
+        std::thread::sleep(Duration::from_millis(300));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{sig} {format}: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            text(&o.stderr).contains("nothing was written"),
+            "{}",
+            text(&o.stderr)
+        );
+        assert!(!dest.exists(), "{sig} {format}: the destination exists");
+        assert_eq!(
+            leftovers(&base),
+            Vec::<String>::new(),
+            "{sig} {format}: temp files left"
+        );
     }
 }
 
