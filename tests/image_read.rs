@@ -574,3 +574,91 @@ fn a_layer_over_two_gib_streams() {
     drop(u);
     fs::remove_file(&img).unwrap();
 }
+
+/// Run by [`sigint_while_unpacking_removes_the_root`] in a child process.
+#[test]
+#[ignore = "helper, run in a child process by sigint_while_unpacking_removes_the_root"]
+fn helper_unpack_from_env() {
+    let (Some(src), Some(parent)) = (
+        std::env::var_os("JAIL_TEST_UNPACK_SRC"),
+        std::env::var_os("JAIL_TEST_UNPACK_PARENT"),
+    ) else {
+        return;
+    };
+    let r = read(src.to_str().unwrap(), Path::new(&parent));
+    std::process::exit(match r {
+        Err(ReadError::Interrupted(i)) => i.exit_code(),
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+        Ok(_) => 0,
+    });
+}
+
+#[test]
+fn sigint_while_unpacking_removes_the_root() {
+    let base = fresh("image-read", "sigint");
+    let tree = base.join("tree");
+    make_tree(&tree, &busybox_items(), true);
+    common::ok(&common::run(
+        std::process::Command::new("sh").arg("-c").arg(format!(
+            "head -c 512M /dev/urandom > {}/tmp/random",
+            tree.display()
+        )),
+    ));
+    let img = base.join("img.tar");
+    common::ok(&common::run(
+        common::jail()
+            .arg("pack")
+            .arg(&tree)
+            .arg("-o")
+            .arg(&img)
+            // Uncompressed: fast to pack even in a debug build; the reader
+            // still hashes every byte twice.
+            .args(["--compression", "none"])
+            .env_remove("SOURCE_DATE_EPOCH"),
+    ));
+    let parent = base.join("unpack");
+    fs::create_dir_all(&parent).unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_unpack_from_env",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("JAIL_TEST_UNPACK_SRC", &img)
+        .env("JAIL_TEST_UNPACK_PARENT", &parent)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the big file is being written, then signal.
+    let mut started = false;
+    for _ in 0..3000 {
+        let roots: Vec<PathBuf> = fs::read_dir(&parent)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        if roots.iter().any(|r| r.join("tmp/random").exists()) {
+            started = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(started, "the unpack never reached the big file");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", common::text(&o.stderr));
+    assert_eq!(
+        fs::read_dir(&parent).unwrap().count(),
+        0,
+        "the temporary root was left behind"
+    );
+}
