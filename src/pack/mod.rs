@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
@@ -109,10 +109,14 @@ fn with_parents<'a>(fs: &'a FileSet) -> Result<Ordered<'a>, PackError> {
     let mut extra: BTreeMap<ImagePath, Entry> = BTreeMap::new();
     for (path, _) in fs.entries.iter() {
         let p = path.as_path();
-        let normal = p.is_absolute()
-            && p.components()
-                .skip(1)
-                .all(|c| matches!(c, Component::Normal(_)));
+        // Bytewise, not with `Path::components`, which hides `.` and `//`
+        // that would then reach the tar name.
+        let raw = p.as_os_str().as_bytes();
+        let normal = raw == b"/"
+            || (raw.first() == Some(&b'/')
+                && raw[1..]
+                    .split(|&b| b == b'/')
+                    .all(|c| !c.is_empty() && c != b"." && c != b".."));
         if !normal {
             return Err(PackError::BadEntry {
                 path: p.to_path_buf(),
