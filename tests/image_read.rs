@@ -490,6 +490,30 @@ fn reads_jail_images_in_every_format_back_to_the_tree() {
             "{out}"
         );
         assert_eq!(u.reference.as_deref(), Some("r/t:v1"), "{out}");
+        // Fixed point: the unpacked root packs to the same image.
+        let again = base.join(format!("again-{out}.tar"));
+        let o = common::run(
+            common::jail()
+                .arg("pack")
+                .arg(u.root())
+                .arg("-o")
+                .arg(&again)
+                .args([
+                    "--json",
+                    "--tag",
+                    "r/t:v1",
+                    "--compression",
+                    comp,
+                    "--entrypoint",
+                    "/bin/busybox",
+                ])
+                .env_remove("SOURCE_DATE_EPOCH"),
+        );
+        common::ok(&o);
+        let s2 = summary(&o.stdout);
+        for k in ["diff_id", "layer_digest", "image_id", "fileset_digest"] {
+            assert_eq!(s2[k], s[k], "{out}: {k} changed through jail's own reader");
+        }
     }
     // The same archive read as a docker archive (manifest.json only).
     let files = archive_files(&base.join("gzip.tar"));
