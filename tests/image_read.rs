@@ -685,4 +685,6 @@ fn sigint_while_unpacking_removes_the_root() {
         0,
         "the temporary root was left behind"
     );
+    // 1 GB of test data: not worth keeping.
+    let _ = fs::remove_dir_all(&base);
 }

@@ -559,6 +559,7 @@ fn sigint_leaves_nothing_at_the_destination() {
             "{sig} {format}: temp files left"
         );
     }
+    let _ = fs::remove_file(tree.join("tmp/random"));
 }
 
 #[test]
