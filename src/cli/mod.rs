@@ -58,6 +58,14 @@ impl Failure {
         }
     }
 
+    /// Exit with `code`, having already said why on stderr.
+    pub fn silent(code: i32) -> Failure {
+        Failure {
+            code,
+            error: anyhow::anyhow!(""),
+        }
+    }
+
     /// The work failed: exit 1.
     pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
         Failure {

@@ -198,6 +198,46 @@ pub const LOOKUP_ENV: &[&str] = &[
 ];
 
 impl AccessLog {
+    /// Fold a later run of the same jail into this log. A path one run
+    /// created counts as created overall, even if a later run found it.
+    pub fn merge(&mut self, other: AccessLog) {
+        for (path, a) in other.files {
+            match self.files.entry(path) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(a);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let e = o.get_mut();
+                    e.existed &= a.existed;
+                    e.kinds.extend(a.kinds);
+                    e.file_type = e.file_type.or(a.file_type);
+                    e.target = e.target.take().or(a.target);
+                    if e.kinds
+                        .iter()
+                        .any(|k| *k != AccessKind::Missing && *k != AccessKind::Symlink)
+                    {
+                        e.errno = None;
+                    }
+                }
+            }
+        }
+        for (n, p) in other.names {
+            self.names.entry(n).or_insert(p);
+        }
+        self.processes.extend(other.processes);
+        self.warnings.extend(other.warnings);
+        if let (Some(mine), Some(theirs)) = (self.syscalls.as_mut(), other.syscalls) {
+            for (k, n) in theirs {
+                *mine.entry(k).or_insert(0) += n;
+            }
+        }
+        self.stats.syscall_stops += other.stats.syscall_stops;
+        self.stats.duration_ms += other.stats.duration_ms;
+        if self.exit.success() {
+            self.exit = other.exit;
+        }
+    }
+
     /// Paths with a kind, in path order.
     pub fn with_kind(&self, kind: AccessKind) -> impl Iterator<Item = (&Path, &FileAccess)> {
         self.files

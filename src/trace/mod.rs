@@ -6,6 +6,7 @@
 //! into log entries for every backend.
 
 pub mod exec;
+mod fanotify;
 pub mod log;
 mod ptrace;
 pub mod record;
@@ -16,11 +17,14 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 pub use log::{AccessKind, AccessLog, ExitStatus, FileAccess};
 
 use crate::resolve::Root;
+use record::Access;
 
 /// Why a trace could not be made. The variants carry the path or pid they
 /// are about.
@@ -55,6 +59,8 @@ pub enum TraceError {
     Wait(nix::errno::Errno),
     #[error("{0}")]
     Unsupported(String),
+    #[error("the fanotify event queue overflowed: events were lost and the jail would be incomplete; trace as root (unlimited queue) or with --backend ptrace")]
+    Overflow,
 }
 
 impl TraceError {
@@ -75,6 +81,7 @@ impl TraceError {
 pub enum Backend {
     #[default]
     Ptrace,
+    Fanotify,
 }
 
 /// What to trace and how.
@@ -129,14 +136,44 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
     let program = find_program(name, opts.env_var("PATH"), &cwd)?;
     let root = Root::host();
     let start = Instant::now();
-    let launch = ptrace::Launch {
+    let mut launch = ptrace::Launch {
         program: &program,
         argv: &opts.argv,
         env: &opts.env,
         cwd: cwd.clone(),
-        all_syscalls: opts.all_syscalls,
+        mode: if opts.all_syscalls { ptrace::Mode::AllSyscalls } else { ptrace::Mode::PathSyscalls },
     };
-    let out = ptrace::run(root, &launch)?;
+    let mut out = match opts.backend {
+        Backend::Ptrace => ptrace::run(root, &launch)?,
+        Backend::Fanotify => {
+            if opts.all_syscalls {
+                return Err(TraceError::BadArgument("--syscalls needs --backend ptrace: fanotify does not see syscalls".into()));
+            }
+            let pids = Arc::new(Mutex::new(HashSet::new()));
+            let watcher = fanotify::start(&root, pids.clone(), SystemTime::now())?;
+            let unmarked = watcher.unmarked.clone();
+            launch.mode = ptrace::Mode::ProcessesOnly { pids };
+            let traced = ptrace::run(root, &launch);
+            let events = watcher.finish()?;
+            let mut out = traced?;
+            for m in unmarked {
+                out.warnings.push(format!("cannot watch {m} with fanotify: opens there are not seen"));
+            }
+            for ev in events {
+                let Some(path) = out.recorder.root().inner_path(&ev.path) else { continue };
+                let access = match ev.what {
+                    fanotify::What::Exec => Access::Exec,
+                    fanotify::What::CloseWrite => Access::Write,
+                    fanotify::What::Open if ev.is_dir => Access::List,
+                    fanotify::What::Open => Access::Read,
+                };
+                out.recorder.observe(ev.pid, &path, access, ev.created);
+            }
+            out
+        }
+    };
+    out.warnings.sort();
+    out.warnings.dedup();
     let duration_ms = start.elapsed().as_millis() as u64;
     let (files, names) = out.recorder.finish();
     let env: BTreeMap<String, String> = log::LOOKUP_ENV
@@ -150,7 +187,11 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         command: opts.argv.clone(),
         root: PathBuf::from("/"),
         cwd,
-        backend: "ptrace".into(),
+        backend: match opts.backend {
+            Backend::Ptrace => "ptrace",
+            Backend::Fanotify => "fanotify",
+        }
+        .into(),
         env,
         exit: out.exit,
         processes: out.processes,

@@ -8,10 +8,11 @@
 //! tracee waits, so the outcome (exists, missing) is known without a second
 //! stop at syscall exit (docs/tracing.md explains the trade-off).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::sys::ptrace::{self, Event, Options};
@@ -47,9 +48,20 @@ pub(super) struct Launch<'a> {
     pub env: &'a [(OsString, OsString)],
     /// The command's working directory, in-root.
     pub cwd: PathBuf,
-    /// Stop on every syscall to count them (`--syscalls`), not only on path
-    /// syscalls.
-    pub all_syscalls: bool,
+    pub mode: Mode,
+}
+
+/// What the ptrace backend stops on.
+#[derive(Clone)]
+pub(super) enum Mode {
+    /// Path syscalls (the ptrace backend).
+    PathSyscalls,
+    /// Every syscall, to count them (`--syscalls`).
+    AllSyscalls,
+    /// Only fork/clone/exec/exit: no seccomp filter. Keeps `pids` (the
+    /// command's processes) current for the fanotify backend, which sees the
+    /// file accesses; a new process is added before it runs.
+    ProcessesOnly { pids: Arc<Mutex<HashSet<i32>>> },
 }
 
 const AT_FDCWD: i32 = libc::AT_FDCWD;
@@ -107,6 +119,8 @@ struct Tracer {
     warned_uring: bool,
     warned_chroot: bool,
     fatal: Option<TraceError>,
+    /// The command's processes, shared with the fanotify reader.
+    pids: Option<Arc<Mutex<HashSet<i32>>>>,
 }
 
 /// The seccomp program: trace the table's syscalls, allow the rest. 32-bit
@@ -177,13 +191,20 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
             cstring(&kv, "environment variable")
         })
         .collect::<Result<_, _>>()?;
-    let prog_filter = filter(launch.all_syscalls);
+    let prog_filter = match &launch.mode {
+        Mode::PathSyscalls => Some(filter(false)),
+        Mode::AllSyscalls => Some(filter(true)),
+        Mode::ProcessesOnly { .. } => None,
+    };
     let need_nnp = !process::has_cap_sys_admin();
     let pre_exec = || -> nix::Result<()> {
+        let Some(prog) = &prog_filter else {
+            return Ok(());
+        };
         if need_nnp {
             nix::sys::prctl::set_no_new_privs()?;
         }
-        seccomp::install(&prog_filter)
+        seccomp::install(prog)
     };
 
     signals::install_forwarding().map_err(|e| TraceError::Setup {
@@ -196,6 +217,11 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
             source: e,
         })?;
     let pid = child.pid;
+    if let Mode::ProcessesOnly { pids } = &launch.mode {
+        pids.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid.as_raw());
+    }
     let opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACEFORK
         | Options::PTRACE_O_TRACEVFORK
@@ -232,7 +258,11 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         main_exit: None,
         buf: Vec::with_capacity(sp::MAX_STR),
         stops: 0,
-        counts: launch.all_syscalls.then(HashMap::new),
+        counts: matches!(launch.mode, Mode::AllSyscalls).then(HashMap::new),
+        pids: match &launch.mode {
+            Mode::ProcessesOnly { pids } => Some(pids.clone()),
+            _ => None,
+        },
         warnings: Vec::new(),
         warned_uring: false,
         warned_chroot: false,
@@ -448,6 +478,12 @@ impl Tracer {
                 p.threads += 1;
             }
         } else {
+            if let Some(pids) = &self.pids {
+                // Before the child runs: its first file event already counts.
+                pids.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(child.as_raw());
+            }
             self.procs.insert(
                 child.as_raw(),
                 Process {
@@ -502,12 +538,16 @@ impl Tracer {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         let (path, argv) = match pending {
             Some(p) => (p.path, p.argv),
-            None => (
-                exe.as_deref()
+            None => {
+                // No execve stop (fanotify mode): the new image tells.
+                let argv = proc_argv(pid);
+                self.record_argv0(tgid, pid, &argv);
+                let path = exe
+                    .as_deref()
                     .and_then(|e| self.rec.root().inner_path(e))
-                    .unwrap_or_default(),
-                Vec::new(),
-            ),
+                    .unwrap_or_default();
+                (path, argv)
+            }
         };
         if let Some(exe) = &exe {
             if let Ok(Image::Elf {
@@ -529,6 +569,39 @@ impl Tracer {
         if let Some(p) = self.procs.get_mut(&tgid.as_raw()) {
             p.execs.push(Exec { path, argv });
         }
+    }
+
+    /// Without an execve stop the name a program was started by (and its
+    /// symlink chain, like `/usr/bin/python3 → python3.11`) is only in
+    /// argv[0]: resolve it as execvp would, with the new image's PATH.
+    fn record_argv0(&mut self, tgid: Pid, pid: Pid, argv: &[OsString]) {
+        let Some(arg0) = argv.first() else { return };
+        let named = if arg0.as_bytes().contains(&b'/') {
+            match self.cwd(pid) {
+                Some(cwd) => cwd.join(arg0),
+                None => return,
+            }
+        } else {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let path = environ
+                .split(|&b| b == 0)
+                .find_map(|kv| kv.strip_prefix(b"PATH="))
+                .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
+            let found = path
+                .split(|&b| b == b':')
+                .filter(|d| d.first() == Some(&b'/'))
+                .map(|d| Path::new(OsStr::from_bytes(d)).join(arg0))
+                .find(|cand| {
+                    self.rec.root().resolve(cand, Follow::Yes).outcome
+                        == Ok(crate::resolve::FileType::File)
+                });
+            match found {
+                Some(p) => p,
+                None => return,
+            }
+        };
+        self.rec
+            .access(tgid.as_raw(), &named, Follow::Yes, Access::Exec);
     }
 
     /// Record the `#!` chain and the ELF interpreter the kernel loaded for
@@ -978,6 +1051,15 @@ impl Tracer {
             self.cwd(tid).map(|c| c.join(p))
         }
     }
+}
+
+/// The argv of a process, from /proc (NUL-separated).
+fn proc_argv(pid: Pid) -> Vec<OsString> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    raw.split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect()
 }
 
 #[cfg(test)]

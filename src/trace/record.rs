@@ -136,6 +136,21 @@ impl Recorder {
         }
     }
 
+    /// Record an access a backend observed on a physical path (fanotify:
+    /// the file opened, no name, no symlinks). `created`: the run made it.
+    pub fn observe(&mut self, pid: i32, path: &Path, access: Access, created: bool) -> Seen {
+        if !created {
+            return self.access(pid, path, Follow::No, access);
+        }
+        let file_type = self.root.lstat(path).ok().map(|m| FileType::of(&m));
+        let e = self.entry(path, pid, false, file_type);
+        e.existed = false;
+        e.kinds.insert(AccessKind::Create);
+        e.kinds.insert(kind_for(access, file_type));
+        e.errno = None;
+        Seen { path: path.to_path_buf(), file_type }
+    }
+
     fn entry(
         &mut self,
         path: &Path,

@@ -11,9 +11,10 @@ use std::io::{self, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::AtFlags;
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, FchownatFlags, Gid, Uid};
+use nix::unistd::{fchownat, Gid, Uid};
 
 use crate::digest::DigestWriter;
 use crate::fileset::{Entry, FileSet};
@@ -272,7 +273,7 @@ fn set_owner_and_time(
             target,
             Some(Uid::from_raw(entry.uid)),
             Some(Gid::from_raw(entry.gid)),
-            FchownatFlags::NoFollowSymlink,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| TreeError::Metadata {
             path: path.to_path_buf(),

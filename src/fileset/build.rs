@@ -1,0 +1,678 @@
+//! Building a file set from an access log (SPEC "What goes into the jail").
+//!
+//! The union of: the traced files that existed before the run, every
+//! symlink met, the `#!` interpreter chains of executed scripts, the ELF
+//! closure of every executed or opened ELF object, config includes and all
+//! their parent directories; minus files the run created, /proc /sys /dev and
+//! /run contents, secrets, and config excludes; plus `/tmp` (1777).
+//! `/etc/passwd` and `/etc/group` are reduced to root and the run user.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::digest::Digest;
+use crate::elf;
+use crate::paths::ImagePath;
+use crate::resolve::{FileType, Follow, Root};
+use crate::trace::exec::{self as execinfo, Image, MAX_INTERP_DEPTH};
+use crate::trace::{AccessKind, AccessLog};
+
+use super::{Entry, FileSet, Reason};
+
+/// How to build the file set.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Glob patterns (in-root absolute paths; `*` stays within a component,
+    /// `**` crosses them) whose matches are added.
+    pub include: Vec<String>,
+    /// Glob patterns whose matches are left out, whatever added them.
+    pub exclude: Vec<String>,
+    /// Keep `/etc/passwd` and `/etc/group` whole instead of reducing them.
+    pub keep_passwd: bool,
+    /// The uid and gid the image runs as, kept in the reduced passwd/group
+    /// (root is always kept).
+    pub user: Option<(u32, u32)>,
+}
+
+/// Something the build decided that a user should hear about.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Finding {
+    /// A secret the run read was left out of the jail.
+    SecretExcluded {
+        #[serde(with = "crate::paths::serde_path")]
+        path: PathBuf,
+        pid: i32,
+    },
+    /// An ELF dependency the loader would not find.
+    MissingLibrary {
+        name: String,
+        #[serde(with = "crate::paths::serde_path")]
+        needed_by: PathBuf,
+    },
+    /// A path that could not be added (vanished since the run, unreadable).
+    Skipped {
+        #[serde(with = "crate::paths::serde_path")]
+        path: PathBuf,
+        why: String,
+    },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::SecretExcluded { path, pid } => write!(
+                f,
+                "SECRET LEFT OUT: {} was read by pid {pid} but is not copied into the jail; if the program really needs it, include it explicitly (config `include`) or provide it at run time",
+                path.display()
+            ),
+            Finding::MissingLibrary { name, needed_by } => write!(f, "{} needs {name}, which the loader would not find", needed_by.display()),
+            Finding::Skipped { path, why } => write!(f, "left out {}: {why}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid {what} pattern {pattern:?}: {source}")]
+    Pattern {
+        what: &'static str,
+        pattern: String,
+        source: globset::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The file set, and what the build has to say about it.
+#[derive(Debug)]
+pub struct Built {
+    pub fileset: FileSet,
+    pub findings: Vec<Finding>,
+}
+
+/// Paths the runtime provides: their contents never go into a jail.
+const RUNTIME_DIRS: [&str; 4] = ["/proc", "/sys", "/dev", "/run"];
+
+/// Secrets, never copied unless explicitly included (SPEC).
+const SECRET_PATTERNS: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private/**",
+    "**/.ssh/**",
+    "**/.aws/**",
+    "**/.docker/config.json",
+    "**/.netrc",
+    "**/.config/gcloud/**",
+    "**/.gnupg/**",
+    "**/.kube/config",
+    "**/.git-credentials",
+];
+
+/// Files this small are also checked for a PEM private key by content.
+const KEY_SNIFF_MAX: u64 = 64 * 1024;
+
+fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+}
+
+fn globset(what: &'static str, patterns: &[impl AsRef<str>]) -> Result<GlobSet, BuildError> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let p = p.as_ref();
+        b.add(glob(p).map_err(|source| BuildError::Pattern {
+            what,
+            pattern: p.to_string(),
+            source,
+        })?);
+    }
+    b.build().map_err(|source| BuildError::Pattern {
+        what,
+        pattern: String::new(),
+        source,
+    })
+}
+
+struct Builder<'a> {
+    root: &'a Root,
+    reasons: BTreeMap<PathBuf, BTreeSet<Reason>>,
+    exclude: GlobSet,
+    secrets: GlobSet,
+    /// Paths added by an explicit include: they bypass the secret rule.
+    explicit: BTreeSet<PathBuf>,
+    findings: Vec<Finding>,
+}
+
+/// Build the file set of a traced run. `root` is the root the command ran in.
+pub fn from_access_log(
+    log: &AccessLog,
+    root: &Root,
+    opts: &BuildOptions,
+) -> Result<Built, BuildError> {
+    let mut b = Builder {
+        root,
+        reasons: BTreeMap::new(),
+        exclude: globset("exclude", &opts.exclude)?,
+        secrets: globset("secret", SECRET_PATTERNS)?,
+        explicit: BTreeSet::new(),
+        findings: Vec::new(),
+    };
+
+    // 1. What the run touched and found.
+    let mut elf_candidates = Vec::new();
+    let mut executed = Vec::new();
+    for (path, acc) in &log.files {
+        let path = path.as_path();
+        if acc.created() || !acc.existed || is_runtime(path) {
+            continue;
+        }
+        let reasons: BTreeSet<Reason> = acc
+            .kinds
+            .iter()
+            .filter_map(|k| match k {
+                AccessKind::Read => Some(Reason::TracedRead),
+                AccessKind::Exec => Some(Reason::Exec),
+                AccessKind::Stat => Some(Reason::Stat),
+                AccessKind::List => Some(Reason::List),
+                AccessKind::Write => Some(Reason::Write),
+                AccessKind::Symlink => Some(Reason::SymlinkChain),
+                AccessKind::Create | AccessKind::Delete | AccessKind::Missing => None,
+            })
+            .collect();
+        if reasons.is_empty() {
+            continue;
+        }
+        if b.is_secret(path) {
+            b.findings.push(Finding::SecretExcluded {
+                path: path.to_path_buf(),
+                pid: acc.first_pid,
+            });
+            continue;
+        }
+        if acc.file_type == Some(FileType::File)
+            && (reasons.contains(&Reason::Exec) || reasons.contains(&Reason::TracedRead))
+        {
+            elf_candidates.push(path.to_path_buf());
+            if reasons.contains(&Reason::Exec) {
+                executed.push(path.to_path_buf());
+            }
+        }
+        for r in reasons {
+            b.add_exact(path, r);
+        }
+    }
+
+    // Sources of imported Python bytecode, and the landmark (`os.py`) by
+    // which Python finds its prefix (see `Reason::Companion`).
+    let companions: BTreeSet<PathBuf> = b.reasons.keys().filter_map(|p| pyc_source(p).or_else(|| python_landmark(p))).collect();
+    for src in companions {
+        if root.lstat(&src).is_ok() {
+            b.add_resolved(&src, Reason::Companion);
+        }
+    }
+
+    // 2. Interpreters of executed scripts (`/usr/bin/env NAME` along PATH).
+    let path_var = log
+        .env
+        .get("PATH")
+        .cloned()
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    for exe in &executed {
+        for interp in b.interpreters(exe, &path_var) {
+            elf_candidates.push(interp);
+        }
+    }
+
+    // 3. Config includes.
+    for pattern in &opts.include {
+        for p in expand(root, pattern)? {
+            b.explicit.insert(p.clone());
+            if let Some(real) = b.add_resolved(&p, Reason::ConfigInclude) {
+                elf_candidates.push(real);
+            }
+        }
+    }
+
+    // 4. The ELF closure of every executed or opened ELF object, as the
+    // loader resolves it with the traced LD_LIBRARY_PATH / LD_PRELOAD.
+    let mut loader = elf::LoaderEnv::host().with_env(log.env.iter());
+    loader.cwd = log.cwd.clone();
+    b.elf_closure(&elf_candidates, loader);
+
+    // 5. Every parent directory.
+    let all: Vec<PathBuf> = b.reasons.keys().cloned().collect();
+    for p in all {
+        let mut cur = p.parent();
+        while let Some(dir) = cur {
+            if dir == Path::new("/") {
+                break;
+            }
+            b.reasons
+                .entry(dir.to_path_buf())
+                .or_default()
+                .insert(Reason::ParentDir);
+            cur = dir.parent();
+        }
+    }
+
+    // 6. Metadata and content digests, in parallel.
+    let mut fileset = FileSet::new(root.dir());
+    let metas: Vec<(PathBuf, BTreeSet<Reason>, Result<Option<Entry>, String>)> = b
+        .reasons
+        .into_iter()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(p, r)| {
+            let e = entry_for(root, &p, r.clone());
+            (p, r, e)
+        })
+        .collect();
+    let mut findings = b.findings;
+    for (path, _reasons, e) in metas {
+        match e {
+            Ok(Some(entry)) => {
+                if entry.file_type == FileType::File
+                    && !b.explicit.contains(&path)
+                    && entry.size <= KEY_SNIFF_MAX
+                    && holds_private_key(&root.host_path(&path))
+                {
+                    findings.push(Finding::SecretExcluded { path, pid: 0 });
+                    continue;
+                }
+                fileset.entries.insert(ImagePath(path), entry);
+            }
+            Ok(None) => {}
+            Err(why) => findings.push(Finding::Skipped { path, why }),
+        }
+    }
+
+    // 7. passwd/group, and the runtime skeleton.
+    if !opts.keep_passwd {
+        reduce_accounts(&mut fileset, root, opts.user);
+    }
+    add_skeleton(&mut fileset);
+    Ok(Built { fileset, findings })
+}
+
+/// `D/__pycache__/NAME.TAG[.opt-N].pyc` → `D/NAME.py`.
+fn pyc_source(pyc: &Path) -> Option<PathBuf> {
+    let cache = pyc.parent()?;
+    if cache.file_name() != Some(OsStr::new("__pycache__")) {
+        return None;
+    }
+    let name = pyc.file_name()?.as_bytes();
+    let stem = name.split(|&b| b == b'.').next()?;
+    Some(cache.parent()?.join(format!("{}.py", String::from_utf8_lossy(stem))))
+}
+
+/// `…/lib/pythonX.Y/<anything>` → `…/lib/pythonX.Y/os.py`, the file Python
+/// stats to find its prefix (in 3.11 `os` itself is frozen, never opened).
+fn python_landmark(path: &Path) -> Option<PathBuf> {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        let name = d.file_name()?.as_bytes();
+        if name.starts_with(b"python3.") && d.parent().and_then(Path::file_name) == Some(OsStr::new("lib")) {
+            return Some(d.join("os.py"));
+        }
+        dir = d.parent();
+    }
+    None
+}
+
+fn is_runtime(path: &Path) -> bool {
+    RUNTIME_DIRS
+        .iter()
+        .any(|d| path.starts_with(d) && path != Path::new(d))
+}
+
+impl Builder<'_> {
+    fn is_secret(&self, path: &Path) -> bool {
+        self.secrets.is_match(path)
+    }
+
+    /// Whether `path` may enter the file set (not excluded, not a runtime
+    /// path, not a secret unless explicitly included).
+    fn admissible(&mut self, path: &Path) -> bool {
+        if is_runtime(path) || self.exclude.is_match(path) {
+            return false;
+        }
+        !self.is_secret(path) || self.explicit.contains(path)
+    }
+
+    /// Add a physical path as it is.
+    fn add_exact(&mut self, path: &Path, reason: Reason) {
+        if self.admissible(path) {
+            self.reasons
+                .entry(path.to_path_buf())
+                .or_default()
+                .insert(reason);
+        }
+    }
+
+    /// Resolve `path` in the root; add every symlink on the way and the file
+    /// it leads to. Returns the physical path when it exists.
+    fn add_resolved(&mut self, path: &Path, reason: Reason) -> Option<PathBuf> {
+        let r = self.root.resolve(path, Follow::Yes);
+        for link in &r.links {
+            self.add_exact(&link.path, Reason::SymlinkChain);
+        }
+        if !r.exists() {
+            return None;
+        }
+        self.add_exact(&r.path, reason);
+        Some(r.path)
+    }
+
+    /// The `#!` chain of an executed file: every interpreter, added.
+    fn interpreters(&mut self, exe: &Path, path_var: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut cur = exe.to_path_buf();
+        for _ in 0..MAX_INTERP_DEPTH {
+            let Ok(Image::Script { interpreter, arg }) =
+                execinfo::inspect(&self.root.host_path(&cur))
+            else {
+                break;
+            };
+            let Some(real) = self.add_resolved(&interpreter, Reason::Interpreter) else {
+                break;
+            };
+            out.push(real.clone());
+            // `#!/usr/bin/env NAME`: NAME along PATH is the real interpreter.
+            if real.file_name() == Some(OsStr::new("env")) {
+                if let Some(name) = arg.as_deref().and_then(|a| {
+                    a.split(|c| c.is_ascii_whitespace())
+                        .find(|w| !w.is_empty() && w[0] != b'-')
+                }) {
+                    if let Some(found) = self.find_in_path(OsStr::from_bytes(name), path_var) {
+                        out.push(found.clone());
+                        cur = found;
+                        continue;
+                    }
+                }
+            }
+            cur = real;
+        }
+        out
+    }
+
+    fn find_in_path(&mut self, name: &OsStr, path_var: &str) -> Option<PathBuf> {
+        for dir in path_var.split(':').filter(|d| d.starts_with('/')) {
+            let cand = Path::new(dir).join(name);
+            let r = self.root.resolve(&cand, Follow::Yes);
+            if r.outcome == Ok(FileType::File) {
+                return self.add_resolved(&cand, Reason::Interpreter);
+            }
+        }
+        None
+    }
+
+    /// Add the loader's closure of each ELF candidate (non-ELF candidates
+    /// are skipped: scripts and data files are common among them).
+    fn elf_closure(&mut self, candidates: &[PathBuf], loader: elf::LoaderEnv) {
+        let resolver = elf::Resolver::new(self.root, loader);
+        let outcomes: Vec<_> = candidates
+            .par_iter()
+            .map(|c| (c, resolver.closure(c)))
+            .collect();
+        for (candidate, outcome) in outcomes {
+            match outcome {
+                Ok(elf::Outcome::Elf(c)) => {
+                    for link in &c.links {
+                        self.add_exact(&link.path, Reason::SymlinkChain);
+                    }
+                    for o in c.objects.iter().skip(1) {
+                        self.add_exact(&o.path, Reason::ElfDependency);
+                    }
+                    for f in &c.loader_files {
+                        self.add_exact(f, Reason::ElfDependency);
+                    }
+                    for u in c.unresolved() {
+                        self.findings.push(Finding::MissingLibrary {
+                            name: u.need.name.to_string_lossy().into_owned(),
+                            needed_by: u.needed_by.path.clone(),
+                        });
+                    }
+                }
+                Ok(elf::Outcome::NotElf { .. }) => {}
+                Err(e) => self.findings.push(Finding::Skipped {
+                    path: candidate.clone(),
+                    why: e.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+/// Expand an include pattern against the root: a literal path as itself, a
+/// glob by walking its literal prefix.
+fn expand(root: &Root, pattern: &str) -> Result<Vec<PathBuf>, BuildError> {
+    let is_glob = pattern.contains(['*', '?', '[', '{']);
+    if !is_glob {
+        return Ok(vec![PathBuf::from(pattern)]);
+    }
+    let matcher = glob(pattern)
+        .map_err(|source| BuildError::Pattern {
+            what: "include",
+            pattern: pattern.to_string(),
+            source,
+        })?
+        .compile_matcher();
+    // The directory before the first component with a wildcard.
+    let mut base = PathBuf::from("/");
+    for c in Path::new(pattern).components().skip(1) {
+        let s = c.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        base.push(c);
+    }
+    let Some(real_base) = root.canonicalize(&base) else {
+        return Ok(Vec::new());
+    };
+    let host_base = root.host_path(&real_base);
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(&host_base)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let e = e.map_err(|e| BuildError::Io {
+            path: host_base.clone(),
+            source: e.into(),
+        })?;
+        let Ok(rel) = e.path().strip_prefix(&host_base) else {
+            continue;
+        };
+        // Match against the pattern's own spelling of the base.
+        let named = if rel.as_os_str().is_empty() {
+            base.clone()
+        } else {
+            base.join(rel)
+        };
+        if matcher.is_match(&named) {
+            out.push(named);
+        }
+    }
+    Ok(out)
+}
+
+/// The entry for an in-root path, from the filesystem now. `Ok(None)` for
+/// types a jail never carries (sockets, fifos, devices).
+fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>) -> Result<Option<Entry>, String> {
+    let host = root.host_path(path);
+    let meta =
+        fs::symlink_metadata(&host).map_err(|e| format!("cannot stat it after the run: {e}"))?;
+    let file_type = FileType::of(&meta);
+    let mut e = Entry {
+        file_type,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        size: 0,
+        sha256: None,
+        target: None,
+        // Directory mtimes change with every file created in them, the
+        // traced run's outputs included; no program depends on them, so a
+        // traced file set gives directories mtime 0 (docs/formats.md).
+        mtime: if file_type == FileType::Dir {
+            0
+        } else {
+            meta.mtime()
+        },
+        capability: None,
+        content: None,
+        reasons,
+    };
+    match file_type {
+        FileType::File => {
+            let f = fs::File::open(&host).map_err(|e| format!("cannot read it: {e}"))?;
+            e.size = meta.len();
+            e.sha256 = Some(Digest::of_reader(f).map_err(|e| format!("cannot read it: {e}"))?);
+            e.capability = crate::sys::xattr::lget(&host, "security.capability")
+                .ok()
+                .flatten();
+        }
+        FileType::Symlink => {
+            e.target = Some(fs::read_link(&host).map_err(|e| format!("cannot read the link: {e}"))?)
+        }
+        FileType::Dir => {}
+        _ => return Ok(None),
+    }
+    Ok(Some(e))
+}
+
+/// A PEM private key (`-----BEGIN … PRIVATE KEY-----`) anywhere in the file.
+fn holds_private_key(host: &Path) -> bool {
+    let mut buf = Vec::new();
+    if fs::File::open(host)
+        .and_then(|f| f.take(KEY_SNIFF_MAX).read_to_end(&mut buf))
+        .is_err()
+    {
+        return false;
+    }
+    buf.windows(11).any(|w| w == b"PRIVATE KEY") && buf.windows(10).any(|w| w == b"-----BEGIN")
+}
+
+/// Reduce `/etc/passwd` and `/etc/group` (when present) to root and the run
+/// user: the image should not list the build machine's accounts.
+fn reduce_accounts(fs_: &mut FileSet, root: &Root, user: Option<(u32, u32)>) {
+    let (uid, gid) = user.unwrap_or((0, 0));
+    let mut keep_names: BTreeSet<String> = BTreeSet::new();
+    for (file, id_field, keep_id) in [("/etc/passwd", 2usize, uid), ("/etc/group", 2usize, gid)] {
+        let key = ImagePath(PathBuf::from(file));
+        let Some(entry) = fs_.entries.get_mut(&key) else {
+            continue;
+        };
+        if entry.file_type != FileType::File {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(root.host_path(Path::new(file))) else {
+            continue;
+        };
+        let mut out = String::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            let id = fields.get(id_field).and_then(|s| s.parse::<u32>().ok());
+            let member = file == "/etc/group"
+                && fields
+                    .get(3)
+                    .is_some_and(|m| m.split(',').any(|n| keep_names.contains(n)));
+            if id == Some(0) || id == Some(keep_id) || member {
+                if file == "/etc/passwd" {
+                    keep_names.insert(fields[0].to_string());
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        entry.size = out.len() as u64;
+        entry.sha256 = Some(Digest::of(out.as_bytes()));
+        entry.content = Some(out);
+        entry.reasons.insert(Reason::Generated);
+    }
+}
+
+/// `/tmp` with mode 1777, as every program expects.
+fn add_skeleton(fs_: &mut FileSet) {
+    let e = fs_
+        .entries
+        .entry(ImagePath(PathBuf::from("/tmp")))
+        .or_insert_with(|| Entry {
+            file_type: FileType::Dir,
+            mode: 0o1777,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            sha256: None,
+            target: None,
+            mtime: 0,
+            capability: None,
+            content: None,
+            reasons: BTreeSet::new(),
+        });
+    if e.file_type == FileType::Dir {
+        e.mode = 0o1777;
+    }
+    e.reasons.insert(Reason::Skeleton);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_patterns_match_what_they_should() {
+        let s = globset("secret", SECRET_PATTERNS).unwrap();
+        for p in [
+            "/etc/shadow",
+            "/root/.ssh/id_ed25519",
+            "/home/a/.aws/credentials",
+            "/root/.docker/config.json",
+            "/etc/ssh/ssh_host_rsa_key",
+            "/home/u/.config/gcloud/x/y",
+        ] {
+            assert!(s.is_match(p), "{p}");
+        }
+        for p in [
+            "/etc/passwd",
+            "/etc/ssh/ssh_host_rsa_key.pub",
+            "/etc/shadowsocks",
+            "/usr/share/doc/ssh",
+        ] {
+            assert!(!s.is_match(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn pyc_sources() {
+        assert_eq!(pyc_source(Path::new("/l/json/__pycache__/decoder.cpython-311.pyc")), Some(PathBuf::from("/l/json/decoder.py")));
+        assert_eq!(pyc_source(Path::new("/l/__pycache__/x.cpython-311.opt-1.pyc")), Some(PathBuf::from("/l/x.py")));
+        assert_eq!(pyc_source(Path::new("/l/x.pyc")), None);
+        assert_eq!(python_landmark(Path::new("/usr/lib/python3.11/json/__init__.py")), Some(PathBuf::from("/usr/lib/python3.11/os.py")));
+        assert_eq!(python_landmark(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")), None);
+    }
+
+    #[test]
+    fn runtime_dirs_keep_only_themselves() {
+        assert!(is_runtime(Path::new("/proc/self/maps")));
+        assert!(is_runtime(Path::new("/run/nscd/socket")));
+        assert!(!is_runtime(Path::new("/run")));
+        assert!(!is_runtime(Path::new("/devices")));
+    }
+}
