@@ -61,6 +61,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
+    // From the start: a Ctrl-C while the tree is read stops at the first
+    // check, with the same clean exit.
+    jail::sys::interrupt::install();
     let sde = image::source_date_epoch().map_err(Failure::usage)?;
     let reference = match &a.tag {
         Some(t) => Reference::parse(t).map_err(Failure::usage)?,

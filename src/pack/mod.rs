@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
@@ -99,19 +99,24 @@ pub fn write_layer<W: Write>(
     ))
 }
 
+/// Entries in tar order, borrowed from the file set or synthesized.
+type Ordered<'a> = Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)>;
+
 /// The entries in tar order, with missing parent directories added (0755,
-/// root-owned, mtime 0 or the clamp), after checking that every path is
-/// absolute, normal, and has no non-directory parent.
-fn with_parents<'a>(
-    fs: &'a FileSet,
-) -> Result<Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)>, PackError> {
+/// root-owned, mtime 0), after checking that every path is absolute,
+/// normal, and has no non-directory parent.
+fn with_parents<'a>(fs: &'a FileSet) -> Result<Ordered<'a>, PackError> {
     let mut extra: BTreeMap<ImagePath, Entry> = BTreeMap::new();
     for (path, _) in fs.entries.iter() {
         let p = path.as_path();
-        let normal = p.is_absolute()
-            && p.components()
-                .skip(1)
-                .all(|c| matches!(c, Component::Normal(_)));
+        // Bytewise, not with `Path::components`, which hides `.` and `//`
+        // that would then reach the tar name.
+        let raw = p.as_os_str().as_bytes();
+        let normal = raw == b"/"
+            || (raw.first() == Some(&b'/')
+                && raw[1..]
+                    .split(|&b| b == b'/')
+                    .all(|c| !c.is_empty() && c != b"." && c != b".."));
         if !normal {
             return Err(PackError::BadEntry {
                 path: p.to_path_buf(),
@@ -155,7 +160,7 @@ fn with_parents<'a>(
             parent = dir.parent();
         }
     }
-    let mut all: Vec<(Cow<'a, ImagePath>, Cow<'a, Entry>)> = fs
+    let mut all: Ordered<'a> = fs
         .entries
         .iter()
         .map(|(p, e)| (Cow::Borrowed(p), Cow::Borrowed(e)))

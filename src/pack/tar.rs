@@ -217,7 +217,10 @@ mod tests {
         }
     }
 
-    fn read_back(bytes: &[u8]) -> Vec<(Vec<u8>, u64, u32, Option<Vec<u8>>)> {
+    /// (path, size, mode, capability) of every entry.
+    type Read = (Vec<u8>, u64, u32, Option<Vec<u8>>);
+
+    fn read_back(bytes: &[u8]) -> Vec<Read> {
         let mut a = tar::Archive::new(bytes);
         a.entries()
             .unwrap()

@@ -2,20 +2,18 @@
 //! normally and destructors remove temporary files (a signal's default
 //! action would kill the process without running them).
 //!
-//! [`install`] is idempotent. Long loops call [`check`] between units of
+//! [`install`] (idempotent) takes over both signals. Long loops call [`check`] between units of
 //! work; an `Err` travels up like any error, temp files and dirs are dropped
 //! on the way, and the CLI exits 130. A second signal while the first is
 //! being handled restores the default action and re-raises it, so a stuck
 //! process can still be killed with a second Ctrl-C.
 
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Once;
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 /// The signal received, 0 when none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
-static INSTALL: Once = Once::new();
 
 /// Work stopped because SIGINT or SIGTERM arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -44,20 +42,20 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// Turn SIGINT and SIGTERM into the flag [`check`] reads. Idempotent.
 pub fn install() {
-    INSTALL.call_once(|| {
-        // No SA_RESTART: a blocking read returns EINTR, std retries it, and
-        // the next `check` sees the flag.
-        let action = SigAction::new(
-            SigHandler::Handler(on_signal),
-            SaFlags::empty(),
-            SigSet::empty(),
-        );
-        for sig in [Signal::SIGINT, Signal::SIGTERM] {
-            // SAFETY: the handler only touches an atomic and calls
-            // async-signal-safe libc functions.
-            let _ = unsafe { signal::sigaction(sig, &action) };
-        }
-    });
+    // Set every time, not once: another stage (the tracer's signal
+    // forwarding) may have installed its own handler in between.
+    // No SA_RESTART: a blocking read returns EINTR, std retries it, and the
+    // next `check` sees the flag.
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only touches an atomic and calls
+        // async-signal-safe libc functions.
+        let _ = unsafe { signal::sigaction(sig, &action) };
+    }
 }
 
 /// The signal received since [`install`], if any.

@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -60,6 +61,34 @@ pub fn lset(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let r = unsafe {
         libc::lsetxattr(
             cpath.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Set xattr `name` of an open file (`fsetxattr(2)`), e.g. restoring
+/// `security.capability` when unpacking a layer.
+pub fn fset(fd: impl AsFd, name: &str, value: &[u8]) -> io::Result<()> {
+    let cname = CString::new(name).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "xattr name contains a NUL byte",
+        )
+    })?;
+    // SAFETY: the fd is open for the duration of the call (borrowed), the
+    // name is NUL-terminated, and `value` is valid for `value.len()` bytes,
+    // which the kernel only reads.
+    let r = unsafe {
+        libc::fsetxattr(
+            fd.as_fd().as_raw_fd(),
             cname.as_ptr(),
             value.as_ptr().cast(),
             value.len(),

@@ -1,0 +1,708 @@
+//! Reading images without a daemon: a docker-archive tar, an OCI archive
+//! tar, or an OCI layout directory (`DIR`, `DIR:TAG`, `DIR@sha256:…`), with
+//! gzip, zstd or uncompressed layers.
+//!
+//! Archives are indexed once (headers only) and blobs are streamed from
+//! their offsets: nothing is buffered whole but the JSON documents. Every
+//! blob digest and size named by a descriptor, and every diff_id, is
+//! verified while streaming; a mismatch fails the unpack. Layers are applied
+//! in order by [`extract::Extractor`] into a private temporary root that is
+//! removed on any error or interruption.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use sha2::{Digest as _, Sha256};
+
+use super::extract::{self, ExtractError, Extractor};
+use super::{Compression, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::digest::Digest;
+use crate::sys::interrupt::{self, Interrupted};
+
+/// The largest JSON document read (manifests, configs, indexes).
+const MAX_JSON: u64 = 16 << 20;
+
+/// Why an image could not be read. Each names the image (and the layer and
+/// entry when there is one).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{image}: {what}")]
+    NotFound { image: String, what: String },
+    #[error("{image} is not an image: {what}")]
+    NotAnImage { image: String, what: String },
+    #[error("{image}: {what}")]
+    Corrupt { image: String, what: String },
+    #[error("{image}: layer {layer}: {source}; refusing to unpack this image")]
+    Unsafe {
+        image: String,
+        layer: String,
+        source: ExtractError,
+    },
+    #[error("{image}: cannot read: {source}")]
+    Io { image: String, source: io::Error },
+    #[error("cannot unpack into {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+}
+
+impl ReadError {
+    /// True when the image is at fault (exit 2).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ReadError::NotFound { .. }
+                | ReadError::NotAnImage { .. }
+                | ReadError::Corrupt { .. }
+                | ReadError::Unsafe { .. }
+        )
+    }
+}
+
+/// Which image of an OCI layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Select {
+    /// The only one.
+    Only,
+    /// By `org.opencontainers.image.ref.name` (or a `io.containerd.image.name` ending in `:TAG`).
+    Tag(String),
+    /// By manifest digest.
+    Digest(Digest),
+}
+
+/// Where an image is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A docker-archive or OCI archive tar (told apart by content).
+    Archive(PathBuf),
+    /// An OCI image layout directory.
+    Layout { dir: PathBuf, select: Select },
+}
+
+impl ImageSource {
+    /// `FILE`, `DIR`, `DIR:TAG` or `DIR@sha256:…`.
+    pub fn parse(s: &str) -> Result<ImageSource, ReadError> {
+        let p = Path::new(s);
+        if p.is_file() {
+            return Ok(ImageSource::Archive(p.to_path_buf()));
+        }
+        if p.is_dir() {
+            return Ok(ImageSource::Layout {
+                dir: p.to_path_buf(),
+                select: Select::Only,
+            });
+        }
+        if let Some((dir, d)) = s.rsplit_once('@') {
+            if Path::new(dir).is_dir() {
+                let digest = Digest::from_str(d).map_err(|e| ReadError::NotFound {
+                    image: s.into(),
+                    what: e.to_string(),
+                })?;
+                return Ok(ImageSource::Layout {
+                    dir: dir.into(),
+                    select: Select::Digest(digest),
+                });
+            }
+        }
+        if let Some((dir, tag)) = s.rsplit_once(':') {
+            if Path::new(dir).is_dir() && !tag.is_empty() && !tag.contains('/') {
+                return Ok(ImageSource::Layout {
+                    dir: dir.into(),
+                    select: Select::Tag(tag.into()),
+                });
+            }
+        }
+        Err(ReadError::NotFound {
+            image: s.into(),
+            what: "no such file or directory: name an image archive (.tar), an OCI layout directory, DIR:TAG or DIR@sha256:…".into(),
+        })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            ImageSource::Archive(p) => p.display().to_string(),
+            ImageSource::Layout {
+                dir,
+                select: Select::Only,
+            } => dir.display().to_string(),
+            ImageSource::Layout {
+                dir,
+                select: Select::Tag(t),
+            } => format!("{}:{t}", dir.display()),
+            ImageSource::Layout {
+                dir,
+                select: Select::Digest(d),
+            } => format!("{}@{d}", dir.display()),
+        }
+    }
+}
+
+/// One layer as read and verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Where it was in the image (blob path).
+    pub name: String,
+    /// The blob digest (`None` for a docker-archive layer not named by its
+    /// digest, whose compressed bytes nothing vouches for; its diff_id is
+    /// still verified).
+    pub digest: Option<Digest>,
+    pub diff_id: Digest,
+    pub compression: Compression,
+    /// Bytes of the blob as stored.
+    pub size: u64,
+    /// Bytes of the uncompressed tar.
+    pub uncompressed_size: u64,
+    pub applied: extract::Applied,
+}
+
+/// An unpacked image: its root (removed when this is dropped, unless kept),
+/// config and digests.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub root: tempfile::TempDir,
+    pub config: ImageConfiguration,
+    /// The config digest (image ID).
+    pub config_digest: Digest,
+    /// The manifest digest (OCI images; `None` for a docker-archive).
+    pub manifest_digest: Option<Digest>,
+    /// The name the image had in the archive or layout, if any.
+    pub reference: Option<String>,
+    pub layers: Vec<LayerInfo>,
+}
+
+impl Unpacked {
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+/// Where blobs come from: a directory or an indexed tar.
+enum Store {
+    Dir(PathBuf),
+    Tar {
+        file: PathBuf,
+        members: HashMap<String, (u64, u64)>,
+    },
+}
+
+impl Store {
+    fn open_archive(path: &Path, image: &str) -> Result<Store, ReadError> {
+        let io_err = |source| ReadError::Io {
+            image: image.into(),
+            source,
+        };
+        let f = File::open(path).map_err(io_err)?;
+        let mut a = tar::Archive::new(f);
+        let mut members = HashMap::new();
+        let not_image = |what: String| ReadError::NotAnImage {
+            image: image.into(),
+            what,
+        };
+        let entries = a
+            .entries_with_seek()
+            .map_err(|e| not_image(format!("not a tar archive ({e})")))?;
+        for e in entries {
+            let e = e.map_err(|e| not_image(format!("not a readable tar archive ({e})")))?;
+            if e.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let name = String::from_utf8_lossy(&e.path_bytes())
+                .trim_start_matches("./")
+                .to_string();
+            let size = e.size();
+            members.insert(name, (e.raw_file_position(), size));
+        }
+        if members.is_empty() {
+            return Err(not_image("an empty or non-tar file".into()));
+        }
+        Ok(Store::Tar {
+            file: path.to_path_buf(),
+            members,
+        })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        match self {
+            Store::Dir(d) => d.join(name).is_file(),
+            Store::Tar { members, .. } => members.contains_key(name),
+        }
+    }
+
+    /// A reader over a member and its size.
+    fn open(&self, name: &str) -> io::Result<(Box<dyn Read>, u64)> {
+        match self {
+            Store::Dir(d) => {
+                let f = File::open(d.join(name))?;
+                let len = f.metadata()?.len();
+                Ok((Box::new(f), len))
+            }
+            Store::Tar { file, members } => {
+                let (off, len) = *members.get(name).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{name} is not in the archive"),
+                    )
+                })?;
+                let mut f = File::open(file)?;
+                f.seek(SeekFrom::Start(off))?;
+                Ok((Box::new(f.take(len)), len))
+            }
+        }
+    }
+}
+
+/// Read and unpack `source` into a new temporary directory under `parent`.
+pub fn unpack(source: &ImageSource, parent: &Path) -> Result<Unpacked, ReadError> {
+    interrupt::install();
+    let image = source.name();
+    let (store, select) = match source {
+        ImageSource::Archive(p) => (Store::open_archive(p, &image)?, Select::Only),
+        ImageSource::Layout { dir, select } => (Store::Dir(dir.clone()), select.clone()),
+    };
+    let r = Reader {
+        store,
+        image: image.clone(),
+    };
+    let plan = if r.store.has("index.json") {
+        r.oci_plan(&select)?
+    } else if r.store.has("manifest.json") {
+        r.docker_plan()?
+    } else {
+        return Err(ReadError::NotAnImage {
+            image,
+            what: "it has neither index.json (OCI) nor manifest.json (docker)".into(),
+        });
+    };
+
+    let diff_ids = plan.config.rootfs().diff_ids().clone();
+    if diff_ids.len() != plan.layers.len() {
+        return Err(r.corrupt(format!(
+            "the config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            plan.layers.len()
+        )));
+    }
+    let root = tempfile::Builder::new()
+        .prefix("jail-unpack-")
+        .tempdir_in(parent)
+        .map_err(|source| ReadError::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    let mut ex = Extractor::new(root.path()).map_err(|source| ReadError::Write {
+        path: root.path().to_path_buf(),
+        source,
+    })?;
+    let mut layers = Vec::new();
+    for (i, (layer, diff_id)) in plan.layers.iter().zip(&diff_ids).enumerate() {
+        let want_diff = Digest::from_str(diff_id)
+            .map_err(|e| r.corrupt(format!("layer {i}: bad diff_id: {e}")))?;
+        layers.push(r.apply_layer(&mut ex, layer, want_diff)?);
+    }
+    ex.finish()
+        .map_err(|e| r.extract_err("(directory times)", e))?;
+    // The root of a container is 0755 whatever the temp dir was created as.
+    std::fs::set_permissions(
+        root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(|source| ReadError::Write {
+        path: root.path().to_path_buf(),
+        source,
+    })?;
+    Ok(Unpacked {
+        root,
+        config: plan.config,
+        config_digest: plan.config_digest,
+        manifest_digest: plan.manifest_digest,
+        reference: plan.reference,
+        layers,
+    })
+}
+
+/// A layer to read: blob name, what its bytes must hash to (if known), size,
+/// and how it is compressed (if the media type says).
+struct LayerRef {
+    name: String,
+    digest: Option<Digest>,
+    size: Option<u64>,
+    compression: Option<Compression>,
+}
+
+struct Plan {
+    config: ImageConfiguration,
+    config_digest: Digest,
+    manifest_digest: Option<Digest>,
+    reference: Option<String>,
+    layers: Vec<LayerRef>,
+}
+
+struct Reader {
+    store: Store,
+    image: String,
+}
+
+impl Reader {
+    fn corrupt(&self, what: String) -> ReadError {
+        ReadError::Corrupt {
+            image: self.image.clone(),
+            what,
+        }
+    }
+
+    fn extract_err(&self, layer: &str, e: ExtractError) -> ReadError {
+        match e {
+            ExtractError::Unsafe { .. } => ReadError::Unsafe {
+                image: self.image.clone(),
+                layer: layer.into(),
+                source: e,
+            },
+            ExtractError::Corrupt(what) => self.corrupt(format!("layer {layer}: {what}")),
+            ExtractError::Write { path, source } => ReadError::Write { path, source },
+            ExtractError::Interrupted(i) => ReadError::Interrupted(i),
+        }
+    }
+
+    /// A whole small member; its digest checked when one is expected.
+    fn read_json(
+        &self,
+        name: &str,
+        want: Option<(&Digest, Option<u64>)>,
+    ) -> Result<(Vec<u8>, Digest), ReadError> {
+        let (r, len) = self.store.open(name).map_err(|e| self.missing(name, e))?;
+        if len > MAX_JSON {
+            return Err(self.corrupt(format!(
+                "{name} is {len} bytes, too large for a JSON document"
+            )));
+        }
+        let mut bytes = Vec::new();
+        r.take(MAX_JSON)
+            .read_to_end(&mut bytes)
+            .map_err(|source| ReadError::Io {
+                image: self.image.clone(),
+                source,
+            })?;
+        let got = Digest::of(&bytes);
+        if let Some((d, size)) = want {
+            if got != *d {
+                return Err(
+                    self.corrupt(format!("{name}: digest is {got}, the descriptor says {d}"))
+                );
+            }
+            if let Some(s) = size.filter(|s| *s != bytes.len() as u64) {
+                return Err(self.corrupt(format!(
+                    "{name}: {} bytes, the descriptor says {s}",
+                    bytes.len()
+                )));
+            }
+        }
+        Ok((bytes, got))
+    }
+
+    fn missing(&self, name: &str, e: io::Error) -> ReadError {
+        if e.kind() == io::ErrorKind::NotFound {
+            self.corrupt(format!("missing blob {name}"))
+        } else {
+            ReadError::Io {
+                image: self.image.clone(),
+                source: e,
+            }
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<T, ReadError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| self.corrupt(format!("{name} is not valid JSON for its kind: {e}")))
+    }
+
+    fn blob_name(d: &str) -> Result<String, String> {
+        let digest = Digest::from_str(d).map_err(|e| e.to_string())?;
+        Ok(format!("blobs/sha256/{}", digest.hex()))
+    }
+
+    fn oci_plan(&self, select: &Select) -> Result<Plan, ReadError> {
+        let (bytes, _) = self.read_json("index.json", None)?;
+        let mut index: ImageIndex = self.parse("index.json", &bytes)?;
+        let mut chosen = None;
+        let mut reference = None;
+        // Follow nested indexes (docker save 25+ and multi-platform images)
+        // down to one manifest.
+        for depth in 0..4 {
+            let cands: Vec<_> = index
+                .manifests()
+                .iter()
+                .filter(|m| match (select, depth) {
+                    (Select::Tag(t), 0) => m.annotations().as_ref().is_some_and(|a| {
+                        a.get(ANNOTATION_REF_NAME) == Some(t)
+                            || a.get(ANNOTATION_IMAGE_NAME)
+                                .is_some_and(|n| n == t || n.ends_with(&format!(":{t}")))
+                    }),
+                    (Select::Digest(d), 0) => m.digest().to_string() == d.to_string(),
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            let desc = match cands.len() {
+                1 => cands.into_iter().next().expect("one"),
+                0 => return Err(self.corrupt(format!("no image matches {select:?} in index.json"))),
+                n if depth > 0 => {
+                    // Several platforms: the host's.
+                    let host = super::Platform::host();
+                    cands
+                        .into_iter()
+                        .find(|m| {
+                            m.platform()
+                                .as_ref()
+                                .is_some_and(|p| p.architecture().to_string() == host.architecture)
+                        })
+                        .ok_or_else(|| {
+                            self.corrupt(format!(
+                                "{n} manifests and none for {}",
+                                host.architecture
+                            ))
+                        })?
+                }
+                n => {
+                    return Err(self.corrupt(format!(
+                        "{n} images in index.json: name one as DIR:TAG or DIR@sha256:…"
+                    )))
+                }
+            };
+            if depth == 0 {
+                reference = desc.annotations().as_ref().and_then(|a| {
+                    a.get(ANNOTATION_IMAGE_NAME)
+                        .or(a.get(ANNOTATION_REF_NAME))
+                        .cloned()
+                });
+            }
+            let name = Self::blob_name(desc.digest().as_ref()).map_err(|e| self.corrupt(e))?;
+            let want = Digest::from_str(desc.digest().as_ref())
+                .map_err(|e| self.corrupt(e.to_string()))?;
+            let (bytes, got) = self.read_json(&name, Some((&want, Some(desc.size()))))?;
+            let v: serde_json::Value = self.parse(&name, &bytes)?;
+            if v.get("manifests").is_some() {
+                index = self.parse(&name, &bytes)?;
+                continue;
+            }
+            chosen = Some((self.parse::<ImageManifest>(&name, &bytes)?, got));
+            break;
+        }
+        let (manifest, manifest_digest) =
+            chosen.ok_or_else(|| self.corrupt("image indexes nested too deep".into()))?;
+        let cdesc = manifest.config();
+        let cname = Self::blob_name(cdesc.digest().as_ref()).map_err(|e| self.corrupt(e))?;
+        let cwant =
+            Digest::from_str(cdesc.digest().as_ref()).map_err(|e| self.corrupt(e.to_string()))?;
+        let (cbytes, config_digest) = self.read_json(&cname, Some((&cwant, Some(cdesc.size()))))?;
+        let config: ImageConfiguration = self.parse(&cname, &cbytes)?;
+        let mut layers = Vec::new();
+        for l in manifest.layers() {
+            let mt = l.media_type().to_string();
+            let compression = if mt.ends_with("+gzip") || mt.ends_with(".gzip") {
+                Compression::Gzip
+            } else if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
+                Compression::Zstd
+            } else if mt.ends_with(".tar") || mt.ends_with("layer.v1.tar") {
+                Compression::None
+            } else {
+                return Err(
+                    self.corrupt(format!("layer {}: unsupported media type {mt}", l.digest()))
+                );
+            };
+            layers.push(LayerRef {
+                name: Self::blob_name(l.digest().as_ref()).map_err(|e| self.corrupt(e))?,
+                digest: Some(
+                    Digest::from_str(l.digest().as_ref())
+                        .map_err(|e| self.corrupt(e.to_string()))?,
+                ),
+                size: Some(l.size()),
+                compression: Some(compression),
+            });
+        }
+        Ok(Plan {
+            config,
+            config_digest,
+            manifest_digest: Some(manifest_digest),
+            reference,
+            layers,
+        })
+    }
+
+    fn docker_plan(&self) -> Result<Plan, ReadError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Item {
+            config: String,
+            #[serde(default)]
+            repo_tags: Option<Vec<String>>,
+            layers: Vec<String>,
+        }
+        let (bytes, _) = self.read_json("manifest.json", None)?;
+        let items: Vec<Item> = self.parse("manifest.json", &bytes)?;
+        let item = match items.len() {
+            1 => items.into_iter().next().expect("one"),
+            n => {
+                return Err(self.corrupt(format!(
+                    "manifest.json lists {n} images; jail reads archives of exactly one"
+                )))
+            }
+        };
+        let hex_of = |name: &str| -> Option<Digest> {
+            let base = name
+                .strip_prefix("blobs/sha256/")
+                .or_else(|| name.strip_suffix(".json"))?;
+            Digest::from_str(&format!("sha256:{base}")).ok()
+        };
+        let cwant = hex_of(&item.config);
+        let (cbytes, config_digest) =
+            self.read_json(&item.config, cwant.as_ref().map(|d| (d, None)))?;
+        let config: ImageConfiguration = self.parse(&item.config, &cbytes)?;
+        let layers = item
+            .layers
+            .iter()
+            .map(|l| LayerRef {
+                name: l.clone(),
+                digest: l
+                    .strip_prefix("blobs/sha256/")
+                    .and_then(|h| Digest::from_str(&format!("sha256:{h}")).ok()),
+                size: None,
+                compression: None,
+            })
+            .collect();
+        Ok(Plan {
+            config,
+            config_digest,
+            manifest_digest: None,
+            reference: item.repo_tags.and_then(|t| t.into_iter().next()),
+            layers,
+        })
+    }
+
+    fn apply_layer(
+        &self,
+        ex: &mut Extractor,
+        layer: &LayerRef,
+        want_diff: Digest,
+    ) -> Result<LayerInfo, ReadError> {
+        let (raw, _) = self
+            .store
+            .open(&layer.name)
+            .map_err(|e| self.missing(&layer.name, e))?;
+        let mut blob = BufReader::with_capacity(1 << 20, Hashing::new(raw));
+        let head = blob.fill_buf().map_err(|source| ReadError::Io {
+            image: self.image.clone(),
+            source,
+        })?;
+        let sniffed = if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        };
+        let compression = layer.compression.unwrap_or(sniffed);
+        if compression != sniffed {
+            return Err(self.corrupt(format!(
+                "layer {}: the media type says {compression:?} but the data is {sniffed:?}",
+                layer.name
+            )));
+        }
+        let ctx = |e: ExtractError| self.extract_err(&layer.name, e);
+        let (applied, diff, usize_, mut blob) = match compression {
+            Compression::Gzip => {
+                let (a, h) = ex
+                    .apply(Hashing::new(flate2::bufread::MultiGzDecoder::new(blob)))
+                    .map_err(ctx)?;
+                let (d, n, dec) = h.finish();
+                (a, d, n, dec.into_inner())
+            }
+            Compression::Zstd => {
+                let dec = zstd::stream::read::Decoder::with_buffer(blob).map_err(|source| {
+                    ReadError::Io {
+                        image: self.image.clone(),
+                        source,
+                    }
+                })?;
+                let (a, h) = ex.apply(Hashing::new(dec)).map_err(ctx)?;
+                let (d, n, dec) = h.finish();
+                (a, d, n, dec.finish())
+            }
+            Compression::None => {
+                let (a, h) = ex.apply(Hashing::new(blob)).map_err(ctx)?;
+                let (d, n, b) = h.finish();
+                (a, d, n, b)
+            }
+        };
+        // Anything after the compressed stream still belongs to the blob.
+        io::copy(&mut blob, &mut io::sink()).map_err(|source| ReadError::Io {
+            image: self.image.clone(),
+            source,
+        })?;
+        let (digest, size, _) = blob.into_inner().finish();
+        if diff != want_diff {
+            return Err(self.corrupt(format!(
+                "layer {}: diff_id is {diff}, the config says {want_diff}",
+                layer.name
+            )));
+        }
+        if let Some(want) = layer.digest.filter(|w| *w != digest) {
+            return Err(self.corrupt(format!(
+                "layer {}: digest is {digest}, the manifest says {want}",
+                layer.name
+            )));
+        }
+        if let Some(want) = layer.size.filter(|w| *w != size) {
+            return Err(self.corrupt(format!(
+                "layer {}: {size} bytes, the manifest says {want}",
+                layer.name
+            )));
+        }
+        Ok(LayerInfo {
+            name: layer.name.clone(),
+            digest: layer.digest.map(|_| digest),
+            diff_id: diff,
+            compression,
+            size,
+            uncompressed_size: usize_,
+            applied,
+        })
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    fn finish(self) -> (Digest, u64, R) {
+        (Digest(self.hasher.finalize().into()), self.len, self.inner)
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
