@@ -8,12 +8,14 @@ use serde_json::json;
 
 use jail::config::Config;
 use jail::fileset::build::{self, BuildOptions, Finding};
+use jail::image::{self, Format, ImageSpec};
 use jail::manifest::Manifest;
 use jail::resolve::Root;
 use jail::trace::{self, AccessLog, TraceOptions};
 use jail::tree::{self, TreeOptions};
 use jail::verify::{self, Expectation};
 
+use super::image_opts::{image_failure, report, Defaults, ImageOpts};
 use super::{warn, CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
@@ -35,6 +37,12 @@ pub struct Args {
     /// Do not write an image.
     #[arg(long)]
     no_image: bool,
+    /// Where to write the image [default: ./<command name>.tar, or a
+    /// directory with --format oci-dir].
+    #[arg(short, long, value_name = "IMAGE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    image: ImageOpts,
     /// Add files matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
@@ -45,9 +53,6 @@ pub struct Args {
     /// root and the run user.
     #[arg(long)]
     keep_passwd: bool,
-    /// The user the image runs as: UID[:GID] (kept in the reduced passwd).
-    #[arg(long, value_name = "UID[:GID]")]
-    user: Option<String>,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     json: bool,
@@ -86,9 +91,12 @@ pub fn run(args: Args) -> CmdResult {
         None => None,
     };
     let runs = runs(&args, config.as_ref())?;
-    if !args.no_image {
-        warn("image output is not implemented yet (issue 5): writing no image; pass --no-image to silence this");
-    }
+    // Bad image flags fail before anything runs.
+    let write_opts = if args.no_image {
+        None
+    } else {
+        Some(args.image.write_options()?)
+    };
 
     // Trace every run into one log (keeping each run's stdout to compare
     // with the jail's when verifying).
@@ -146,6 +154,7 @@ pub fn run(args: Args) -> CmdResult {
         opts.exclude.extend(c.exclude.iter().cloned());
     }
     let user_spec = args
+        .image
         .user
         .clone()
         .or_else(|| config.as_ref().and_then(|c| c.image.user.clone()));
@@ -214,8 +223,20 @@ pub fn run(args: Args) -> CmdResult {
         }
     }
 
+    // The image.
+    let mut summary = None;
+    if let Some(wopts) = &write_opts {
+        let (spec, output) = image_spec(&args, config.as_ref(), &log, &root, &wopts.format)?;
+        jail::sys::interrupt::install();
+        let s =
+            image::write(&fileset, &spec, wopts, &output).map_err(|e| image_failure(e, &output))?;
+        report(&s);
+        summary = Some(s);
+    }
+
     if args.json {
         let s = json!({
+            "image": summary,
             "command": log.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
             "exit": log.exit,
             "processes": log.processes.len(),
@@ -243,6 +264,74 @@ pub fn run(args: Args) -> CmdResult {
         )));
     }
     Ok(())
+}
+
+/// The image of a traced command: it runs the command as traced (argv[0]
+/// by the path it was found at), in the directory it ran in, with the
+/// loader variables it ran with; a config's `image` and the flags override.
+fn image_spec(
+    args: &Args,
+    config: Option<&Config>,
+    log: &AccessLog,
+    root: &Root,
+    format: &Format,
+) -> Result<(ImageSpec, PathBuf), Failure> {
+    let argv: Vec<String> = log
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let name = config.map(|c| c.name.clone()).unwrap_or_else(|| {
+        std::path::Path::new(&argv[0])
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into())
+    });
+    let program = trace::find_program(
+        log.command[0].as_os_str(),
+        log.env.get("PATH").map(std::ffi::OsStr::new),
+        &log.cwd,
+    )
+    .map(|p| p.to_string_lossy().into_owned())
+    .unwrap_or_else(|_| argv[0].clone());
+    let mut entrypoint = argv.clone();
+    entrypoint[0] = program;
+    let mut env = vec![format!("PATH={}", jail::sandbox::DEFAULT_PATH)];
+    for k in ["LD_LIBRARY_PATH", "LD_PRELOAD"] {
+        if let Some(v) = log.env.get(k) {
+            env.push(format!("{k}={v}"));
+        }
+    }
+    let mut defaults = Defaults {
+        name: name.clone(),
+        entrypoint: Some(entrypoint),
+        env,
+        workdir: Some(log.cwd.to_string_lossy().into_owned()),
+        ..Defaults::default()
+    };
+    if let Some(c) = config {
+        let m = &c.image;
+        if m.entrypoint.is_some() {
+            defaults.entrypoint = m.entrypoint.clone();
+        }
+        defaults.cmd = m.cmd.clone();
+        for (k, v) in &m.env {
+            defaults.env.retain(|e| !e.starts_with(&format!("{k}=")));
+            defaults.env.push(format!("{k}={v}"));
+        }
+        if m.workdir.is_some() {
+            defaults.workdir = m.workdir.clone();
+        }
+        defaults.user = m.user.clone();
+        defaults.labels = m.labels.clone();
+        defaults.tag = m.tag.clone();
+    }
+    let spec = args.image.spec(defaults, root, shell_words(&log.command))?;
+    let output = args.output.clone().unwrap_or_else(|| match format {
+        Format::OciDir => PathBuf::from(&name),
+        Format::OciArchive => PathBuf::from(format!("{name}.tar")),
+    });
+    Ok((spec, output))
 }
 
 fn trace_failure(e: trace::TraceError) -> Failure {
