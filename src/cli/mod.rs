@@ -9,6 +9,7 @@ use std::io;
 use clap::{Parser, Subcommand};
 
 mod diff;
+mod emit;
 mod image_opts;
 mod ldd;
 mod pack;

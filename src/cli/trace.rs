@@ -7,15 +7,15 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use jail::config::Config;
-use jail::fileset::build::{self, BuildOptions, Finding};
-use jail::image::{self, Format, ImageSpec};
+use jail::fileset::build::BuildOptions;
+use jail::image::{Format, ImageSpec};
 use jail::manifest::Manifest;
 use jail::resolve::Root;
 use jail::trace::{self, AccessLog, TraceOptions};
-use jail::tree::{self, TreeOptions};
-use jail::verify::{self, Expectation};
+use jail::verify::Expectation;
 
-use super::image_opts::{image_failure, report, Defaults, ImageOpts};
+use super::emit::{emit, Emit};
+use super::image_opts::{Defaults, ImageOpts};
 use super::{warn, CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
@@ -101,7 +101,7 @@ pub fn run(args: Args) -> CmdResult {
     // Trace every run into one log (keeping each run's stdout to compare
     // with the jail's when verifying).
     let mut log: Option<AccessLog> = None;
-    let mut expectations = Vec::new();
+    let mut checks = Vec::new();
     for opts in &runs {
         let (one, stdout) = if args.verify {
             traced_with_stdout(opts)?
@@ -124,7 +124,7 @@ pub fn run(args: Args) -> CmdResult {
             )));
         }
         if args.verify {
-            expectations.push(Expectation {
+            checks.push(Expectation {
                 label: format!("the traced run of `{}`", shell_words(&opts.argv)),
                 argv: opts.argv.clone(),
                 env: opts.env.clone(),
@@ -141,17 +141,17 @@ pub fn run(args: Args) -> CmdResult {
     }
     let log = log.ok_or_else(|| Failure::usage(anyhow::anyhow!("nothing to trace")))?;
 
-    // The file set.
+    // The file set, manifest, tree, checks and image.
     let root = Root::host();
-    let mut opts = BuildOptions {
+    let mut build = BuildOptions {
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         keep_passwd: args.keep_passwd,
         user: None,
     };
     if let Some(c) = &config {
-        opts.include.extend(c.include.iter().cloned());
-        opts.exclude.extend(c.exclude.iter().cloned());
+        build.include.extend(c.include.iter().cloned());
+        build.exclude.extend(c.exclude.iter().cloned());
     }
     let user_spec = args
         .image
@@ -159,84 +159,32 @@ pub fn run(args: Args) -> CmdResult {
         .clone()
         .or_else(|| config.as_ref().and_then(|c| c.image.user.clone()));
     if let Some(spec) = &user_spec {
-        opts.user = Some(parse_user(spec).map_err(Failure::usage)?);
+        build.user = Some(parse_user(spec).map_err(Failure::usage)?);
     }
-    let built = build::from_access_log(&log, &root, &opts).map_err(Failure::usage)?;
-    report_findings(&built.findings);
-    let fileset = built.fileset;
-    eprintln!(
-        "jail: file set: {} paths, {} bytes of files",
-        fileset.entries.len(),
-        fileset.total_size()
-    );
-
-    if let Some(path) = &args.manifest {
-        Manifest::new(Some(log.clone()), Some(fileset.clone()))
-            .write(path)
-            .map_err(Failure::failed)?;
-    }
-
     if let Some(c) = config.as_ref().filter(|_| !args.no_test) {
-        expectations.extend(config_tests(c)?);
+        checks.extend(config_tests(c)?);
     }
-    // The tree asked for, or a scratch one to check the jail in.
-    let scratch;
-    let tree_dir = match (&args.tree, expectations.is_empty()) {
-        (Some(dir), _) => Some(dir.clone()),
-        (None, false) => {
-            scratch = tempfile::Builder::new()
-                .prefix("jail-verify-")
-                .tempdir()
-                .map_err(Failure::failed)?;
-            Some(scratch.path().join("tree"))
+    let image = match write_opts {
+        Some(w) => {
+            let (spec, output) = image_spec(&args, config.as_ref(), &log, &root, &w.format)?;
+            Some((spec, output, w))
         }
-        (None, true) => None,
+        None => None,
     };
-    if let Some(dir) = &tree_dir {
-        tree::materialize(
-            &fileset,
-            dir,
-            TreeOptions {
-                force: args.force,
-                ..TreeOptions::default()
-            },
-        )
-        .map_err(|e| match e {
-            tree::TreeError::NotEmpty(_) | tree::TreeError::NotADirectory(_) => Failure::usage(e),
-            other => Failure::failed(other),
-        })?;
-        if args.tree.is_some() {
-            eprintln!("jail: tree written to {}", dir.display());
-        }
-    }
-    let mut failed = 0;
-    if let Some(dir) = &tree_dir {
-        for exp in &expectations {
-            let outcome = verify::check(dir, exp).map_err(Failure::failed)?;
-            match &outcome.failure {
-                None => eprintln!("jail: ok: {} in the jail", outcome.label),
-                Some(why) => {
-                    failed += 1;
-                    eprintln!("jail: FAILED: {} in the jail: {why}", outcome.label);
-                }
-            }
-        }
-    }
-
-    // The image.
-    let mut summary = None;
-    if let Some(wopts) = &write_opts {
-        let (spec, output) = image_spec(&args, config.as_ref(), &log, &root, &wopts.format)?;
-        jail::sys::interrupt::install();
-        let s =
-            image::write(&fileset, &spec, wopts, &output).map_err(|e| image_failure(e, &output))?;
-        report(&s);
-        summary = Some(s);
-    }
+    let done = emit(Emit {
+        log: &log,
+        root: &root,
+        build,
+        manifest: args.manifest.as_deref(),
+        tree: args.tree.as_deref(),
+        force: args.force,
+        checks,
+        image,
+    })?;
 
     if args.json {
         let s = json!({
-            "image": summary,
+            "image": done.image,
             "command": log.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
             "exit": log.exit,
             "processes": log.processes.len(),
@@ -245,25 +193,19 @@ pub fn run(args: Args) -> CmdResult {
             "syscall_stops": log.stats.syscall_stops,
             "duration_ms": log.stats.duration_ms,
             "fileset": {
-                "entries": fileset.entries.len(),
-                "bytes": fileset.total_size(),
-                "digest": fileset.digest(),
+                "entries": done.fileset.entries.len(),
+                "bytes": done.fileset.total_size(),
+                "digest": done.fileset.digest(),
             },
-            "findings": built.findings,
-            "checks": { "run": expectations.len(), "failed": failed },
+            "findings": done.findings,
+            "checks": { "run": done.checks, "failed": done.failed },
             "manifest": args.manifest,
             "tree": args.tree,
             "warnings": log.warnings,
         });
         println!("{s}");
     }
-    if failed > 0 {
-        return Err(Failure::failed(anyhow::anyhow!(
-            "{failed} of {} checks failed inside the jail; the jail misses something the program needs: add it with --include (or a config `include`), or exercise that code path in another traced run",
-            expectations.len()
-        )));
-    }
-    Ok(())
+    done.checks_passed()
 }
 
 /// The image of a traced command: it runs the command as traced (argv[0]
@@ -334,7 +276,7 @@ fn image_spec(
     Ok((spec, output))
 }
 
-fn trace_failure(e: trace::TraceError) -> Failure {
+pub(super) fn trace_failure(e: trace::TraceError) -> Failure {
     if e.is_usage() {
         Failure::usage(e)
     } else {
@@ -344,7 +286,7 @@ fn trace_failure(e: trace::TraceError) -> Failure {
 
 /// Trace with the command's stdout teed: passed through to ours, and kept
 /// to compare with the run inside the jail.
-fn traced_with_stdout(opts: &TraceOptions) -> Result<(AccessLog, Vec<u8>), Failure> {
+pub(super) fn traced_with_stdout(opts: &TraceOptions) -> Result<(AccessLog, Vec<u8>), Failure> {
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::failed)?;
     let tee = std::thread::spawn(move || {
         use std::io::{Read, Write};
@@ -371,7 +313,7 @@ fn traced_with_stdout(opts: &TraceOptions) -> Result<(AccessLog, Vec<u8>), Failu
 }
 
 /// A config's tests as expectations.
-fn config_tests(c: &Config) -> Result<Vec<Expectation>, Failure> {
+pub(super) fn config_tests(c: &Config) -> Result<Vec<Expectation>, Failure> {
     let mut env: Vec<(OsString, OsString)> =
         vec![("PATH".into(), jail::sandbox::DEFAULT_PATH.into())];
     for (k, v) in &c.env {
@@ -476,15 +418,8 @@ fn parse_user(spec: &str) -> anyhow::Result<(u32, u32)> {
     }
 }
 
-/// Secrets loudly, the rest as warnings.
-fn report_findings(findings: &[Finding]) {
-    for f in findings {
-        warn(f);
-    }
-}
-
 /// `traced 12 processes in 85 ms: 310 paths (290 read, 3 exec, …); exit status 0`.
-fn summary_line(log: &AccessLog) -> String {
+pub(super) fn summary_line(log: &AccessLog) -> String {
     let kinds: Vec<String> = log
         .counts()
         .iter()

@@ -189,6 +189,22 @@ pub fn dup_onto(fd: std::os::fd::RawFd, target: std::os::fd::RawFd) -> nix::Resu
     Errno::result(r).map(drop)
 }
 
+/// Make `cmd` run in the network namespace of process `pid` (a probe
+/// against a service in a sandbox with no network of its own).
+pub fn in_network_of(cmd: &mut std::process::Command, pid: i32) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let ns: OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/net"))?.into();
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls setns(2), which is async-signal-safe; `ns` is owned by the
+    // closure and outlives it.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        });
+    }
+    Ok(())
+}
+
 /// Mark every file descriptor from `first` up close-on-exec, so that nothing
 /// the caller left open leaks into the program. Async-signal-safe.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {

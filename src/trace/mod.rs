@@ -59,6 +59,8 @@ pub enum TraceError {
     Wait(nix::errno::Errno),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Sandbox(Box<crate::sandbox::SandboxError>),
     #[error("the fanotify event queue overflowed: events were lost and the jail would be incomplete; trace as root (unlimited queue) or with --backend ptrace")]
     Overflow,
 }
@@ -100,6 +102,20 @@ pub struct TraceOptions {
     /// The command's stdout (e.g. a pipe to compare outputs); jail's own
     /// when `None`.
     pub stdout: Option<Arc<std::os::fd::OwnedFd>>,
+    /// Run chrooted in this root in private namespaces (`jail slim`) instead
+    /// of on this machine; `cwd` is then in-root and required.
+    pub sandbox: Option<SandboxRun>,
+}
+
+/// Where and as whom a command runs when traced inside an image's root.
+#[derive(Clone, Debug)]
+pub struct SandboxRun {
+    /// The unpacked root (host path).
+    pub root: PathBuf,
+    pub user: Option<crate::sandbox::User>,
+    pub network: crate::sandbox::Network,
+    /// Receives the pid of the sandbox's init once the command runs.
+    pub started: Option<std::sync::mpsc::Sender<i32>>,
 }
 
 impl TraceOptions {
@@ -112,6 +128,7 @@ impl TraceOptions {
             backend: Backend::Ptrace,
             all_syscalls: false,
             stdout: None,
+            sandbox: None,
         }
     }
 
@@ -137,24 +154,63 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             TraceError::BadArgument(format!("cannot read the current directory: {e}"))
         })?,
     };
-    let program = find_program(name, opts.env_var("PATH"), &cwd)?;
-    let root = Root::host();
-    let start = Instant::now();
-    let mut launch = ptrace::Launch {
-        program: &program,
-        argv: &opts.argv,
-        env: &opts.env,
-        cwd: cwd.clone(),
-        mode: if opts.all_syscalls {
-            ptrace::Mode::AllSyscalls
-        } else {
-            ptrace::Mode::PathSyscalls
-        },
-        stdout: opts
-            .stdout
-            .as_ref()
-            .map(|f| std::os::fd::AsRawFd::as_raw_fd(&**f)),
+    let mode = if opts.all_syscalls {
+        ptrace::Mode::AllSyscalls
+    } else {
+        ptrace::Mode::PathSyscalls
     };
+    let start = Instant::now();
+    // On this machine, or chrooted in an image's root in the sandbox.
+    let program;
+    let spec;
+    let (root, mut launch) = match &opts.sandbox {
+        None => {
+            program = find_program(name, opts.env_var("PATH"), &cwd)?;
+            let stdout = opts
+                .stdout
+                .as_ref()
+                .map(|f| std::os::fd::AsRawFd::as_raw_fd(&**f));
+            let start = ptrace::Start::Host {
+                program: &program,
+                argv: &opts.argv,
+                env: &opts.env,
+                stdout,
+            };
+            (
+                Root::host(),
+                ptrace::Launch {
+                    start,
+                    started: None,
+                    cwd: cwd.clone(),
+                    mode,
+                },
+            )
+        }
+        Some(sb) => {
+            if opts.backend == Backend::Fanotify {
+                return Err(TraceError::BadArgument("--backend fanotify cannot trace inside an image's sandbox (its overlay root hides the paths); use --backend ptrace".into()));
+            }
+            let root = Root::new(&sb.root)
+                .map_err(|e| TraceError::BadArgument(format!("{}: {e}", sb.root.display())))?;
+            let mut s = crate::sandbox::Spec::new(root.dir(), opts.argv.iter().cloned());
+            s.env = opts.env.clone();
+            s.cwd = cwd.clone();
+            s.user = sb.user.clone();
+            s.network = sb.network;
+            s.stdout = opts.stdout.clone();
+            spec = s;
+            (
+                root,
+                ptrace::Launch {
+                    start: ptrace::Start::Sandbox(&spec),
+                    started: sb.started.clone(),
+                    cwd: cwd.clone(),
+                    mode,
+                },
+            )
+        }
+    };
+    let root_dir = root.dir().to_path_buf();
     let mut out = match opts.backend {
         Backend::Ptrace => ptrace::run(root, &launch)?,
         Backend::Fanotify => {
@@ -203,7 +259,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         .collect();
     Ok(AccessLog {
         command: opts.argv.clone(),
-        root: PathBuf::from("/"),
+        root: root_dir,
         cwd,
         backend: match opts.backend {
             Backend::Ptrace => "ptrace",

@@ -21,6 +21,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::resolve::{Follow, Root};
+use crate::sandbox;
 use crate::sys::ptrace::{self as sp, SyscallInfo};
 use crate::sys::{process, seccomp, signals};
 
@@ -42,15 +43,28 @@ pub(super) struct Outcome {
 
 /// How to start the command.
 pub(super) struct Launch<'a> {
-    /// The executable, as a host path.
-    pub program: &'a Path,
-    pub argv: &'a [OsString],
-    pub env: &'a [(OsString, OsString)],
+    pub start: Start<'a>,
+    /// Told the pid of the first traced process once it runs (the
+    /// sandbox's init: probes enter its network namespace and stop it).
+    pub started: Option<std::sync::mpsc::Sender<i32>>,
     /// The command's working directory, in-root.
     pub cwd: PathBuf,
     pub mode: Mode,
-    /// The command's stdout; jail's own when `None`.
-    pub stdout: Option<std::os::fd::RawFd>,
+}
+
+/// Where the command runs.
+pub(super) enum Start<'a> {
+    /// On this machine, as a child of jail.
+    Host {
+        /// The executable, as a host path.
+        program: &'a Path,
+        argv: &'a [OsString],
+        env: &'a [(OsString, OsString)],
+        /// The command's stdout; jail's own when `None`.
+        stdout: Option<std::os::fd::RawFd>,
+    },
+    /// Chrooted in a root, in private namespaces (`jail slim`).
+    Sandbox(&'a sandbox::Spec),
 }
 
 /// What the ptrace backend stops on.
@@ -114,6 +128,8 @@ struct Tracer {
     procs: BTreeMap<i32, Process>,
     main: Pid,
     main_exit: Option<ExitStatus>,
+    /// The first process's raw wait status (the sandbox decodes its init's).
+    main_wait: Option<WaitStatus>,
     buf: Vec<u8>,
     stops: u64,
     counts: Option<HashMap<u64, u64>>,
@@ -123,6 +139,8 @@ struct Tracer {
     fatal: Option<TraceError>,
     /// The command's processes, shared with the fanotify reader.
     pids: Option<Arc<Mutex<HashSet<i32>>>>,
+    /// The command runs in the sandbox: /proc links are in-root paths.
+    sandboxed: bool,
 }
 
 /// The seccomp program: trace the table's syscalls, allow the rest. 32-bit
@@ -177,58 +195,11 @@ fn cstring(s: &OsStr, what: &str) -> Result<CString, TraceError> {
 
 /// Run the command under the tracer until every traced process has exited.
 pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError> {
-    let prog = cstring(launch.program.as_os_str(), "program path")?;
-    let argv = process::CStringArray::new(
-        launch
-            .argv
-            .iter()
-            .map(|a| cstring(a, "argument"))
-            .collect::<Result<_, _>>()?,
-    );
-    let envp: Vec<CString> = launch
-        .env
-        .iter()
-        .map(|(k, v)| {
-            let mut kv = k.clone();
-            kv.push("=");
-            kv.push(v);
-            cstring(&kv, "environment variable")
-        })
-        .collect::<Result<_, _>>()?;
-    let envp = process::CStringArray::new(envp);
     let prog_filter = match &launch.mode {
         Mode::PathSyscalls => Some(filter(false)),
         Mode::AllSyscalls => Some(filter(true)),
         Mode::ProcessesOnly { .. } => None,
     };
-    let need_nnp = !process::has_cap_sys_admin();
-    let pre_exec = || -> nix::Result<()> {
-        let Some(prog) = &prog_filter else {
-            return Ok(());
-        };
-        if need_nnp {
-            nix::sys::prctl::set_no_new_privs()?;
-        }
-        seccomp::install(prog)
-    };
-
-    signals::install_forwarding().map_err(|e| TraceError::Setup {
-        what: "install signal handlers",
-        source: e,
-    })?;
-    let child =
-        process::spawn_stopped(&prog, &argv, &envp, launch.stdout, &pre_exec).map_err(|e| {
-            TraceError::Spawn {
-                program: launch.program.to_path_buf(),
-                source: e,
-            }
-        })?;
-    let pid = child.pid;
-    if let Mode::ProcessesOnly { pids } = &launch.mode {
-        pids.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pid.as_raw());
-    }
     let opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACEFORK
         | Options::PTRACE_O_TRACEVFORK
@@ -236,21 +207,26 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACESECCOMP
         | Options::PTRACE_O_EXITKILL;
-    if let Err(e) = ptrace::seize(pid, opts) {
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-        return Err(TraceError::Ptrace {
-            pid: pid.as_raw(),
-            op: "PTRACE_SEIZE",
-            source: e,
-        });
-    }
-    // Wake it from its SIGSTOP; it now installs the filter and execs.
-    kill(pid, Signal::SIGCONT).map_err(|e| TraceError::Ptrace {
-        pid: pid.as_raw(),
-        op: "SIGCONT",
+    signals::install_forwarding().map_err(|e| TraceError::Setup {
+        what: "install signal handlers",
         source: e,
     })?;
+
+    let started = match &launch.start {
+        Start::Host {
+            program,
+            argv,
+            env,
+            stdout,
+        } => start_on_host(program, argv, env, *stdout, prog_filter, opts)?,
+        Start::Sandbox(spec) => start_in_sandbox(spec, prog_filter, opts)?,
+    };
+    let pid = started.pid();
+    if let Mode::ProcessesOnly { pids } = &launch.mode {
+        pids.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid.as_raw());
+    }
 
     let mut t = Tracer {
         rec: Recorder::new(root),
@@ -263,6 +239,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         procs: BTreeMap::new(),
         main: pid,
         main_exit: None,
+        main_wait: None,
         buf: Vec::with_capacity(sp::MAX_STR),
         stops: 0,
         counts: matches!(launch.mode, Mode::AllSyscalls).then(HashMap::new),
@@ -274,6 +251,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         warned_uring: false,
         warned_chroot: false,
         fatal: None,
+        sandboxed: matches!(launch.start, Start::Sandbox(_)),
     };
     t.tasks.insert(
         pid,
@@ -295,27 +273,74 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         },
     );
 
-    let result = t.event_loop();
+    let result = match started {
+        Started::Host(stopped) => {
+            // Wake it from its SIGSTOP; it now installs the filter and execs.
+            let r = kill(pid, Signal::SIGCONT)
+                .map_err(|e| TraceError::Ptrace {
+                    pid: pid.as_raw(),
+                    op: "SIGCONT",
+                    source: e,
+                })
+                .and_then(|()| t.event_loop());
+            r.map(|()| Launched::Host(stopped))
+        }
+        Started::Sandbox(mut child) => {
+            // Open the gate: init forks the payload, traced from birth.
+            let r = child
+                .start()
+                .map_err(|e| TraceError::Sandbox(Box::new(e)))
+                .and_then(|()| {
+                    if let Some(tx) = &launch.started {
+                        let _ = tx.send(pid.as_raw());
+                    }
+                    t.event_loop()
+                });
+            r.map(|()| Launched::Sandbox(child))
+        }
+    };
     signals::restore_default();
-    result?;
+    let launched = result?;
     if let Some(e) = t.fatal.take() {
         return Err(e);
     }
-    if let Some((step, errno)) = child.exec_result() {
-        return Err(match step {
-            process::ChildStep::Exec => TraceError::Exec {
-                program: launch.program.to_path_buf(),
-                errno,
-            },
-            process::ChildStep::PreExec => TraceError::Setup {
-                what: "install the seccomp filter in the child",
-                source: errno,
-            },
-        });
-    }
-    let exit = t.main_exit.unwrap_or(ExitStatus::Signal {
-        signal: libc::SIGKILL,
-    });
+    let exit = match launched {
+        Launched::Host(stopped) => {
+            if let Some((step, errno)) = stopped.exec_result() {
+                let program = match &launch.start {
+                    Start::Host { program, .. } => program.to_path_buf(),
+                    Start::Sandbox(_) => PathBuf::new(),
+                };
+                return Err(match step {
+                    process::ChildStep::Exec => TraceError::Exec { program, errno },
+                    process::ChildStep::PreExec => TraceError::Setup {
+                        what: "install the seccomp filter in the child",
+                        source: errno,
+                    },
+                });
+            }
+            t.main_exit.unwrap_or(ExitStatus::Signal {
+                signal: libc::SIGKILL,
+            })
+        }
+        Launched::Sandbox(child) => {
+            // init reports the payload's exact fate (and setup errors).
+            let status = t.main_wait.ok_or(TraceError::Wait(Errno::ECHILD))?;
+            let real = child
+                .finish(status)
+                .map_err(|e| TraceError::Sandbox(Box::new(e)))?;
+            match (
+                real.code(),
+                std::os::unix::process::ExitStatusExt::signal(&real),
+            ) {
+                (Some(code), _) => ExitStatus::Code { code },
+                (None, Some(signal)) => ExitStatus::Signal { signal },
+                _ => ExitStatus::Signal {
+                    signal: libc::SIGKILL,
+                },
+            }
+        }
+    };
     let counts = t.counts.take().map(|c| {
         c.into_iter()
             .map(|(nr, n)| {
@@ -336,6 +361,107 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         syscall_stops: t.stops,
         syscall_counts: counts,
     })
+}
+
+/// The first traced process, before it runs.
+enum Started {
+    Host(process::Stopped),
+    Sandbox(sandbox::Child),
+}
+
+impl Started {
+    fn pid(&self) -> Pid {
+        match self {
+            Started::Host(s) => s.pid,
+            Started::Sandbox(c) => c.pid(),
+        }
+    }
+}
+
+/// The first traced process, after the run.
+enum Launched {
+    Host(process::Stopped),
+    Sandbox(sandbox::Child),
+}
+
+/// Fork a child that stops itself; seize it; it will install the filter
+/// and exec once sent SIGCONT.
+fn start_on_host(
+    program: &Path,
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+    stdout: Option<std::os::fd::RawFd>,
+    prog_filter: Option<Vec<seccomp::Insn>>,
+    opts: Options,
+) -> Result<Started, TraceError> {
+    let prog = cstring(program.as_os_str(), "program path")?;
+    let argv = process::CStringArray::new(
+        argv.iter()
+            .map(|a| cstring(a, "argument"))
+            .collect::<Result<_, _>>()?,
+    );
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.clone();
+            kv.push("=");
+            kv.push(v);
+            cstring(&kv, "environment variable")
+        })
+        .collect::<Result<_, _>>()?;
+    let envp = process::CStringArray::new(envp);
+    let need_nnp = !process::has_cap_sys_admin();
+    let pre_exec = || -> nix::Result<()> {
+        let Some(prog) = &prog_filter else {
+            return Ok(());
+        };
+        if need_nnp {
+            nix::sys::prctl::set_no_new_privs()?;
+        }
+        seccomp::install(prog)
+    };
+    let child = process::spawn_stopped(&prog, &argv, &envp, stdout, &pre_exec).map_err(|e| {
+        TraceError::Spawn {
+            program: program.to_path_buf(),
+            source: e,
+        }
+    })?;
+    let pid = child.pid;
+    if let Err(e) = ptrace::seize(pid, opts) {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        return Err(TraceError::Ptrace {
+            pid: pid.as_raw(),
+            op: "PTRACE_SEIZE",
+            source: e,
+        });
+    }
+    Ok(Started::Host(child))
+}
+
+/// Create the sandbox (its init waits at a gate), seize init; the payload
+/// installs the filter just before its exec.
+fn start_in_sandbox(
+    spec: &sandbox::Spec,
+    prog_filter: Option<Vec<seccomp::Insn>>,
+    opts: Options,
+) -> Result<Started, TraceError> {
+    let pre_exec: Option<sandbox::Hook> =
+        prog_filter.map(|prog| -> sandbox::Hook { Box::new(move || seccomp::install(&prog)) });
+    let child = sandbox::spawn(
+        spec,
+        sandbox::Hooks {
+            before_payload: None,
+            pre_exec,
+        },
+    )
+    .map_err(|e| TraceError::Sandbox(Box::new(e)))?;
+    ptrace::seize(child.pid(), opts).map_err(|e| TraceError::Ptrace {
+        pid: child.pid().as_raw(),
+        op: "PTRACE_SEIZE",
+        source: e,
+    })?;
+    Ok(Started::Sandbox(child))
 }
 
 impl Tracer {
@@ -359,6 +485,11 @@ impl Tracer {
     }
 
     fn handle(&mut self, status: WaitStatus) {
+        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+            && status.pid() == Some(self.main)
+        {
+            self.main_wait = Some(status);
+        }
         match status {
             WaitStatus::Exited(pid, code) => self.gone(pid, ExitStatus::Code { code }),
             WaitStatus::Signaled(pid, sig, _) => {
@@ -542,18 +673,17 @@ impl Tracer {
         };
         let tgid = task.tgid;
         let pending = task.exec.take();
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        // The file the kernel really loaded (for a script: its interpreter).
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .and_then(|e| self.proc_path(e));
         let (path, argv) = match pending {
             Some(p) => (p.path, p.argv),
             None => {
                 // No execve stop (fanotify mode): the new image tells.
                 let argv = proc_argv(pid);
                 self.record_argv0(tgid, pid, &argv);
-                let path = exe
-                    .as_deref()
-                    .and_then(|e| self.rec.root().inner_path(e))
-                    .unwrap_or_default();
-                (path, argv)
+                (exe.clone().unwrap_or_default(), argv)
             }
         };
         if let Some(exe) = &exe {
@@ -561,7 +691,7 @@ impl Tracer {
                 class64: false,
                 machine,
                 ..
-            }) = exec::inspect(exe)
+            }) = exec::inspect(&self.rec.root().host_path(exe))
             {
                 let abi = if machine == goblin::elf::header::EM_X86_64 {
                     "x32"
@@ -1016,8 +1146,7 @@ impl Tracer {
         if let Some(c) = &self.cwds[fs].cwd {
             return Some(c.clone());
         }
-        let host = std::fs::read_link(format!("/proc/{tid}/cwd")).ok()?;
-        let inner = self.rec.root().inner_path(&host)?;
+        let inner = self.proc_path(std::fs::read_link(format!("/proc/{tid}/cwd")).ok()?)?;
         if self.cwds[fs].changing == 0 {
             self.cwds[fs].cwd = Some(inner.clone());
         }
@@ -1029,12 +1158,27 @@ impl Tracer {
         if fd < 0 {
             return None;
         }
-        let host = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
-        let b = host.as_os_str().as_bytes();
-        if b.first() != Some(&b'/') || b.ends_with(b" (deleted)") {
+        let link = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
+        if link.as_os_str().as_bytes().ends_with(b" (deleted)") {
             return None;
         }
-        self.rec.root().inner_path(&host)
+        self.proc_path(link)
+    }
+
+    /// An in-root path from a /proc link (cwd, fd, exe). A process that
+    /// shares jail's mount namespace shows host paths; one in the sandbox
+    /// (pivot_root into an overlay jail cannot reach) shows paths relative
+    /// to its own root, i.e. in-root already. Sockets, pipes and anonymous
+    /// inodes (`socket:[…]`) are not paths.
+    fn proc_path(&self, link: PathBuf) -> Option<PathBuf> {
+        if !link.is_absolute() {
+            return None;
+        }
+        if self.sandboxed {
+            Some(link)
+        } else {
+            self.rec.root().inner_path(&link)
+        }
     }
 
     /// The path of a `sockaddr_un` (not abstract), relative paths against

@@ -1,0 +1,131 @@
+//! What `trace` and `slim` do once they have an access log: build the file
+//! set, report what it left out, write the manifest, the tree and the image,
+//! and check the jail works. One place, so both commands behave alike.
+
+use std::path::{Path, PathBuf};
+
+use jail::fileset::build::{self, BuildOptions, Finding};
+use jail::fileset::FileSet;
+use jail::image::{self, ImageSpec, ImageSummary, WriteOptions};
+use jail::manifest::Manifest;
+use jail::resolve::Root;
+use jail::trace::AccessLog;
+use jail::tree::{self, TreeOptions};
+use jail::verify::{self, Expectation};
+
+use super::image_opts::{image_failure, report};
+use super::{warn, Failure};
+
+/// What to produce from a traced run.
+pub struct Emit<'a> {
+    pub log: &'a AccessLog,
+    /// The root the command ran in.
+    pub root: &'a Root,
+    pub build: BuildOptions,
+    pub manifest: Option<&'a Path>,
+    pub tree: Option<&'a Path>,
+    pub force: bool,
+    /// Checks to run inside the finished jail (in `tree`, or a scratch one).
+    pub checks: Vec<Expectation>,
+    pub image: Option<(ImageSpec, PathBuf, WriteOptions)>,
+}
+
+/// What was produced.
+pub struct Emitted {
+    pub fileset: FileSet,
+    pub findings: Vec<Finding>,
+    pub image: Option<ImageSummary>,
+    pub checks: usize,
+    pub failed: usize,
+}
+
+pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
+    let built = build::from_access_log(e.log, e.root, &e.build).map_err(Failure::usage)?;
+    for f in &built.findings {
+        warn(f);
+    }
+    let fileset = built.fileset;
+    eprintln!(
+        "jail: file set: {} paths, {} bytes of files",
+        fileset.entries.len(),
+        fileset.total_size()
+    );
+
+    if let Some(path) = e.manifest {
+        Manifest::new(Some(e.log.clone()), Some(fileset.clone()))
+            .write(path)
+            .map_err(Failure::failed)?;
+    }
+
+    // The tree asked for, or a scratch one to check the jail in.
+    let scratch;
+    let tree_dir = match (e.tree, e.checks.is_empty()) {
+        (Some(dir), _) => Some(dir.to_path_buf()),
+        (None, false) => {
+            scratch = tempfile::Builder::new()
+                .prefix("jail-verify-")
+                .tempdir()
+                .map_err(Failure::failed)?;
+            Some(scratch.path().join("tree"))
+        }
+        (None, true) => None,
+    };
+    let mut failed = 0;
+    if let Some(dir) = &tree_dir {
+        tree::materialize(
+            &fileset,
+            dir,
+            TreeOptions {
+                force: e.force,
+                ..TreeOptions::default()
+            },
+        )
+        .map_err(|err| match err {
+            tree::TreeError::NotEmpty(_) | tree::TreeError::NotADirectory(_) => Failure::usage(err),
+            other => Failure::failed(other),
+        })?;
+        if e.tree.is_some() {
+            eprintln!("jail: tree written to {}", dir.display());
+        }
+        for exp in &e.checks {
+            let outcome = verify::check(dir, exp).map_err(Failure::failed)?;
+            match &outcome.failure {
+                None => eprintln!("jail: ok: {} in the jail", outcome.label),
+                Some(why) => {
+                    failed += 1;
+                    eprintln!("jail: FAILED: {} in the jail: {why}", outcome.label);
+                }
+            }
+        }
+    }
+
+    let mut summary = None;
+    if let Some((spec, output, wopts)) = &e.image {
+        jail::sys::interrupt::install();
+        let s = image::write(&fileset, spec, wopts, output)
+            .map_err(|err| image_failure(err, output))?;
+        report(&s);
+        summary = Some(s);
+    }
+    Ok(Emitted {
+        fileset,
+        findings: built.findings,
+        image: summary,
+        checks: e.checks.len(),
+        failed,
+    })
+}
+
+impl Emitted {
+    /// Exit 1 when a check in the jail failed.
+    pub fn checks_passed(&self) -> Result<(), Failure> {
+        if self.failed == 0 {
+            return Ok(());
+        }
+        Err(Failure::failed(anyhow::anyhow!(
+            "{} of {} checks failed inside the jail; the jail misses something the program needs: add it with --include (or a config `include`), or exercise that code path in another traced run",
+            self.failed,
+            self.checks
+        )))
+    }
+}
