@@ -43,6 +43,9 @@ enum Command {
     Report(report::Args),
     /// File-level difference of two images, trees or manifests.
     Diff(diff::Args),
+    /// Probe a service for `jail slim --probe` (internal).
+    #[command(hide = true)]
+    ProbeRunner(slim::ProbeArgs),
 }
 
 /// A failed command: what went wrong and the exit code it maps to.
@@ -97,6 +100,7 @@ pub fn main() -> i32 {
         Command::Slim(a) => slim::run(a),
         Command::Report(a) => report::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::ProbeRunner(a) => slim::probe_runner(a),
     };
     match result {
         Ok(()) => 0,

@@ -18,7 +18,7 @@ use jail::image::read::{self, ImageSource, Unpacked};
 use jail::image::{ImageSpec, Reference};
 use jail::resolve::Root;
 use jail::sandbox::{Network, User};
-use jail::trace::{self, SandboxRun, TraceOptions};
+use jail::trace::{SandboxRun, TraceOptions};
 
 use super::emit::{emit, Emit};
 use super::image_opts::{Defaults, ImageOpts};
@@ -106,7 +106,10 @@ pub fn run(args: Args) -> CmdResult {
         }
     })?;
     let root = Root::new(image.root()).map_err(Failure::failed)?;
-    let before = measure(image.root());
+    let before = Measure {
+        files: count_files(image.root()),
+        bytes: image.layers.iter().map(|l| l.uncompressed_size).sum(),
+    };
     let base = ImageSpec::from_image_config(&image.config);
 
     // The command, as the image would run it.
@@ -149,6 +152,16 @@ pub fn run(args: Args) -> CmdResult {
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".into()),
     );
+    // Container runtimes create a missing WorkingDir; so does the private
+    // copy of the root the command runs in.
+    if root.canonicalize(&cwd).is_none() {
+        std::fs::create_dir_all(root.host_path(&cwd)).map_err(|e| {
+            Failure::failed(anyhow!(
+                "cannot create the working directory {} in the image's root: {e}",
+                cwd.display()
+            ))
+        })?;
+    }
     let user_spec = args
         .image_opts
         .user
@@ -181,14 +194,8 @@ pub fn run(args: Args) -> CmdResult {
         std::thread::spawn(move || probe_service(&rx, &probes, timeout, stop_signal))
     });
     let mut checks = Vec::new();
-    let (log, stdout) = if args.verify && prober.is_none() {
-        super::trace::traced_with_stdout(&opts)?
-    } else {
-        (
-            trace::trace(&opts).map_err(super::trace::trace_failure)?,
-            Vec::new(),
-        )
-    };
+    let (log, stdout) =
+        super::trace::run_traced(&opts, args.verify && prober.is_none(), args.json)?;
     let probed = match prober {
         Some(t) => Some(
             t.join()
@@ -365,25 +372,19 @@ fn slim_spec(
     Ok(spec)
 }
 
-/// Files and bytes of an unpacked root.
+/// An image's size: paths in its root, and bytes of its layers uncompressed
+/// (what the slim image's `uncompressed_size` is compared with).
 struct Measure {
     files: u64,
     bytes: u64,
 }
 
-fn measure(root: &Path) -> Measure {
-    let mut m = Measure { files: 0, bytes: 0 };
-    for e in walkdir::WalkDir::new(root)
+fn count_files(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
         .min_depth(1)
         .into_iter()
         .flatten()
-    {
-        m.files += 1;
-        if e.file_type().is_file() {
-            m.bytes += e.metadata().map(|md| md.len()).unwrap_or(0);
-        }
-    }
-    m
+        .count() as u64
 }
 
 /// `SIGTERM`, `TERM`, `15` → a signal; none → SIGTERM.
@@ -404,8 +405,9 @@ fn parse_signal(s: Option<&str>) -> Result<Signal, Failure> {
         .map_err(|_| Failure::usage(anyhow!("the image's StopSignal {s:?} is not a signal")))
 }
 
-/// Wait for the service to start, run the probes against it (on the host,
-/// in its network namespace), then stop it. Runs beside the tracer.
+/// Beside the tracer: wait for the service to start, then have a probe
+/// runner (jail itself, re-executed) probe and stop it. The probes must not
+/// be jail's own children: the tracer reaps every child of jail.
 fn probe_service(
     started: &mpsc::Receiver<i32>,
     probes: &[String],
@@ -415,6 +417,62 @@ fn probe_service(
     let init = started
         .recv_timeout(Duration::from_secs(60))
         .map_err(|_| "the service did not start".to_string())?;
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find jail's own executable for the probe runner: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("probe-runner")
+        .arg("--pid")
+        .arg(init.to_string())
+        .arg("--timeout")
+        .arg(timeout.as_secs().to_string())
+        .arg("--stop-signal")
+        .arg(stop.as_str());
+    cmd.arg("--").args(probes);
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the probe runner: {e}"))?;
+    let mut report = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut out, &mut report);
+    }
+    // Not waited for here: the tracer reaps it.
+    match report.trim() {
+        "ok" => Ok(()),
+        "" => Err("the probe runner died without a report".to_string()),
+        why => Err(why.to_string()),
+    }
+}
+
+/// `jail probe-runner` (hidden): run by `jail slim --probe` as a process
+/// of its own.
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// The sandbox's init: probes enter its network namespace.
+    #[arg(long)]
+    pid: i32,
+    #[arg(long)]
+    timeout: u64,
+    #[arg(long)]
+    stop_signal: String,
+    #[arg(last = true)]
+    probes: Vec<String>,
+}
+
+/// Prints `ok`, or why not, on stdout.
+pub fn probe_runner(a: ProbeArgs) -> CmdResult {
+    let stop = parse_signal(Some(&a.stop_signal))?;
+    let report = match run_probes(a.pid, &a.probes, Duration::from_secs(a.timeout), stop) {
+        Ok(()) => "ok".to_string(),
+        Err(why) => why,
+    };
+    println!("{report}");
+    Ok(())
+}
+
+/// Run the probes against the service in the sandbox whose init is `init`
+/// (on the host, in the sandbox's network namespace), then stop it.
+fn run_probes(init: i32, probes: &[String], timeout: Duration, stop: Signal) -> Result<(), String> {
     let run_probe = |p: &str| -> std::io::Result<std::process::Output> {
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c").arg(p);

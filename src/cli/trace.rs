@@ -103,11 +103,7 @@ pub fn run(args: Args) -> CmdResult {
     let mut log: Option<AccessLog> = None;
     let mut checks = Vec::new();
     for opts in &runs {
-        let (one, stdout) = if args.verify {
-            traced_with_stdout(opts)?
-        } else {
-            (trace::trace(opts).map_err(trace_failure)?, Vec::new())
-        };
+        let (one, stdout) = run_traced(opts, args.verify, args.json)?;
         for w in &one.warnings {
             warn(w);
         }
@@ -284,16 +280,37 @@ pub(super) fn trace_failure(e: trace::TraceError) -> Failure {
     }
 }
 
-/// Trace with the command's stdout teed: passed through to ours, and kept
-/// to compare with the run inside the jail.
-pub(super) fn traced_with_stdout(opts: &TraceOptions) -> Result<(AccessLog, Vec<u8>), Failure> {
+/// Trace, deciding where the command's stdout goes: to jail's stdout, or
+/// to its stderr when stdout carries the `--json` summary; and when `keep`,
+/// also kept (teed) to compare with the run inside the jail.
+pub(super) fn run_traced(
+    opts: &TraceOptions,
+    keep: bool,
+    json: bool,
+) -> Result<(AccessLog, Vec<u8>), Failure> {
+    use std::os::fd::AsFd;
+    if !keep {
+        let mut o = opts.clone();
+        if json {
+            let err = std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(Failure::failed)?;
+            o.stdout = Some(std::sync::Arc::new(err));
+        }
+        return Ok((trace::trace(&o).map_err(trace_failure)?, Vec::new()));
+    }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::failed)?;
     let tee = std::thread::spawn(move || {
         use std::io::{Read, Write};
         let mut src = std::fs::File::from(rd);
         let mut kept = Vec::new();
         let mut buf = [0u8; 8192];
-        let mut out = std::io::stdout();
+        let mut out: Box<dyn Write> = if json {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
         while let Ok(n) = src.read(&mut buf) {
             if n == 0 {
                 break;

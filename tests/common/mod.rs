@@ -153,3 +153,68 @@ impl Drop for Podman {
         let _ = self.cmd().args(["system", "reset", "--force"]).output();
     }
 }
+
+/// A Debian bookworm minbase root with python3, made with debootstrap once
+/// and cached under target/test-data (building it takes about a minute and
+/// needs the Debian mirror this machine uses). Returns the root directory.
+pub fn debian_root() -> PathBuf {
+    require("debootstrap", "debootstrap");
+    let dir = test_dir("debian-bookworm-python3");
+    let root = dir.join("root");
+    let done = dir.join(".complete");
+    let lock = std::fs::File::create(dir.join(".lock")).expect("lock file");
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("flock");
+    if done.exists() {
+        return root;
+    }
+    if root.exists() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    let mirror = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("URIs:")
+                    .map(|u| u.split_whitespace().next().unwrap_or("").to_string())
+            })
+        })
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into());
+    let o = run(Command::new("debootstrap")
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&root)
+        .arg(&mirror));
+    assert!(
+        o.status.success(),
+        "debootstrap failed:\n{}",
+        text(&o.stderr)
+    );
+    std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).expect("resolv.conf");
+    let proc_ = root.join("proc");
+    ok(&run(Command::new("mount")
+        .args(["-t", "proc", "proc"])
+        .arg(&proc_)));
+    let install = run(Command::new("chroot")
+        .arg(&root)
+        .args([
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "python3",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    let _ = run(Command::new("chroot").arg(&root).args(["apt-get", "clean"]));
+    let _ = run(Command::new("umount").arg(&proc_));
+    assert!(
+        install.status.success(),
+        "apt-get install python3 in the debootstrap root failed:\n{}",
+        text(&install.stderr)
+    );
+    let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
+    std::fs::write(&done, "").expect("mark the root complete");
+    root
+}
