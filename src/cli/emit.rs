@@ -37,19 +37,19 @@ pub struct Emitted {
     pub image: Option<ImageSummary>,
     pub checks: usize,
     pub failed: usize,
+    /// Time spent building the file set.
+    pub fileset_ms: u64,
 }
 
 pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
+    let clock = std::time::Instant::now();
     let built = build::from_access_log(e.log, e.root, &e.build).map_err(Failure::usage)?;
+    let fileset_ms = clock.elapsed().as_millis() as u64;
     for f in &built.findings {
         warn(f);
     }
     let fileset = built.fileset;
-    eprintln!(
-        "jail: file set: {} paths, {} bytes of files",
-        fileset.entries.len(),
-        fileset.total_size()
-    );
+    eprintln!("jail: file set: {} paths, {} bytes of files ({fileset_ms} ms)", fileset.entries.len(), fileset.total_size());
 
     if let Some(path) = e.manifest {
         Manifest::new(Some(e.log.clone()), Some(fileset.clone()))
@@ -113,6 +113,7 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         image: summary,
         checks: e.checks.len(),
         failed,
+        fileset_ms,
     })
 }
 
