@@ -202,7 +202,11 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         Mode::ProcessesOnly { .. } => None,
     };
     let need_nnp = !process::has_cap_sys_admin();
+    let cwd = cstring(launch.cwd.as_os_str(), "working directory")?;
     let pre_exec = || -> nix::Result<()> {
+        // Before the filter: the tracer already knows this directory (it
+        // resolves the command's relative paths against it).
+        nix::unistd::chdir(cwd.as_c_str())?;
         let Some(prog) = &prog_filter else {
             return Ok(());
         };
