@@ -21,6 +21,11 @@ need=(
   git:git
   perl:perl
   busybox:busybox-static
+  # The programs the shipped jail configs trace (jail-configs/, tests/configs.rs).
+  gzip:gzip
+  cmp:diffutils
+  iconv:libc-bin
+  getent:libc-bin
 )
 missing=()
 for pair in "${need[@]}"; do
@@ -30,6 +35,13 @@ done
 # Headers and libraries for the C fixtures.
 [ -e /usr/include/liburing.h ] || missing+=(liburing-dev)
 [ -e /usr/bin/python3 ] || missing+=(python3)
+# Files the configs need beyond their commands: /usr/bin/git itself (a
+# /usr/local/bin/git does not count), C headers for the gcc config and the
+# fixtures (libc6-dev is only a Recommends of gcc), zoneinfo, Perl modules.
+[ -e /usr/bin/git ] || missing+=(git)
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+[ -e /usr/share/zoneinfo/US/Eastern ] || missing+=(tzdata)
+[ -e /usr/share/perl/5.36/JSON/PP.pm ] || missing+=(perl-modules-5.36)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -417,7 +417,13 @@ fn runs(args: &Args, config: Option<&Config>) -> Result<Vec<TraceOptions>, Failu
                     o.env.retain(|(ek, _)| ek != k.as_str());
                     o.env.push((k.into(), v.into()));
                 }
-                o.cwd = c.workdir.clone();
+                // The config's own runs start where its tests do (`workdir`,
+                // else `/`): the caller's directory is no part of the
+                // program and must not become the jail's working directory.
+                o.cwd = c
+                    .workdir
+                    .clone()
+                    .or_else(|| args.command.is_empty().then(|| PathBuf::from("/")));
             }
             o
         })

@@ -71,8 +71,9 @@ impl std::fmt::Display for Finding {
         match self {
             Finding::SecretExcluded { path, pid } => write!(
                 f,
-                "SECRET LEFT OUT: {} was read by pid {pid} but is not copied into the jail; if the program really needs it, include it explicitly (config `include`) or provide it at run time",
-                path.display()
+                "SECRET LEFT OUT: {} was {} but is not copied into the jail; if the program really needs it, include it explicitly (config `include`) or provide it at run time",
+                path.display(),
+                if *pid == 0 { "needed".to_string() } else { format!("read by pid {pid}") }
             ),
             Finding::MissingLibrary { name, needed_by } => write!(f, "{} needs {name}, which the loader would not find", needed_by.display()),
             Finding::Skipped { path, why } => write!(f, "left out {}: {why}", path.display()),
@@ -300,7 +301,13 @@ pub fn from_access_log(
                     && entry.size <= KEY_SNIFF_MAX
                     && holds_private_key(&root.host_path(&path))
                 {
-                    findings.push(Finding::SecretExcluded { path, pid: 0 });
+                    // A private key found by its content: name the process
+                    // that read it, as for the secrets known by name.
+                    let pid = log
+                        .files
+                        .get(&ImagePath(path.clone()))
+                        .map_or(0, |a| a.first_pid);
+                    findings.push(Finding::SecretExcluded { path, pid });
                     continue;
                 }
                 fileset.entries.insert(ImagePath(path), entry);

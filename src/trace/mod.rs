@@ -149,7 +149,13 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         .first()
         .ok_or_else(|| TraceError::BadArgument("no command given".into()))?;
     let cwd = match &opts.cwd {
-        Some(c) => c.clone(),
+        Some(c) if c.is_absolute() && c.is_dir() => c.clone(),
+        Some(c) => {
+            return Err(TraceError::BadArgument(format!(
+                "working directory {}: not an absolute path to a directory",
+                c.display()
+            )))
+        }
         None => std::env::current_dir().map_err(|e| {
             TraceError::BadArgument(format!("cannot read the current directory: {e}"))
         })?,

@@ -218,7 +218,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
             argv,
             env,
             stdout,
-        } => start_on_host(program, argv, env, *stdout, prog_filter, opts)?,
+        } => start_on_host(program, argv, env, &launch.cwd, *stdout, prog_filter, opts)?,
         Start::Sandbox(spec) => start_in_sandbox(spec, prog_filter, opts)?,
     };
     let pid = started.pid();
@@ -390,6 +390,7 @@ fn start_on_host(
     program: &Path,
     argv: &[OsString],
     env: &[(OsString, OsString)],
+    cwd: &Path,
     stdout: Option<std::os::fd::RawFd>,
     prog_filter: Option<Vec<seccomp::Insn>>,
     opts: Options,
@@ -411,7 +412,11 @@ fn start_on_host(
         .collect::<Result<_, _>>()?;
     let envp = process::CStringArray::new(envp);
     let need_nnp = !process::has_cap_sys_admin();
+    let cwd = cstring(cwd.as_os_str(), "working directory")?;
     let pre_exec = || -> nix::Result<()> {
+        // Before the filter: the tracer already knows this directory (it
+        // resolves the command's relative paths against it).
+        nix::unistd::chdir(cwd.as_c_str())?;
         let Some(prog) = &prog_filter else {
             return Ok(());
         };
