@@ -63,9 +63,20 @@ macro_rules! configs {
             #[test]
             fn $test() {
                 $(need($what, $pkg);)*
-                check_config($name);
+                check_config($name, "ptrace");
             }
         )*
+        /// Every config also works when traced with fanotify (issue 8).
+        mod fanotify_backend {
+            use super::*;
+            $(
+                #[test]
+                fn $test() {
+                    $(need($what, $pkg);)*
+                    check_config($name, "fanotify");
+                }
+            )*
+        }
     };
 }
 
@@ -85,7 +96,7 @@ configs! {
 
 /// Trace `jail-configs/NAME.yaml` into a tree, check its tests passed in
 /// the jail, then run its first test with `jail run`.
-fn check_config(name: &str) {
+fn check_config(name: &str, backend: &str) {
     let file = configs_dir().join(format!("{name}.yaml"));
     let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::Builder::new()
@@ -96,7 +107,7 @@ fn check_config(name: &str) {
     let manifest = dir.path().join("m.json");
 
     let out = run(clean_jail()
-        .args(["trace", "--no-image", "-c"])
+        .args(["trace", "--no-image", "--backend", backend, "-c"])
         .arg(&file)
         .arg("--tree")
         .arg(&tree)

@@ -188,6 +188,7 @@ pub fn run(args: Args) -> CmdResult {
             "kinds": log.counts(),
             "syscall_stops": log.stats.syscall_stops,
             "duration_ms": log.stats.duration_ms,
+            "fileset_ms": done.fileset_ms,
             "fileset": {
                 "entries": done.fileset.entries.len(),
                 "bytes": done.fileset.total_size(),
@@ -329,14 +330,19 @@ pub(super) fn run_traced(
     Ok((log.map_err(trace_failure)?, kept))
 }
 
-/// A config's tests as expectations.
-pub(super) fn config_tests(c: &Config) -> Result<Vec<Expectation>, Failure> {
-    let mut env: Vec<(OsString, OsString)> =
-        vec![("PATH".into(), jail::sandbox::DEFAULT_PATH.into())];
+/// The environment of a config's traced runs and tests.
+fn config_env(c: &Config) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = vec![("PATH".into(), jail::sandbox::DEFAULT_PATH.into())];
     for (k, v) in &c.env {
         env.retain(|(ek, _)| ek != k.as_str());
         env.push((k.into(), v.into()));
     }
+    env
+}
+
+/// A config's tests as expectations.
+pub(super) fn config_tests(c: &Config) -> Result<Vec<Expectation>, Failure> {
+    let env = config_env(c);
     let cwd = c.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
     c.tests
         .iter()
@@ -408,15 +414,11 @@ fn runs(args: &Args, config: Option<&Config>) -> Result<Vec<TraceOptions>, Failu
                 BackendArg::Ptrace => trace::Backend::Ptrace,
                 BackendArg::Fanotify => trace::Backend::Fanotify,
             };
-            o.backend = match args.backend {
-                BackendArg::Ptrace => trace::Backend::Ptrace,
-                BackendArg::Fanotify => trace::Backend::Fanotify,
-            };
-            if let Some(c) = config {
-                for (k, v) in &c.env {
-                    o.env.retain(|(ek, _)| ek != k.as_str());
-                    o.env.push((k.into(), v.into()));
-                }
+            if let Some(c) = config.filter(|_| args.command.is_empty()) {
+                // A config's runs see what its tests see: PATH and the
+                // config's `env`, nothing of the caller's environment (which
+                // would make the jail depend on who built it).
+                o.env = config_env(c);
                 // The config's own runs start where its tests do (`workdir`,
                 // else `/`): the caller's directory is no part of the
                 // program and must not become the jail's working directory.

@@ -264,6 +264,12 @@ pub fn from_access_log(
     loader.cwd = log.cwd.clone();
     b.elf_closure(&elf_candidates, loader);
 
+    // fanotify reports the file opened, never the name used to open it:
+    // bring back the symlinks near included files that lead to them.
+    if log.backend == "fanotify" {
+        b.nearby_symlinks();
+    }
+
     // 5. Every parent directory.
     let all: Vec<PathBuf> = b.reasons.keys().cloned().collect();
     for p in all {
@@ -363,6 +369,49 @@ fn is_runtime(path: &Path) -> bool {
 }
 
 impl Builder<'_> {
+    /// Symlinks whose target is an included path or one of its directories
+    /// and that sit next to it: directly in any directory above an included
+    /// path (`/usr/share/perl/5.36 → 5.36.0`, `/bin → usr/bin`), or within
+    /// two levels below an included file's grandparent
+    /// (`zoneinfo/US/Eastern → ../America/New_York`). An over-approximation,
+    /// for backends blind to the names programs use.
+    fn nearby_symlinks(&mut self) {
+        let included: BTreeSet<PathBuf> = self.reasons.keys().cloned().collect();
+        let mut wanted: BTreeSet<PathBuf> = included.clone();
+        for p in &included {
+            wanted.extend(p.ancestors().skip(1).map(Path::to_path_buf));
+        }
+        // Directory → how deep to look below it.
+        let mut scan: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        for p in &included {
+            for a in p.ancestors().skip(1) {
+                scan.entry(a.to_path_buf()).or_insert(1);
+            }
+            if let Some(g) = p.parent().and_then(Path::parent).filter(|g| *g != Path::new("/")) {
+                scan.insert(g.to_path_buf(), 2);
+            }
+        }
+        let mut found = Vec::new();
+        for (dir, depth) in scan {
+            let host = self.root.host_path(&dir);
+            for e in walkdir::WalkDir::new(&host).min_depth(1).max_depth(depth).follow_links(false).sort_by_file_name().into_iter().flatten() {
+                if !e.path_is_symlink() {
+                    continue;
+                }
+                let Ok(rel) = e.path().strip_prefix(&host) else { continue };
+                let link = dir.join(rel);
+                if let Some(target) = self.root.canonicalize(&link) {
+                    if wanted.contains(&target) {
+                        found.push(link);
+                    }
+                }
+            }
+        }
+        for link in found {
+            self.add_resolved(&link, Reason::SymlinkChain);
+        }
+    }
+
     fn is_secret(&self, path: &Path) -> bool {
         self.secrets.is_match(path)
     }

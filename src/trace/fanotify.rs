@@ -247,7 +247,7 @@ fn describe(fd: BorrowedFd<'_>, pid: i32, mask: MaskFlags, start: SystemTime) ->
         let secs = u64::try_from(meta.ctime()).ok()?;
         Some(SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, meta.ctime_nsec() as u32))
     });
-    let created = born.is_some_and(|b| b >= start);
+    let created = born.is_some_and(|b| b > start);
     let what = if mask.contains(MaskFlags::FAN_OPEN_EXEC) {
         What::Exec
     } else if mask.contains(MaskFlags::FAN_CLOSE_WRITE) {
@@ -262,6 +262,23 @@ fn describe(fd: BorrowedFd<'_>, pid: i32, mask: MaskFlags, start: SystemTime) ->
         created,
         is_dir: meta.is_dir(),
     })
+}
+
+/// The trace's start, on the clock file timestamps come from.
+///
+/// The kernel stamps files from the coarse real-time clock (it advances once
+/// a tick). Take its current value and wait until it has moved on: every
+/// file born before this returns has a birth time at or below the value
+/// returned, every file born after it one above — so `born > start` tells
+/// the run's creations apart exactly. Costs at most one tick.
+pub(super) fn tick_boundary() -> SystemTime {
+    use nix::time::{clock_gettime, ClockId};
+    let now = || clock_gettime(ClockId::CLOCK_REALTIME_COARSE).ok();
+    let Some(start) = now() else { return SystemTime::now() };
+    while now().is_some_and(|t| t <= start) {
+        std::thread::sleep(std::time::Duration::from_micros(250));
+    }
+    SystemTime::UNIX_EPOCH + std::time::Duration::new(start.tv_sec() as u64, start.tv_nsec() as u32)
 }
 
 /// A mount to mark.

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 pub use log::{AccessKind, AccessLog, ExitStatus, FileAccess};
 
@@ -226,7 +226,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
                 ));
             }
             let pids = Arc::new(Mutex::new(HashSet::new()));
-            let watcher = fanotify::start(&root, pids.clone(), SystemTime::now())?;
+            let watcher = fanotify::start(&root, pids.clone(), fanotify::tick_boundary())?;
             let unmarked = watcher.unmarked.clone();
             launch.mode = ptrace::Mode::ProcessesOnly { pids };
             let traced = ptrace::run(root, &launch);
