@@ -236,6 +236,8 @@ pub fn run(args: Args) -> CmdResult {
         exclude: args.exclude.clone(),
         keep_passwd: args.keep_passwd,
         user: user.as_ref().map(|u| (u.uid, u.gid)),
+        // The unpacked root is temporary: its inodes mean nothing later.
+        digests: None,
     };
     if let Some(c) = &config {
         build.include.extend(c.include.iter().cloned());

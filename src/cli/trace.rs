@@ -144,6 +144,7 @@ pub fn run(args: Args) -> CmdResult {
         exclude: args.exclude.clone(),
         keep_passwd: args.keep_passwd,
         user: None,
+        digests: Some(std::sync::Arc::new(jail::fileset::digests::DigestCache::user())),
     };
     if let Some(c) = &config {
         build.include.extend(c.include.iter().cloned());

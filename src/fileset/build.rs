@@ -25,6 +25,7 @@ use crate::resolve::{FileType, Follow, Root};
 use crate::trace::exec::{self as execinfo, Image, MAX_INTERP_DEPTH};
 use crate::trace::{AccessKind, AccessLog};
 
+use super::digests::DigestCache;
 use super::{Entry, FileSet, Reason};
 
 /// How to build the file set.
@@ -40,6 +41,8 @@ pub struct BuildOptions {
     /// The uid and gid the image runs as, kept in the reduced passwd/group
     /// (root is always kept).
     pub user: Option<(u32, u32)>,
+    /// Remembered digests (a fresh in-memory cache when `None`).
+    pub digests: Option<std::sync::Arc<DigestCache>>,
 }
 
 /// Something the build decided that a user should hear about.
@@ -288,18 +291,20 @@ pub fn from_access_log(
 
     // 6. Metadata and content digests, in parallel.
     let mut fileset = FileSet::new(root.dir());
-    let metas: Vec<(PathBuf, BTreeSet<Reason>, Result<Option<Entry>, String>)> = b
+    let cache = opts.digests.clone().unwrap_or_else(|| std::sync::Arc::new(DigestCache::in_memory()));
+    let metas: Vec<(PathBuf, Result<Option<Entry>, String>)> = b
         .reasons
         .into_iter()
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|(p, r)| {
-            let e = entry_for(root, &p, r.clone());
-            (p, r, e)
+            let e = entry_for(root, &p, r, &cache);
+            (p, e)
         })
         .collect();
+    cache.save();
     let mut findings = b.findings;
-    for (path, _reasons, e) in metas {
+    for (path, e) in metas {
         match e {
             Ok(Some(entry)) => {
                 if entry.file_type == FileType::File
@@ -583,7 +588,7 @@ fn expand(root: &Root, pattern: &str) -> Result<Vec<PathBuf>, BuildError> {
 
 /// The entry for an in-root path, from the filesystem now. `Ok(None)` for
 /// types a jail never carries (sockets, fifos, devices).
-fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>) -> Result<Option<Entry>, String> {
+fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>, digests: &DigestCache) -> Result<Option<Entry>, String> {
     let host = root.host_path(path);
     let meta =
         fs::symlink_metadata(&host).map_err(|e| format!("cannot stat it after the run: {e}"))?;
@@ -610,9 +615,8 @@ fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>) -> Result<Opti
     };
     match file_type {
         FileType::File => {
-            let f = fs::File::open(&host).map_err(|e| format!("cannot read it: {e}"))?;
             e.size = meta.len();
-            e.sha256 = Some(Digest::of_reader(f).map_err(|e| format!("cannot read it: {e}"))?);
+            e.sha256 = Some(digests.digest(&host, &meta).map_err(|e| format!("cannot read it: {e}"))?);
             e.capability = crate::sys::xattr::lget(&host, "security.capability")
                 .ok()
                 .flatten();

@@ -16,6 +16,7 @@ use crate::paths::{serde_opt_path, serde_path, ImagePath};
 use crate::resolve::FileType;
 
 pub mod build;
+pub mod digests;
 mod dir;
 pub use dir::DirError;
 
