@@ -17,6 +17,7 @@ use crate::resolve::FileType;
 
 pub mod build;
 pub mod digests;
+pub mod open;
 mod dir;
 pub use dir::DirError;
 
