@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! trace ─► access log ─► fileset (resolve, elf closure) ─┬─► tree ─► sandbox (run/verify)
-//!                                                         ├─► pack ─► image
+//!                                                         ├─► pack ─► image ◄─► registry
 //!                                                         └─► report
 //! ```
 //!
@@ -22,6 +22,7 @@ pub mod image;
 pub mod manifest;
 pub mod pack;
 pub mod paths;
+pub mod registry;
 pub mod report;
 pub mod resolve;
 pub mod sandbox;

@@ -5,15 +5,17 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use jail::fileset::open::{open, OpenError};
+use jail::fileset::open::{open_with, OpenError};
 use jail::fileset::Entry;
 use jail::paths::ImagePath;
 
+use super::registry_opts::PullOpts;
 use super::{CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// An image (archive or OCI layout), a tree, or a manifest.
+    /// An image (archive, OCI layout, or registry reference
+    /// `HOST[:PORT]/NAME[:TAG|@sha256:…]`), a tree, or a manifest.
     a: String,
     /// The same kinds of input as A.
     b: String,
@@ -23,13 +25,16 @@ pub struct Args {
     /// Print the difference as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pull: PullOpts,
 }
 
 pub fn run(args: Args) -> CmdResult {
     let scratch = std::env::temp_dir();
     let failure = |e: OpenError| if e.is_bad_input() { Failure::usage(e) } else { Failure::failed(e) };
-    let a = open(&args.a, &scratch).map_err(failure)?;
-    let b = open(&args.b, &scratch).map_err(failure)?;
+    let registry = args.pull.options()?;
+    let a = open_with(&args.a, &scratch, &registry).map_err(failure)?;
+    let b = open_with(&args.b, &scratch, &registry).map_err(failure)?;
     let paths: BTreeSet<&ImagePath> = a.fileset.entries.keys().chain(b.fileset.entries.keys()).collect();
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     for p in paths {

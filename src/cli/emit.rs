@@ -8,12 +8,14 @@ use jail::fileset::build::{self, BuildOptions, Finding};
 use jail::fileset::FileSet;
 use jail::image::{self, ImageSpec, ImageSummary, WriteOptions};
 use jail::manifest::Manifest;
+use jail::registry::{RegistryOptions, RegistryRef};
 use jail::resolve::Root;
 use jail::trace::AccessLog;
 use jail::tree::{self, TreeOptions};
 use jail::verify::{self, Expectation};
 
 use super::image_opts::{image_failure, report};
+use super::registry_opts::push_image;
 use super::{warn, Failure};
 
 /// What to produce from a traced run.
@@ -28,6 +30,9 @@ pub struct Emit<'a> {
     /// Checks to run inside the finished jail (in `tree`, or a scratch one).
     pub checks: Vec<Expectation>,
     pub image: Option<(ImageSpec, PathBuf, WriteOptions)>,
+    /// `--push`: where to push the image once written (only when every
+    /// check passed).
+    pub push: Option<(RegistryRef, RegistryOptions)>,
 }
 
 /// What was produced.
@@ -102,9 +107,18 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
     let mut summary = None;
     if let Some((spec, output, wopts)) = &e.image {
         jail::sys::interrupt::install();
-        let s = image::write(&fileset, spec, wopts, output)
+        let mut s = image::write(&fileset, spec, wopts, output)
             .map_err(|err| image_failure(err, output))?;
         report(&s);
+        if let Some((target, ropts)) = &e.push {
+            if failed == 0 {
+                push_image(&mut s, target, ropts)?;
+            } else {
+                warn(format!(
+                    "not pushed to {target}: {failed} check(s) failed in the jail"
+                ));
+            }
+        }
         summary = Some(s);
     }
     Ok(Emitted {

@@ -50,6 +50,11 @@ pub struct ImageOpts {
     /// Compression threads [default: all cores]; never changes the bytes.
     #[arg(long, hide = true)]
     pub threads: Option<usize>,
+    /// Once the image is written, push it to this registry reference
+    /// (HOST[:PORT]/NAME[:TAG]; blobs the registry has are skipped) and
+    /// print it by digest (NAME@sha256:…).
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
 }
 
 /// What a command knows about the image before the flags override it.

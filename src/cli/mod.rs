@@ -13,6 +13,7 @@ mod emit;
 mod image_opts;
 mod ldd;
 mod pack;
+mod registry_opts;
 mod report;
 mod run;
 mod slim;

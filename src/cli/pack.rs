@@ -8,6 +8,7 @@ use jail::image;
 use jail::resolve::Root;
 
 use super::image_opts::{image_failure, report, Defaults, ImageOpts};
+use super::registry_opts::{push_image, push_target, RegistryOpts};
 use super::{CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
@@ -19,6 +20,8 @@ pub struct Args {
     output: PathBuf,
     #[command(flatten)]
     image: ImageOpts,
+    #[command(flatten)]
+    registry: RegistryOpts,
     /// Print a JSON summary on stdout (docs/formats.md).
     #[arg(long)]
     json: bool,
@@ -29,6 +32,8 @@ pub fn run(a: Args) -> CmdResult {
     // check, with the same clean exit.
     jail::sys::interrupt::install();
     let opts = a.image.write_options()?;
+    let push = push_target(a.image.push.as_deref())?;
+    let registry = a.registry.options()?;
     let root = Root::new(&a.dir).map_err(|e| {
         Failure::usage(anyhow!(
             "{}: {e}: `jail pack` needs a readable directory tree",
@@ -52,9 +57,12 @@ pub fn run(a: Args) -> CmdResult {
     )?;
     let fs = FileSet::from_dir(&a.dir)
         .map_err(|e| Failure::usage(anyhow!("{e}: `jail pack` needs a readable directory tree")))?;
-    let summary =
+    let mut summary =
         image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
     report(&summary);
+    if let Some(target) = &push {
+        push_image(&mut summary, target, &registry)?;
+    }
     if a.json {
         let line = serde_json::to_string(&summary).map_err(Failure::failed)?;
         println!("{line}");

@@ -22,12 +22,14 @@ use jail::trace::{SandboxRun, TraceOptions};
 
 use super::emit::{emit, Emit};
 use super::image_opts::{Defaults, ImageOpts};
+use super::registry_opts::{push_target, registry_failure, PullOpts};
 use super::{warn, CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The image: a docker-archive or OCI-archive tar, or an OCI layout
-    /// directory (`DIR`, `DIR:TAG`, `DIR@sha256:…`).
+    /// The image: a docker-archive or OCI-archive tar, an OCI layout
+    /// directory (`DIR`, `DIR:TAG`, `DIR@sha256:…`), or a registry
+    /// reference (`HOST[:PORT]/NAME[:TAG|@sha256:…]`).
     image: String,
     /// Where to write the slim image.
     #[arg(short, long, value_name = "IMAGE")]
@@ -79,6 +81,8 @@ pub struct Args {
     json: bool,
     #[command(flatten)]
     image_opts: ImageOpts,
+    #[command(flatten)]
+    pull: PullOpts,
     /// The command to run [default: the image's Entrypoint + Cmd].
     #[arg(last = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -96,14 +100,17 @@ pub fn run(args: Args) -> CmdResult {
         None => None,
     };
     let write_opts = args.image_opts.write_options()?;
-    let source = ImageSource::parse(&args.image).map_err(Failure::usage)?;
+    let registry = args.pull.options()?;
+    let push = push_target(args.image_opts.push.as_deref())?.map(|t| (t, registry.clone()));
+    let source = ImageSource::parse(&args.image).map_err(|e| match e {
+        read::ReadError::Registry(e) => registry_failure(e),
+        e => Failure::usage(e),
+    })?;
     let parent = std::env::temp_dir();
-    let image = read::unpack(&source, &parent).map_err(|e| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::failed(e)
-        }
+    let image = read::unpack_with(&source, &parent, &registry).map_err(|e| match e {
+        read::ReadError::Registry(e) => registry_failure(e),
+        e if e.is_bad_input() => Failure::usage(e),
+        e => Failure::failed(e),
     })?;
     let root = Root::new(image.root()).map_err(Failure::failed)?;
     let before = Measure {
@@ -253,6 +260,7 @@ pub fn run(args: Args) -> CmdResult {
         force: args.force,
         checks,
         image: Some((spec, args.output.clone(), write_opts)),
+        push,
     })?;
 
     let after = done

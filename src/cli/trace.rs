@@ -16,6 +16,7 @@ use jail::verify::Expectation;
 
 use super::emit::{emit, Emit};
 use super::image_opts::{Defaults, ImageOpts};
+use super::registry_opts::{push_target, RegistryOpts};
 use super::{warn, CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
@@ -43,6 +44,8 @@ pub struct Args {
     output: Option<PathBuf>,
     #[command(flatten)]
     image: ImageOpts,
+    #[command(flatten)]
+    registry: RegistryOpts,
     /// Add files matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
@@ -96,6 +99,15 @@ pub fn run(args: Args) -> CmdResult {
         None
     } else {
         Some(args.image.write_options()?)
+    };
+    let push = match push_target(args.image.push.as_deref())? {
+        Some(_) if args.no_image => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--push needs an image: drop --no-image"
+            )))
+        }
+        Some(t) => Some((t, args.registry.options()?)),
+        None => None,
     };
 
     // Trace every run into one log (keeping each run's stdout to compare
@@ -177,6 +189,7 @@ pub fn run(args: Args) -> CmdResult {
         force: args.force,
         checks,
         image,
+        push,
     })?;
 
     if args.json {

@@ -1,11 +1,13 @@
 //! Opening "an image, a tree or a manifest" as a file set: what `jail diff`
-//! and `jail report` take. An image is unpacked (no daemon) into a
-//! temporary root that lives as long as the [`Opened`] value.
+//! and `jail report` take. An image (a local one, or one in a registry) is
+//! unpacked (no daemon) into a temporary root that lives as long as the
+//! [`Opened`] value.
 
 use std::path::{Path, PathBuf};
 
 use crate::image::read::{self, ImageSource, Unpacked};
 use crate::manifest::Manifest;
+use crate::registry::{RegistryOptions, RegistryRef};
 
 use super::FileSet;
 
@@ -59,8 +61,19 @@ fn is_manifest_name(p: &Path) -> bool {
 
 /// Open `input`: a manifest (`.json`, `.yaml`), a tree (a directory that is
 /// not an OCI layout), or an image (an archive, an OCI layout `DIR`,
-/// `DIR:TAG`, `DIR@sha256:…`), unpacked under `scratch`.
+/// `DIR:TAG`, `DIR@sha256:…`, or a registry reference), unpacked under
+/// `scratch`. A registry image is pulled with the default options.
 pub fn open(input: &str, scratch: &Path) -> Result<Opened, OpenError> {
+    open_with(input, scratch, &RegistryOptions::default())
+}
+
+/// [`open`], pulling a registry image with `registry` (TLS, credentials,
+/// platform).
+pub fn open_with(
+    input: &str,
+    scratch: &Path,
+    registry: &RegistryOptions,
+) -> Result<Opened, OpenError> {
     let path = Path::new(input);
     if path.is_file() && is_manifest_name(path) {
         let manifest = Manifest::read(path)?;
@@ -71,12 +84,13 @@ pub fn open(input: &str, scratch: &Path) -> Result<Opened, OpenError> {
         let fileset = FileSet::from_dir(path).map_err(|e| OpenError::Tree { path: path.to_path_buf(), msg: e.to_string() })?;
         return Ok(Opened { kind: Kind::Tree, fileset, manifest: None, image: None });
     }
-    let looks_like_ref = input.contains(':') || input.contains('@');
+    let looks_like_ref =
+        input.contains(':') || input.contains('@') || RegistryRef::looks_like(input);
     if !path.exists() && !looks_like_ref {
         return Err(OpenError::Missing(path.to_path_buf()));
     }
     let source = ImageSource::parse(input)?;
-    let image = read::unpack(&source, scratch)?;
+    let image = read::unpack_with(&source, scratch, registry)?;
     let fileset = FileSet::from_dir(image.root()).map_err(|e| OpenError::Tree { path: image.root().to_path_buf(), msg: e.to_string() })?;
     Ok(Opened { kind: Kind::Image, fileset, manifest: None, image: Some(image) })
 }

@@ -33,7 +33,7 @@ pub use self::json::{
     rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET,
     LABEL_VERSION,
 };
-pub use self::platform::Platform;
+pub use self::platform::{BadPlatform, Platform};
 pub use self::reference::{BadReference, Reference};
 use crate::digest::Digest;
 use crate::fileset::FileSet;
@@ -228,6 +228,9 @@ pub struct ImageSummary {
     pub files: u64,
     /// sha256 of the file set (the `jail.fileset` label).
     pub fileset_digest: Digest,
+    /// Where `--push` put it (docs/registry.md), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<crate::registry::Pushed>,
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment: `None` when unset, an error
@@ -348,14 +351,12 @@ pub fn write(
         diff_id: stats.diff_id,
         layer_digest,
         compression: opts.compression,
-        platform: match &p.variant {
-            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-            None => format!("{}/{}", p.os, p.architecture),
-        },
+        platform: p.display(),
         uncompressed_size: stats.size,
         compressed_size: layer_size,
         files: stats.entries,
         fileset_digest,
+        pushed: None,
     })
 }
 

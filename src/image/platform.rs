@@ -15,12 +15,49 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// Why a string is not a platform.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid platform {0:?}: expected OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8")]
+pub struct BadPlatform(pub String);
+
 impl Platform {
     fn linux(arch: &str, variant: Option<&str>) -> Platform {
         Platform {
             os: "linux".into(),
             architecture: arch.into(),
             variant: variant.map(Into::into),
+        }
+    }
+
+    /// `OS/ARCH[/VARIANT]`, as `--platform` takes it (`linux/arm64/v8`).
+    pub fn parse(s: &str) -> Result<Platform, BadPlatform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
+            _ => Err(BadPlatform(s.to_string())),
+        }
+    }
+
+    /// `os/architecture[/variant]`.
+    pub fn display(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
         }
     }
 
@@ -120,6 +157,15 @@ fn read_head(host: &Path, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_platforms() {
+        assert_eq!(Platform::parse("linux/arm64/v8").unwrap(), Platform::linux("arm64", Some("v8")));
+        assert_eq!(Platform::parse("linux/amd64").unwrap().display(), "linux/amd64");
+        for bad in ["linux", "linux/", "/amd64", "linux/amd64/v1/x", "Linux/amd64"] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn reads_e_machine() {

@@ -1,6 +1,8 @@
 //! Reading images without a daemon: a docker-archive tar, an OCI archive
-//! tar, or an OCI layout directory (`DIR`, `DIR:TAG`, `DIR@sha256:…`), with
-//! gzip, zstd or uncompressed layers.
+//! tar, an OCI layout directory (`DIR`, `DIR:TAG`, `DIR@sha256:…`), or an
+//! image in a registry (`HOST[:PORT]/NAME[:TAG|@sha256:…]`, pulled into the
+//! blob cache first, see `crate::registry`), with gzip, zstd or
+//! uncompressed layers.
 //!
 //! Archives are indexed once (headers only) and blobs are streamed from
 //! their offsets: nothing is buffered whole but the JSON documents. Every
@@ -21,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use super::extract::{self, ExtractError, Extractor};
 use super::{Compression, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::digest::Digest;
+use crate::registry::{self, RegistryError, RegistryOptions, RegistryRef};
 use crate::sys::interrupt::{self, Interrupted};
 
 /// The largest JSON document read (manifests, configs, indexes).
@@ -47,19 +50,33 @@ pub enum ReadError {
     #[error("cannot unpack into {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
     Interrupted(#[from] Interrupted),
 }
 
 impl ReadError {
     /// True when the image is at fault (exit 2).
     pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            ReadError::NotFound { .. }
-                | ReadError::NotAnImage { .. }
-                | ReadError::Corrupt { .. }
-                | ReadError::Unsafe { .. }
-        )
+        match self {
+            ReadError::Registry(e) => e.is_bad_input(),
+            _ => matches!(
+                self,
+                ReadError::NotFound { .. }
+                    | ReadError::NotAnImage { .. }
+                    | ReadError::Corrupt { .. }
+                    | ReadError::Unsafe { .. }
+            ),
+        }
+    }
+
+    /// The signal, when the work was interrupted.
+    pub fn interrupted(&self) -> Option<Interrupted> {
+        match self {
+            ReadError::Interrupted(i) => Some(*i),
+            ReadError::Registry(e) => e.interrupted(),
+            _ => None,
+        }
     }
 }
 
@@ -81,10 +98,16 @@ pub enum ImageSource {
     Archive(PathBuf),
     /// An OCI image layout directory.
     Layout { dir: PathBuf, select: Select },
+    /// An image in a registry.
+    Registry(RegistryRef),
 }
 
 impl ImageSource {
-    /// `FILE`, `DIR`, `DIR:TAG` or `DIR@sha256:…`.
+    /// `FILE`, `DIR`, `DIR:TAG`, `DIR@sha256:…`, or a registry reference
+    /// `HOST[:PORT]/NAME[:TAG|@sha256:…]`. A local path that exists wins
+    /// (also the `DIR` of `DIR:TAG` and `DIR@…`); otherwise a string whose
+    /// first component is a host (it has a `.` or a `:`, or is `localhost`)
+    /// followed by a `/` is a registry reference (docs/registry.md).
     pub fn parse(s: &str) -> Result<ImageSource, ReadError> {
         let p = Path::new(s);
         if p.is_file() {
@@ -116,9 +139,14 @@ impl ImageSource {
                 });
             }
         }
+        if RegistryRef::looks_like(s) {
+            return Ok(ImageSource::Registry(
+                RegistryRef::parse(s).map_err(RegistryError::from)?,
+            ));
+        }
         Err(ReadError::NotFound {
             image: s.into(),
-            what: "no such file or directory: name an image archive (.tar), an OCI layout directory, DIR:TAG or DIR@sha256:…".into(),
+            what: "no such file or directory: name an image archive (.tar), an OCI layout directory, DIR:TAG, DIR@sha256:… or a registry reference HOST[:PORT]/NAME[:TAG]".into(),
         })
     }
 
@@ -137,6 +165,7 @@ impl ImageSource {
                 dir,
                 select: Select::Digest(d),
             } => format!("{}@{d}", dir.display()),
+            ImageSource::Registry(r) => r.to_string(),
         }
     }
 }
@@ -233,7 +262,7 @@ impl Store {
     }
 
     /// A reader over a member and its size.
-    fn open(&self, name: &str) -> io::Result<(Box<dyn Read>, u64)> {
+    fn open(&self, name: &str) -> io::Result<(Box<dyn Read + Send>, u64)> {
         match self {
             Store::Dir(d) => {
                 let f = File::open(d.join(name))?;
@@ -255,13 +284,43 @@ impl Store {
     }
 }
 
-/// Read and unpack `source` into a new temporary directory under `parent`.
+/// Read and unpack `source` into a new temporary directory under `parent`
+/// (a registry image with the default [`RegistryOptions`]).
 pub fn unpack(source: &ImageSource, parent: &Path) -> Result<Unpacked, ReadError> {
+    unpack_with(source, parent, &RegistryOptions::default())
+}
+
+/// [`unpack`], pulling a registry image with `opts` (TLS, credentials,
+/// platform, cache).
+pub fn unpack_with(
+    source: &ImageSource,
+    parent: &Path,
+    opts: &RegistryOptions,
+) -> Result<Unpacked, ReadError> {
     interrupt::install();
     let image = source.name();
     let (store, select) = match source {
         ImageSource::Archive(p) => (Store::open_archive(p, &image)?, Select::Only),
         ImageSource::Layout { dir, select } => (Store::Dir(dir.clone()), select.clone()),
+        ImageSource::Registry(reference) => {
+            // Pulled into the cache, which is laid out as a layout's blobs.
+            let pulled = registry::pull(reference, opts)?;
+            let r = Reader {
+                store: Store::Dir(pulled.cache.root().to_path_buf()),
+                image: image.clone(),
+            };
+            let name = match &reference.tag {
+                Some(t) => format!("{}:{t}", reference.name()),
+                None => reference.name(),
+            };
+            let plan = r.manifest_plan(
+                "the manifest",
+                &pulled.manifest,
+                pulled.manifest_digest,
+                Some(name),
+            )?;
+            return apply(&r, plan, parent);
+        }
     };
     let r = Reader {
         store,
@@ -277,6 +336,11 @@ pub fn unpack(source: &ImageSource, parent: &Path) -> Result<Unpacked, ReadError
             what: "it has neither index.json (OCI) nor manifest.json (docker)".into(),
         });
     };
+    apply(&r, plan, parent)
+}
+
+/// Apply a plan's layers into a new temporary root under `parent`.
+fn apply(r: &Reader, plan: Plan, parent: &Path) -> Result<Unpacked, ReadError> {
 
     let diff_ids = plan.config.rootfs().diff_ids().clone();
     if diff_ids.len() != plan.layers.len() {
@@ -429,6 +493,17 @@ impl Reader {
     }
 
     fn oci_plan(&self, select: &Select) -> Result<Plan, ReadError> {
+        let (name, bytes, digest, reference) = self.oci_manifest(select)?;
+        self.manifest_plan(&name, &bytes, digest, reference)
+    }
+
+    /// The manifest `select` names in index.json, following nested indexes
+    /// to the host's platform: its blob name, bytes, digest, and the image
+    /// name the index gives it.
+    fn oci_manifest(
+        &self,
+        select: &Select,
+    ) -> Result<(String, Vec<u8>, Digest, Option<String>), ReadError> {
         let (bytes, _) = self.read_json("index.json", None)?;
         let mut index: ImageIndex = self.parse("index.json", &bytes)?;
         let mut chosen = None;
@@ -492,11 +567,24 @@ impl Reader {
                 index = self.parse(&name, &bytes)?;
                 continue;
             }
-            chosen = Some((self.parse::<ImageManifest>(&name, &bytes)?, got));
+            chosen = Some((name, bytes, got));
             break;
         }
-        let (manifest, manifest_digest) =
+        let (name, bytes, digest) =
             chosen.ok_or_else(|| self.corrupt("image indexes nested too deep".into()))?;
+        Ok((name, bytes, digest, reference))
+    }
+
+    /// The plan an image manifest describes: its config read and verified,
+    /// its layers listed.
+    fn manifest_plan(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        manifest_digest: Digest,
+        reference: Option<String>,
+    ) -> Result<Plan, ReadError> {
+        let manifest: ImageManifest = self.parse(name, bytes)?;
         let cdesc = manifest.config();
         let cname = Self::blob_name(cdesc.digest().as_ref()).map_err(|e| self.corrupt(e))?;
         let cwant =
@@ -674,6 +762,75 @@ impl Reader {
             uncompressed_size: usize_,
             applied,
         })
+    }
+}
+
+/// A local OCI image (archive or layout) opened for its blobs: what
+/// `--push` uploads. The manifest is chosen as [`unpack`] chooses it.
+pub struct LocalImage {
+    reader: Reader,
+    /// The manifest's bytes, as stored.
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub media_type: String,
+    /// The config, then the layers.
+    pub blobs: Vec<registry::PushBlob>,
+}
+
+impl LocalImage {
+    /// Open `source`: an OCI archive or layout (a docker archive has no
+    /// manifest to push).
+    pub fn open(source: &ImageSource) -> Result<LocalImage, ReadError> {
+        let image = source.name();
+        let (store, select) = match source {
+            ImageSource::Archive(p) => (Store::open_archive(p, &image)?, Select::Only),
+            ImageSource::Layout { dir, select } => (Store::Dir(dir.clone()), select.clone()),
+            ImageSource::Registry(_) => {
+                return Err(ReadError::NotAnImage {
+                    image,
+                    what: "a registry image is not a local image".into(),
+                })
+            }
+        };
+        let reader = Reader { store, image };
+        if !reader.store.has("index.json") {
+            return Err(reader.corrupt(
+                "no index.json: only OCI images (archives or layouts) can be pushed".into(),
+            ));
+        }
+        let (name, bytes, digest, _) = reader.oci_manifest(&select)?;
+        let manifest: ImageManifest = reader.parse(&name, &bytes)?;
+        let mut blobs = Vec::new();
+        for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+            let digest = Digest::from_str(d.digest().as_ref())
+                .map_err(|e| reader.corrupt(e.to_string()))?;
+            blobs.push(registry::PushBlob {
+                digest,
+                size: d.size(),
+            });
+        }
+        let media_type = manifest
+            .media_type()
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| super::MEDIA_TYPE_MANIFEST.to_string());
+        Ok(LocalImage {
+            reader,
+            manifest: bytes,
+            manifest_digest: digest,
+            media_type,
+            blobs,
+        })
+    }
+}
+
+impl registry::BlobSource for LocalImage {
+    fn open_blob(&self, d: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        let (r, _) = self
+            .reader
+            .store
+            .open(&format!("blobs/sha256/{}", d.hex()))?;
+        Ok(r)
     }
 }
 
