@@ -127,8 +127,10 @@ const SECRET_PATTERNS: &[&str] = &[
     "**/.git-credentials",
 ];
 
-/// Files this small are also checked for a PEM private key by content.
+/// Files this small are also checked for a PEM private key by content…
 const KEY_SNIFF_MAX: u64 = 64 * 1024;
+/// …in their first bytes.
+const KEY_SNIFF_HEAD: u64 = 16 * 1024;
 
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern)
@@ -630,16 +632,14 @@ fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>, digests: &Dige
     Ok(Some(e))
 }
 
-/// A PEM private key (`-----BEGIN … PRIVATE KEY-----`) anywhere in the file.
+/// A PEM private key block (`-----BEGIN … PRIVATE KEY-----`) near the
+/// start of the file: where a key file has it.
 fn holds_private_key(host: &Path) -> bool {
-    let mut buf = Vec::new();
-    if fs::File::open(host)
-        .and_then(|f| f.take(KEY_SNIFF_MAX).read_to_end(&mut buf))
-        .is_err()
-    {
+    let mut buf = Vec::with_capacity(KEY_SNIFF_HEAD as usize);
+    if fs::File::open(host).and_then(|f| f.take(KEY_SNIFF_HEAD).read_to_end(&mut buf)).is_err() {
         return false;
     }
-    buf.windows(11).any(|w| w == b"PRIVATE KEY") && buf.windows(10).any(|w| w == b"-----BEGIN")
+    memchr::memmem::find(&buf, b"PRIVATE KEY-----").is_some() && memchr::memmem::find(&buf, b"-----BEGIN").is_some()
 }
 
 /// Reduce `/etc/passwd` and `/etc/group` (when present) to root and the run
