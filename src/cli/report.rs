@@ -80,32 +80,27 @@ pub fn run(a: Args) -> CmdResult {
         None => None,
     };
     let db_root = match &a.dpkg_root {
-        Some(d) => Some(
+        Some(d) => Some((
             Root::new(d)
                 .map_err(|e| Failure::usage(anyhow!("--dpkg-root {}: {e}", d.display())))?,
-        ),
+            d.display().to_string(),
+        )),
         None => report::package_root(&subject, original.as_ref()),
     };
     let db = match &db_root {
-        Some(r) => Some(PackageDb::load(r).map_err(|e| {
-            if a.dpkg_root.is_some() {
-                Failure::usage(e)
-            } else {
-                Failure::failed(e)
-            }
-        })?),
+        Some((r, label)) => Some(load_db(r, label, a.dpkg_root.is_some())?),
         None => None,
     };
     let mut review = report::review(&subject, db.as_ref());
     if let Some(o) = &original {
         // The original's own database when it has one (an image before
-        // slimming usually does).
+        // slimming usually does), else the same as the slim one's.
         let own = Root::new(&o.fileset.root)
             .ok()
             .filter(PackageDb::present)
-            .filter(|r| db_root.as_ref().is_none_or(|d| d.dir() != r.dir()));
+            .filter(|r| db.as_ref().is_none_or(|d| d.root != r.dir()));
         let own_db = match own {
-            Some(r) => Some(PackageDb::load(&r).map_err(Failure::failed)?),
+            Some(r) => Some(load_db(&r, &o.root_label(), false)?),
             None => None,
         };
         let before = report::review(o, own_db.as_ref().or(db.as_ref()));
@@ -121,6 +116,19 @@ pub fn run(a: Args) -> CmdResult {
     }
     out.flush().map_err(Failure::failed)?;
     Ok(())
+}
+
+/// A package database; a bad `--dpkg-root` is bad input.
+fn load_db(root: &Root, label: &str, explicit: bool) -> Result<PackageDb, Failure> {
+    let mut db = PackageDb::load(root).map_err(|e| {
+        if explicit {
+            Failure::usage(e)
+        } else {
+            Failure::failed(e)
+        }
+    })?;
+    db.label = label.to_string();
+    Ok(db)
 }
 
 fn open(

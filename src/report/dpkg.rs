@@ -43,6 +43,8 @@ pub struct Diversion {
 pub struct PackageDb {
     /// The root's host directory.
     pub root: PathBuf,
+    /// How the report names the root (default: the directory).
+    pub label: String,
     owners: HashMap<PathBuf, Vec<String>>,
     versions: HashMap<String, String>,
     packages: usize,
@@ -90,6 +92,7 @@ impl PackageDb {
 
         let mut db = PackageDb {
             root: root.dir().to_path_buf(),
+            label: root.dir().display().to_string(),
             packages: lists.len(),
             ..PackageDb::default()
         };

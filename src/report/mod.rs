@@ -267,9 +267,9 @@ pub struct SubjectInfo {
     #[serde(with = "serde_opt_path")]
     pub manifest: Option<PathBuf>,
     pub reasons_known: bool,
-    /// The root whose package database attributed the files.
-    #[serde(with = "serde_opt_path")]
-    pub package_root: Option<PathBuf>,
+    /// Whose package database attributed the files: an image's name, or
+    /// a root directory (`/`).
+    pub packages_from: Option<String>,
 }
 
 /// Package counts of the summary.
@@ -428,7 +428,7 @@ pub fn review(subject: &Loaded, packages: Option<&PackageDb>) -> Report {
             kind: subject.kind,
             manifest: subject.manifest_path.clone(),
             reasons_known: subject.reasons_known,
-            package_root: packages.map(|db| db.root.clone()),
+            packages_from: packages.map(|db| db.label.clone()),
         },
         summary,
         findings,
@@ -439,21 +439,22 @@ pub fn review(subject: &Loaded, packages: Option<&PackageDb>) -> Report {
     }
 }
 
-/// The root whose package database should attribute `subject`'s files:
-/// its own content root when that has one, else the original's (a slimmed
-/// image keeps no database), else the root the manifest was traced in.
-pub fn package_root(subject: &Loaded, original: Option<&Loaded>) -> Option<Root> {
-    let mut candidates = vec![subject.fileset.root.clone()];
+/// The root whose package database should attribute `subject`'s files,
+/// and how to name it: the subject's own content root when that has one,
+/// else the original's (a slimmed image keeps no database), else the root
+/// the manifest was traced in.
+pub fn package_root(subject: &Loaded, original: Option<&Loaded>) -> Option<(Root, String)> {
+    let mut candidates = vec![(subject.fileset.root.clone(), subject.root_label())];
     if let Some(o) = original {
-        candidates.push(o.fileset.root.clone());
+        candidates.push((o.fileset.root.clone(), o.root_label()));
     }
     if let Some(fs) = subject.manifest.as_ref().and_then(|m| m.fileset.as_ref()) {
-        candidates.push(fs.root.clone());
+        candidates.push((fs.root.clone(), fs.root.display().to_string()));
     }
     candidates
-        .iter()
-        .filter_map(|c| Root::new(c).ok())
-        .find(PackageDb::present)
+        .into_iter()
+        .filter_map(|(c, label)| Some((Root::new(&c).ok()?, label)))
+        .find(|(r, _)| PackageDb::present(r))
 }
 
 fn build_finding(f: &BuildFinding) -> Finding {
@@ -471,6 +472,23 @@ fn build_finding(f: &BuildFinding) -> Finding {
         BuildFinding::Skipped { path, why } => Finding::new(Kind::Skipped, path, why.clone()),
     }
 }
+
+/// Device nodes every runtime provides with mode 0666 (and mounts its own
+/// /dev over the image's): not world-writable findings.
+const STANDARD_DEVICES: [&str; 8] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/console",
+];
+
+/// Where an executable named like a tool is a hook or a template, not the
+/// tool (`/etc/cron.daily/dpkg`, `/usr/share/bug/dpkg`).
+const NOT_PROGRAM_DIRS: [&str; 2] = ["/etc", "/usr/share"];
 
 struct Ctx<'a> {
     subject: &'a Loaded,
@@ -516,6 +534,7 @@ impl Ctx<'_> {
                 ));
             }
             FileType::Dir => {}
+            FileType::CharDevice if STANDARD_DEVICES.iter().any(|d| path == Path::new(d)) => {}
             _ if e.mode & 0o002 != 0 => found.push(Finding::new(
                 Kind::WorldWritable,
                 path,
@@ -523,7 +542,8 @@ impl Ctx<'_> {
             )),
             _ => {}
         }
-        if is_file && e.mode & 0o111 != 0 {
+        let program_dir = !NOT_PROGRAM_DIRS.iter().any(|d| path.starts_with(d));
+        if is_file && e.mode & 0o111 != 0 && program_dir {
             if let Some(f) = self.category(path) {
                 found.push(f);
             }

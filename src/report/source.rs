@@ -82,6 +82,15 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// How to name where the content is: the image's name (its unpacked
+    /// root is temporary), or the directory.
+    pub fn root_label(&self) -> String {
+        match self.kind {
+            SourceKind::Image => self.name.clone(),
+            _ => self.fileset.root.display().to_string(),
+        }
+    }
+
     /// The paths that came without a reason (not in the manifest).
     pub fn reasons_of(&self, path: &Path) -> Option<&BTreeSet<Reason>> {
         if !self.reasons_known {

@@ -21,8 +21,8 @@ pub fn write_text(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         (_, false) => how.push("reasons unknown".into()),
         _ => {}
     }
-    if let Some(p) = &r.subject.package_root {
-        how.push(format!("packages from {}", p.display()));
+    if let Some(p) = &r.subject.packages_from {
+        how.push(format!("packages from {p}"));
     }
     writeln!(out, "jail report: {} ({})", r.subject.name, how.join("; "))?;
     writeln!(
