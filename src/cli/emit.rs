@@ -49,7 +49,11 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         warn(f);
     }
     let fileset = built.fileset;
-    eprintln!("jail: file set: {} paths, {} bytes of files ({fileset_ms} ms)", fileset.entries.len(), fileset.total_size());
+    eprintln!(
+        "jail: file set: {} paths, {} bytes of files ({fileset_ms} ms)",
+        fileset.entries.len(),
+        fileset.total_size()
+    );
 
     if let Some(path) = e.manifest {
         let mut m = Manifest::new(Some(e.log.clone()), Some(fileset.clone()));
