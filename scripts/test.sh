@@ -21,6 +21,7 @@ need=(
   git:git
   perl:perl
   busybox:busybox-static
+  setcap:libcap2-bin
   # The programs the shipped jail configs trace (jail-configs/, tests/configs.rs).
   gzip:gzip
   cmp:diffutils

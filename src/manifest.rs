@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fileset::build::Finding;
 use crate::fileset::FileSet;
 use crate::trace::AccessLog;
 
@@ -24,6 +25,10 @@ pub struct Manifest {
     /// What goes into the jail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fileset: Option<FileSet>,
+    /// What the file-set build reported (secrets left out, missing
+    /// libraries, skipped paths), for `jail report`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,7 @@ impl Manifest {
             jail: env!("CARGO_PKG_VERSION").to_string(),
             trace,
             fileset,
+            findings: Vec::new(),
         }
     }
 

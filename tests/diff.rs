@@ -46,11 +46,21 @@ fn reports_added_removed_and_changed_across_input_kinds() {
 
     // A manifest against the tree it was not made from.
     let m = d.path().join("m.json");
-    ok(&run(jail().args(["trace", "--no-image", "--manifest"]).arg(&m).args(["--", "/bin/true"])));
+    ok(&run(jail()
+        .args(["trace", "--no-image", "--manifest"])
+        .arg(&m)
+        .args(["--", "/bin/true"])));
     let o = run(jail().args(["diff", "--json"]).arg(&m).arg(&b));
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["removed"].as_array().unwrap().iter().any(|p| p == "/usr/bin/true"), "{v}");
+    assert!(
+        v["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/usr/bin/true"),
+        "{v}"
+    );
 
     // Bad input.
     let o = run(jail().arg("diff").arg(d.path().join("nope")).arg(&a));

@@ -222,7 +222,9 @@ impl Scratch {
 }
 
 fn which(tool: &str) -> PathBuf {
-    let o = run(Command::new("sh").arg("-c").arg(format!("command -v {tool}")));
+    let o = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}")));
     PathBuf::from(text(&o.stdout).trim())
 }
 
@@ -267,7 +269,12 @@ fn push_pull_slim_round_trip_and_nothing_reuploaded() {
     let reference = format!("{host}/jail/bb:v1");
 
     // Push: the reference by digest on stderr and in --json.
-    let o = s.pack_push(&tree, "img.tar", &reference, &["--insecure-registry", &host]);
+    let o = s.pack_push(
+        &tree,
+        "img.tar",
+        &reference,
+        &["--insecure-registry", &host],
+    );
     ok(&o);
     let summary = json(&o);
     let digest = summary["manifest_digest"].as_str().unwrap().to_string();
@@ -276,19 +283,34 @@ fn push_pull_slim_round_trip_and_nothing_reuploaded() {
     assert_eq!(summary["pushed"]["tag"], reference.as_str());
     assert_eq!(summary["pushed"]["uploaded"], 2);
     assert!(text(&o.stderr).contains(&by_digest), "{}", text(&o.stderr));
-    assert_eq!(reg.uploads(), 2, "config and layer uploaded:\n{}", reg.log());
+    assert_eq!(
+        reg.uploads(),
+        2,
+        "config and layer uploaded:\n{}",
+        reg.log()
+    );
 
     // The registry's digest is the local one.
     assert_eq!(skopeo_digest(&reference, None), digest);
 
     // Nothing re-uploaded: the same image again.
-    let o = s.pack_push(&tree, "img2.tar", &reference, &["--insecure-registry", &host]);
+    let o = s.pack_push(
+        &tree,
+        "img2.tar",
+        &reference,
+        &["--insecure-registry", &host],
+    );
     ok(&o);
     let again = json(&o);
     assert_eq!(again["manifest_digest"], digest.as_str());
     assert_eq!(again["pushed"]["uploaded"], 0);
     assert_eq!(again["pushed"]["existing"], 2);
-    assert_eq!(reg.uploads(), 2, "a blob was uploaded again:\n{}", reg.log());
+    assert_eq!(
+        reg.uploads(),
+        2,
+        "a blob was uploaded again:\n{}",
+        reg.log()
+    );
 
     // Pull and slim it by reference, pushing the result.
     let slim_ref = format!("{host}/jail/bb:slim");
@@ -326,13 +348,23 @@ fn push_pull_slim_round_trip_and_nothing_reuploaded() {
     // trace --push: the image of a traced run, pushed.
     let o = run(s
         .jail()
-        .args(["trace", "-o", "true.tar", "--json", "--insecure-registry", &host])
+        .args([
+            "trace",
+            "-o",
+            "true.tar",
+            "--json",
+            "--insecure-registry",
+            &host,
+        ])
         .args(["--push", &format!("{host}/jail/true")])
         .args(["--", "/bin/true"]));
     ok(&o);
     let t = json(&o);
     let td = t["image"]["manifest_digest"].as_str().unwrap();
-    assert_eq!(t["image"]["pushed"]["tag"], format!("{host}/jail/true:latest").as_str());
+    assert_eq!(
+        t["image"]["pushed"]["tag"],
+        format!("{host}/jail/true:latest").as_str()
+    );
     assert_eq!(skopeo_digest(&format!("{host}/jail/true:latest"), None), td);
 }
 
@@ -352,7 +384,11 @@ fn an_index_resolves_to_the_host_platform_or_platform() {
     // A two-platform index by hand: the image as it is (amd64), and the
     // same layer under a config that says arm64/v8.
     let layout = s.path().join("layout");
-    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
     let put = |bytes: &[u8]| -> (String, usize) {
         let d = format!("sha256:{}", hex(&sha256(bytes)));
         std::fs::write(blob(&d), bytes).unwrap();
@@ -362,7 +398,8 @@ fn an_index_resolves_to_the_host_platform_or_platform() {
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let amd_desc = index["manifests"][0].clone();
     let amd_digest = amd_desc["digest"].as_str().unwrap().to_string();
-    let manifest: Value = serde_json::from_slice(&std::fs::read(blob(&amd_digest)).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(&amd_digest)).unwrap()).unwrap();
     let mut config: Value = serde_json::from_slice(
         &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
     )
@@ -392,11 +429,20 @@ fn an_index_resolves_to_the_host_platform_or_platform() {
             "digest": idx_digest, "size": idx_size,
             "annotations": {"org.opencontainers.image.ref.name": "multi"}}]
     });
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&outer).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&outer).unwrap(),
+    )
+    .unwrap();
     let reference = format!("{host}/jail/multi:v1");
     require("skopeo", "skopeo");
     ok(&run(Command::new("skopeo")
-        .args(["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"])
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
         .arg(format!("oci:{}:multi", layout.display()))
         .arg(format!("docker://{reference}"))));
 
@@ -417,7 +463,12 @@ fn an_index_resolves_to_the_host_platform_or_platform() {
     fails_with(
         &o,
         2,
-        &[&reference, "no image for linux/s390x", "linux/amd64, linux/arm64/v8", "--platform"],
+        &[
+            &reference,
+            "no image for linux/s390x",
+            "linux/amd64, linux/arm64/v8",
+            "--platform",
+        ],
     );
     let o = slim(&["--platform", "linux"]);
     fails_with(&o, 2, &["invalid platform"]);
@@ -436,7 +487,10 @@ fn authentication_from_an_auth_file_and_never_printed() {
     let leaks = |o: &Output| {
         for out in [text(&o.stdout), text(&o.stderr)] {
             assert!(!out.contains(pass), "the password was printed:\n{out}");
-            assert!(!out.contains(&b64), "the encoded credentials were printed:\n{out}");
+            assert!(
+                !out.contains(&b64),
+                "the encoded credentials were printed:\n{out}"
+            );
         }
     };
 
@@ -451,7 +505,11 @@ fn authentication_from_an_auth_file_and_never_printed() {
         &reference,
         &[&insecure[..], &["--creds", "jailtest:wrong-pa55"]].concat(),
     );
-    fails_with(&o, 1, &[&reference, "credentials from --creds were refused"]);
+    fails_with(
+        &o,
+        1,
+        &[&reference, "credentials from --creds were refused"],
+    );
     assert!(!text(&o.stderr).contains("wrong-pa55"));
 
     // From an auth file ($REGISTRY_AUTH_FILE, podman's format).
@@ -471,7 +529,10 @@ fn authentication_from_an_auth_file_and_never_printed() {
     ok(&o);
     leaks(&o);
     let digest = json(&o)["manifest_digest"].as_str().unwrap().to_string();
-    assert_eq!(skopeo_digest(&reference, Some(&format!("{user}:{pass}"))), digest);
+    assert_eq!(
+        skopeo_digest(&reference, Some(&format!("{user}:{pass}"))),
+        digest
+    );
     // Not in the image either.
     let img = std::fs::read(s.path().join("img.tar")).unwrap();
     assert!(!img.windows(pass.len()).any(|w| w == pass.as_bytes()));
@@ -484,19 +545,31 @@ fn authentication_from_an_auth_file_and_never_printed() {
         format!(r#"{{"auths":{{"http://{host}/v1/":{{"auth":"{b64}"}}}}}}"#),
     )
     .unwrap();
-    let o = run(s.jail().args(["diff", &reference, "img.tar"]).args(insecure));
+    let o = run(s
+        .jail()
+        .args(["diff", &reference, "img.tar"])
+        .args(insecure));
     ok(&o);
     leaks(&o);
     std::fs::remove_file(docker.join("config.json")).unwrap();
     let o = run(s
         .jail()
-        .args(["diff", &reference, "img.tar", "--creds", &format!("{user}:{pass}")])
+        .args([
+            "diff",
+            &reference,
+            "img.tar",
+            "--creds",
+            &format!("{user}:{pass}"),
+        ])
         .args(insecure));
     ok(&o);
     leaks(&o);
     // A pull without any: exit 1.
     let _ = std::fs::remove_dir_all(s.cache());
-    let o = run(s.jail().args(["diff", &reference, "img.tar"]).args(insecure));
+    let o = run(s
+        .jail()
+        .args(["diff", &reference, "img.tar"])
+        .args(insecure));
     fails_with(&o, 1, &[&reference, "401", "--creds"]);
 }
 
@@ -565,7 +638,12 @@ fn faults_are_clear_errors_and_leave_no_partial_blob() {
     let host = reg.host();
     let tree = s.tree("big", 6 << 20);
     let reference = format!("{host}/jail/big:v1");
-    let o = s.pack_push(&tree, "big.tar", &reference, &["--insecure-registry", &host]);
+    let o = s.pack_push(
+        &tree,
+        "big.tar",
+        &reference,
+        &["--insecure-registry", &host],
+    );
     ok(&o);
     let summary = json(&o);
     let layer = summary["layer_digest"].as_str().unwrap().to_string();
@@ -574,7 +652,9 @@ fn faults_are_clear_errors_and_leave_no_partial_blob() {
     let no_partial = |what: &str| {
         let cached = s.cached();
         assert!(
-            !cached.iter().any(|f| f.starts_with(".partial") || layer.ends_with(f.as_str())),
+            !cached
+                .iter()
+                .any(|f| f.starts_with(".partial") || layer.ends_with(f.as_str())),
             "{what}: the cache holds {cached:?}"
         );
     };
@@ -591,7 +671,12 @@ fn faults_are_clear_errors_and_leave_no_partial_blob() {
     fails_with(
         &o,
         1,
-        &[&format!("{phost}/jail/big:v1"), &layer, "transfer broke after", "nothing was kept"],
+        &[
+            &format!("{phost}/jail/big:v1"),
+            &layer,
+            "transfer broke after",
+            "nothing was kept",
+        ],
     );
     no_partial("cut mid-blob");
 
@@ -627,7 +712,11 @@ fn faults_are_clear_errors_and_leave_no_partial_blob() {
         .port();
     let dhost = format!("127.0.0.1:{dead}");
     let o = diff(&format!("{dhost}/jail/big:v1"), &dhost);
-    fails_with(&o, 1, &[&format!("{dhost}/jail/big:v1"), "cannot reach the registry"]);
+    fails_with(
+        &o,
+        1,
+        &[&format!("{dhost}/jail/big:v1"), "cannot reach the registry"],
+    );
     // TLS by default: a plain-HTTP registry without --insecure-registry.
     let o = run(s.jail().args(["diff", &reference, "big.tar"]));
     fails_with(&o, 1, &[&reference, "--insecure-registry"]);

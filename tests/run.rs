@@ -771,3 +771,27 @@ fn a_setup_error_names_the_step_and_path() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn a_user_switch_works_while_the_caller_has_other_threads() {
+    // glibc's setuid() in a child cloned from a multi-threaded process waits
+    // for the parent's threads to follow it, forever. The sandbox must drop
+    // credentials per thread, whatever threads its caller has.
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || stop_rx.recv().ok());
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut spec = Spec::new(busybox(), ["sh", "-c", "id -u; id -g"]);
+        spec.user = Some(sandbox::User::new(1000, 1000));
+        done_tx
+            .send(sandbox::run_captured(&spec).map(|c| (c.status.code(), c.stdout)))
+            .ok();
+    });
+    let got = done_rx.recv_timeout(Duration::from_secs(60));
+    stop_tx.send(()).unwrap();
+    helper.join().unwrap();
+    let (code, stdout) = got
+        .expect("the sandboxed command did not finish within 60 s: the user switch hung")
+        .unwrap();
+    assert_eq!((code, text(&stdout)), (Some(0), "1000\n1000\n".to_string()));
+}

@@ -31,11 +31,22 @@ pub struct Args {
 
 pub fn run(args: Args) -> CmdResult {
     let scratch = std::env::temp_dir();
-    let failure = |e: OpenError| if e.is_bad_input() { Failure::usage(e) } else { Failure::failed(e) };
+    let failure = |e: OpenError| {
+        if e.is_bad_input() {
+            Failure::usage(e)
+        } else {
+            Failure::failed(e)
+        }
+    };
     let registry = args.pull.options()?;
     let a = open_with(&args.a, &scratch, &registry).map_err(failure)?;
     let b = open_with(&args.b, &scratch, &registry).map_err(failure)?;
-    let paths: BTreeSet<&ImagePath> = a.fileset.entries.keys().chain(b.fileset.entries.keys()).collect();
+    let paths: BTreeSet<&ImagePath> = a
+        .fileset
+        .entries
+        .keys()
+        .chain(b.fileset.entries.keys())
+        .collect();
     let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
     for p in paths {
         match (a.fileset.entries.get(p), b.fileset.entries.get(p)) {
@@ -68,7 +79,12 @@ pub fn run(args: Args) -> CmdResult {
             println!("~ {} ({})", p.0.display(), w.join(", "));
         }
     }
-    eprintln!("jail: {} added, {} removed, {} changed", added.len(), removed.len(), changed.len());
+    eprintln!(
+        "jail: {} added, {} removed, {} changed",
+        added.len(),
+        removed.len(),
+        changed.len()
+    );
     if added.is_empty() && removed.is_empty() && changed.is_empty() {
         Ok(())
     } else {
@@ -93,7 +109,12 @@ fn changes(a: &Entry, b: &Entry, mtime: bool) -> Vec<String> {
         w.push(format!("content ({} → {} bytes)", a.size, b.size));
     }
     if a.target != b.target {
-        let t = |e: &Entry| e.target.as_ref().map(|t| t.display().to_string()).unwrap_or_default();
+        let t = |e: &Entry| {
+            e.target
+                .as_ref()
+                .map(|t| t.display().to_string())
+                .unwrap_or_default()
+        };
         w.push(format!("target {} → {}", t(a), t(b)));
     }
     if a.capability != b.capability {

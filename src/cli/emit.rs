@@ -54,12 +54,16 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         warn(f);
     }
     let fileset = built.fileset;
-    eprintln!("jail: file set: {} paths, {} bytes of files ({fileset_ms} ms)", fileset.entries.len(), fileset.total_size());
+    eprintln!(
+        "jail: file set: {} paths, {} bytes of files ({fileset_ms} ms)",
+        fileset.entries.len(),
+        fileset.total_size()
+    );
 
     if let Some(path) = e.manifest {
-        Manifest::new(Some(e.log.clone()), Some(fileset.clone()))
-            .write(path)
-            .map_err(Failure::failed)?;
+        let mut m = Manifest::new(Some(e.log.clone()), Some(fileset.clone()));
+        m.findings = built.findings.clone();
+        m.write(path).map_err(Failure::failed)?;
     }
 
     // The tree asked for, or a scratch one to check the jail in.

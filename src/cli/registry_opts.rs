@@ -85,10 +85,8 @@ impl PullOpts {
 
 /// `--push REF`, checked before any work (a bad reference: exit 2).
 pub fn push_target(push: Option<&str>) -> Result<Option<RegistryRef>, Failure> {
-    push.map(|s| {
-        RegistryRef::parse(s).map_err(|e| Failure::usage(anyhow!("--push: {e}")))
-    })
-    .transpose()
+    push.map(|s| RegistryRef::parse(s).map_err(|e| Failure::usage(anyhow!("--push: {e}"))))
+        .transpose()
 }
 
 /// A registry error as a failure: exit 2 for bad references, flags or

@@ -156,7 +156,9 @@ pub fn run(args: Args) -> CmdResult {
         exclude: args.exclude.clone(),
         keep_passwd: args.keep_passwd,
         user: None,
-        digests: Some(std::sync::Arc::new(jail::fileset::digests::DigestCache::user())),
+        digests: Some(std::sync::Arc::new(
+            jail::fileset::digests::DigestCache::user(),
+        )),
     };
     if let Some(c) = &config {
         build.include.extend(c.include.iter().cloned());
@@ -346,7 +348,8 @@ pub(super) fn run_traced(
 
 /// The environment of a config's traced runs and tests.
 fn config_env(c: &Config) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = vec![("PATH".into(), jail::sandbox::DEFAULT_PATH.into())];
+    let mut env: Vec<(OsString, OsString)> =
+        vec![("PATH".into(), jail::sandbox::DEFAULT_PATH.into())];
     for (k, v) in &c.env {
         env.retain(|(ek, _)| ek != k.as_str());
         env.push((k.into(), v.into()));

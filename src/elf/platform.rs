@@ -228,7 +228,7 @@ impl GlibcBuild {
 
 fn find_version(data: &[u8]) -> Option<(u32, u32)> {
     const NEEDLE: &[u8] = b"release version ";
-    let at = data.windows(NEEDLE.len()).position(|w| w == NEEDLE)? + NEEDLE.len();
+    let at = memchr::memmem::find(data, NEEDLE)? + NEEDLE.len();
     let rest = &data[at..data.len().min(at + 16)];
     let text: String = rest
         .iter()
@@ -251,9 +251,8 @@ fn find_system_dirs(data: &[u8]) -> Option<Vec<String>> {
             && s.windows(3).any(|w| w == b"lib")
             && s.iter().all(|c| c.is_ascii_graphic())
     };
-    let mut i = 0;
-    while let Some(p) = data[i..].windows(2).position(|w| w == b"\0/") {
-        let start = i + p + 1;
+    for p in memchr::memmem::find_iter(data, b"\0/") {
+        let start = p + 1;
         let mut dirs = Vec::new();
         let mut at = start;
         while let Some(len) = data[at..].iter().position(|&c| c == 0) {
@@ -267,7 +266,6 @@ fn find_system_dirs(data: &[u8]) -> Option<Vec<String>> {
         if !dirs.is_empty() {
             return Some(dirs);
         }
-        i = start;
     }
     None
 }

@@ -127,8 +127,10 @@ const SECRET_PATTERNS: &[&str] = &[
     "**/.git-credentials",
 ];
 
-/// Files this small are also checked for a PEM private key by content.
+/// Files this small are also checked for a PEM private key by content…
 const KEY_SNIFF_MAX: u64 = 64 * 1024;
+/// …in their first bytes.
+const KEY_SNIFF_HEAD: u64 = 16 * 1024;
 
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern)
@@ -291,7 +293,10 @@ pub fn from_access_log(
 
     // 6. Metadata and content digests, in parallel.
     let mut fileset = FileSet::new(root.dir());
-    let cache = opts.digests.clone().unwrap_or_else(|| std::sync::Arc::new(DigestCache::in_memory()));
+    let cache = opts
+        .digests
+        .clone()
+        .unwrap_or_else(|| std::sync::Arc::new(DigestCache::in_memory()));
     let metas: Vec<(PathBuf, Result<Option<Entry>, String>)> = b
         .reasons
         .into_iter()
@@ -392,18 +397,31 @@ impl Builder<'_> {
             for a in p.ancestors().skip(1) {
                 scan.entry(a.to_path_buf()).or_insert(1);
             }
-            if let Some(g) = p.parent().and_then(Path::parent).filter(|g| *g != Path::new("/")) {
+            if let Some(g) = p
+                .parent()
+                .and_then(Path::parent)
+                .filter(|g| *g != Path::new("/"))
+            {
                 scan.insert(g.to_path_buf(), 2);
             }
         }
         let mut found = Vec::new();
         for (dir, depth) in scan {
             let host = self.root.host_path(&dir);
-            for e in walkdir::WalkDir::new(&host).min_depth(1).max_depth(depth).follow_links(false).sort_by_file_name().into_iter().flatten() {
+            for e in walkdir::WalkDir::new(&host)
+                .min_depth(1)
+                .max_depth(depth)
+                .follow_links(false)
+                .sort_by_file_name()
+                .into_iter()
+                .flatten()
+            {
                 if !e.path_is_symlink() {
                     continue;
                 }
-                let Ok(rel) = e.path().strip_prefix(&host) else { continue };
+                let Ok(rel) = e.path().strip_prefix(&host) else {
+                    continue;
+                };
                 let link = dir.join(rel);
                 if let Some(target) = self.root.canonicalize(&link) {
                     if wanted.contains(&target) {
@@ -588,7 +606,12 @@ fn expand(root: &Root, pattern: &str) -> Result<Vec<PathBuf>, BuildError> {
 
 /// The entry for an in-root path, from the filesystem now. `Ok(None)` for
 /// types a jail never carries (sockets, fifos, devices).
-fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>, digests: &DigestCache) -> Result<Option<Entry>, String> {
+fn entry_for(
+    root: &Root,
+    path: &Path,
+    reasons: BTreeSet<Reason>,
+    digests: &DigestCache,
+) -> Result<Option<Entry>, String> {
     let host = root.host_path(path);
     let meta =
         fs::symlink_metadata(&host).map_err(|e| format!("cannot stat it after the run: {e}"))?;
@@ -616,7 +639,11 @@ fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>, digests: &Dige
     match file_type {
         FileType::File => {
             e.size = meta.len();
-            e.sha256 = Some(digests.digest(&host, &meta).map_err(|e| format!("cannot read it: {e}"))?);
+            e.sha256 = Some(
+                digests
+                    .digest(&host, &meta)
+                    .map_err(|e| format!("cannot read it: {e}"))?,
+            );
             e.capability = crate::sys::xattr::lget(&host, "security.capability")
                 .ok()
                 .flatten();
@@ -630,16 +657,18 @@ fn entry_for(root: &Root, path: &Path, reasons: BTreeSet<Reason>, digests: &Dige
     Ok(Some(e))
 }
 
-/// A PEM private key (`-----BEGIN … PRIVATE KEY-----`) anywhere in the file.
+/// A PEM private key block (`-----BEGIN … PRIVATE KEY-----`) near the
+/// start of the file: where a key file has it.
 fn holds_private_key(host: &Path) -> bool {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(KEY_SNIFF_HEAD as usize);
     if fs::File::open(host)
-        .and_then(|f| f.take(KEY_SNIFF_MAX).read_to_end(&mut buf))
+        .and_then(|f| f.take(KEY_SNIFF_HEAD).read_to_end(&mut buf))
         .is_err()
     {
         return false;
     }
-    buf.windows(11).any(|w| w == b"PRIVATE KEY") && buf.windows(10).any(|w| w == b"-----BEGIN")
+    memchr::memmem::find(&buf, b"PRIVATE KEY-----").is_some()
+        && memchr::memmem::find(&buf, b"-----BEGIN").is_some()
 }
 
 /// Reduce `/etc/passwd` and `/etc/group` (when present) to root and the run

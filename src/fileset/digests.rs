@@ -30,7 +30,13 @@ struct Identity {
 
 impl Identity {
     fn of(m: &Metadata) -> Identity {
-        Identity { dev: m.dev(), ino: m.ino(), size: m.len(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
+        Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
     }
 }
 
@@ -61,7 +67,11 @@ impl DigestCache {
         let dir = std::env::var_os("XDG_CACHE_HOME")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")));
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".cache"))
+            });
         match dir {
             Some(dir) => DigestCache::at(dir.join("jail").join(FILE)),
             None => DigestCache::in_memory(),
@@ -70,10 +80,17 @@ impl DigestCache {
 
     /// A cache kept in `file`.
     pub fn at(file: PathBuf) -> DigestCache {
-        let mut c = DigestCache { file: Some(file.clone()), ..DigestCache::default() };
+        let mut c = DigestCache {
+            file: Some(file.clone()),
+            ..DigestCache::default()
+        };
         if let Ok(f) = File::open(&file) {
             let map = c.map.get_mut().unwrap_or_else(|e| e.into_inner());
-            for (i, line) in io::BufReader::new(f).lines().map_while(Result::ok).enumerate() {
+            for (i, line) in io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .enumerate()
+            {
                 if let Some((id, d)) = parse(&line) {
                     map.insert(id, (d, i as u64));
                 }
@@ -87,7 +104,9 @@ impl DigestCache {
     /// or read now (and remembered).
     pub fn digest(&self, path: &Path, meta: &Metadata) -> io::Result<Digest> {
         let id = Identity::of(meta);
-        let tick = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tick = self
+            .clock
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = map.get_mut(&id) {
@@ -96,7 +115,10 @@ impl DigestCache {
             }
         }
         let d = Digest::of_reader(File::open(path)?)?;
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (d, tick));
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, (d, tick));
         self.added.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(d)
     }
@@ -108,14 +130,31 @@ impl DigestCache {
         if !self.added.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let mut entries: Vec<(Identity, Digest, u64)> = self.map.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (*k, v.0, v.1)).collect();
+        let mut entries: Vec<(Identity, Digest, u64)> = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, v.0, v.1))
+            .collect();
         // Oldest first, the newest MAX_ENTRIES kept: loading gives later
         // lines higher ticks.
         entries.sort_by_key(|e| e.2);
         let skip = entries.len().saturating_sub(MAX_ENTRIES);
         let mut out = Vec::with_capacity((entries.len() - skip) * 120);
         for (id, d, _) in &entries[skip..] {
-            let _ = writeln!(out, "{} {} {} {} {} {} {} {}", id.dev, id.ino, id.size, id.mtime.0, id.mtime.1, id.ctime.0, id.ctime.1, d.hex());
+            let _ = writeln!(
+                out,
+                "{} {} {} {} {} {} {} {}",
+                id.dev,
+                id.ino,
+                id.size,
+                id.mtime.0,
+                id.mtime.1,
+                id.ctime.0,
+                id.ctime.1,
+                d.hex()
+            );
         }
         if let Some(dir) = file.parent() {
             if std::fs::create_dir_all(dir).is_ok() {

@@ -17,8 +17,8 @@ use crate::resolve::FileType;
 
 pub mod build;
 pub mod digests;
-pub mod open;
 mod dir;
+pub mod open;
 pub use dir::DirError;
 
 /// Why a path is in the jail. An entry keeps every reason it has.

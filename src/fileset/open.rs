@@ -56,7 +56,11 @@ impl OpenError {
 }
 
 fn is_manifest_name(p: &Path) -> bool {
-    p.extension().is_some_and(|e| ["json", "yaml", "yml"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+    p.extension().is_some_and(|e| {
+        ["json", "yaml", "yml"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    })
 }
 
 /// Open `input`: a manifest (`.json`, `.yaml`), a tree (a directory that is
@@ -77,12 +81,28 @@ pub fn open_with(
     let path = Path::new(input);
     if path.is_file() && is_manifest_name(path) {
         let manifest = Manifest::read(path)?;
-        let fileset = manifest.fileset.clone().ok_or_else(|| OpenError::NoFileSet(path.to_path_buf()))?;
-        return Ok(Opened { kind: Kind::Manifest, fileset, manifest: Some(manifest), image: None });
+        let fileset = manifest
+            .fileset
+            .clone()
+            .ok_or_else(|| OpenError::NoFileSet(path.to_path_buf()))?;
+        return Ok(Opened {
+            kind: Kind::Manifest,
+            fileset,
+            manifest: Some(manifest),
+            image: None,
+        });
     }
     if path.is_dir() && !path.join("oci-layout").exists() {
-        let fileset = FileSet::from_dir(path).map_err(|e| OpenError::Tree { path: path.to_path_buf(), msg: e.to_string() })?;
-        return Ok(Opened { kind: Kind::Tree, fileset, manifest: None, image: None });
+        let fileset = FileSet::from_dir(path).map_err(|e| OpenError::Tree {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        return Ok(Opened {
+            kind: Kind::Tree,
+            fileset,
+            manifest: None,
+            image: None,
+        });
     }
     let looks_like_ref =
         input.contains(':') || input.contains('@') || RegistryRef::looks_like(input);
@@ -91,6 +111,14 @@ pub fn open_with(
     }
     let source = ImageSource::parse(input)?;
     let image = read::unpack_with(&source, scratch, registry)?;
-    let fileset = FileSet::from_dir(image.root()).map_err(|e| OpenError::Tree { path: image.root().to_path_buf(), msg: e.to_string() })?;
-    Ok(Opened { kind: Kind::Image, fileset, manifest: None, image: Some(image) })
+    let fileset = FileSet::from_dir(image.root()).map_err(|e| OpenError::Tree {
+        path: image.root().to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    Ok(Opened {
+        kind: Kind::Image,
+        fileset,
+        manifest: None,
+        image: Some(image),
+    })
 }

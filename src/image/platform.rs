@@ -34,8 +34,7 @@ impl Platform {
         let parts: Vec<&str> = s.split('/').collect();
         let ok = |p: &str| {
             !p.is_empty()
-                && p
-                    .chars()
+                && p.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         };
         match parts.as_slice() {
@@ -160,9 +159,21 @@ mod tests {
 
     #[test]
     fn parses_platforms() {
-        assert_eq!(Platform::parse("linux/arm64/v8").unwrap(), Platform::linux("arm64", Some("v8")));
-        assert_eq!(Platform::parse("linux/amd64").unwrap().display(), "linux/amd64");
-        for bad in ["linux", "linux/", "/amd64", "linux/amd64/v1/x", "Linux/amd64"] {
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").unwrap(),
+            Platform::linux("arm64", Some("v8"))
+        );
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap().display(),
+            "linux/amd64"
+        );
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v1/x",
+            "Linux/amd64",
+        ] {
             assert!(Platform::parse(bad).is_err(), "{bad}");
         }
     }

@@ -341,7 +341,6 @@ pub fn unpack_with(
 
 /// Apply a plan's layers into a new temporary root under `parent`.
 fn apply(r: &Reader, plan: Plan, parent: &Path) -> Result<Unpacked, ReadError> {
-
     let diff_ids = plan.config.rootfs().diff_ids().clone();
     if diff_ids.len() != plan.layers.len() {
         return Err(r.corrupt(format!(
@@ -802,8 +801,8 @@ impl LocalImage {
         let manifest: ImageManifest = reader.parse(&name, &bytes)?;
         let mut blobs = Vec::new();
         for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
-            let digest = Digest::from_str(d.digest().as_ref())
-                .map_err(|e| reader.corrupt(e.to_string()))?;
+            let digest =
+                Digest::from_str(d.digest().as_ref()).map_err(|e| reader.corrupt(e.to_string()))?;
             blobs.push(registry::PushBlob {
                 digest,
                 size: d.size(),

@@ -79,7 +79,11 @@ pub fn parse_creds(s: &str) -> Result<Credentials, AuthError> {
 /// `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/…`), then
 /// `$DOCKER_CONFIG/config.json` (`~/.docker/config.json`).
 pub fn auth_files() -> Vec<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let home = var("HOME");
     let mut files = Vec::new();
     match var("REGISTRY_AUTH_FILE") {
@@ -260,7 +264,10 @@ mod tests {
         };
         let get = |reg: &str, repo: &str| from_auth_file(text.as_bytes(), p, reg, repo).unwrap();
         assert_eq!(get("127.0.0.1:5000", "x"), Some(basic("u", "p:w")));
-        assert_eq!(get("docker.io", "library/busybox"), Some(basic("hub", "pw")));
+        assert_eq!(
+            get("docker.io", "library/busybox"),
+            Some(basic("hub", "pw"))
+        );
         assert_eq!(
             get("quay.io", "team/app"),
             Some(Credentials::Identity(Secret::new("idt")))

@@ -47,7 +47,11 @@ pub enum CacheError {
 impl BlobCache {
     /// The user's cache: `$XDG_CACHE_HOME/jail` or `~/.cache/jail`.
     pub fn user() -> Result<BlobCache, CacheError> {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let base = var("XDG_CACHE_HOME")
             .or_else(|| var("HOME").map(|h| h.join(".cache")))
             .ok_or(CacheError::NoHome)?;
@@ -191,10 +195,7 @@ impl BlobWriter {
         let got = Digest(self.hasher.finalize().into());
         if let Some(want) = self.want_size.filter(|w| *w != self.len) {
             return Err(CacheError::Mismatch {
-                what: format!(
-                    "truncated: {} of {want} bytes arrived",
-                    self.len
-                ),
+                what: format!("truncated: {} of {want} bytes arrived", self.len),
             });
         }
         if got != self.want {
@@ -256,7 +257,10 @@ mod tests {
         w.write(b"hel").unwrap();
         assert!(matches!(w.commit(), Err(CacheError::Mismatch { .. })));
         let mut w = c.writer(&good, Some(5)).unwrap();
-        assert!(matches!(w.write(b"hello!"), Err(CacheError::TooLong { .. })));
+        assert!(matches!(
+            w.write(b"hello!"),
+            Err(CacheError::TooLong { .. })
+        ));
         drop(w);
         let mut w = c.writer(&good, Some(5)).unwrap();
         w.write(b"HELLO").unwrap();

@@ -108,7 +108,9 @@ impl RegistryError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            RegistryError::Reference(_) | RegistryError::Auth(_) | RegistryError::Unsupported { .. }
+            RegistryError::Reference(_)
+                | RegistryError::Auth(_)
+                | RegistryError::Unsupported { .. }
         )
     }
 
@@ -200,10 +202,9 @@ impl Session {
                     Op::Push => format!("repository:{}:pull,push", r.repository),
                 };
                 let base = format!("{scheme}://{}", r.registry);
-                let token = s
-                    .rt
-                    .block_on(token::exchange(&base, &t, &scope))
-                    .map_err(|e| s.token_error(e))?;
+                let token =
+                    s.rt.block_on(token::exchange(&base, &t, &scope))
+                        .map_err(|e| s.token_error(e))?;
                 RegistryAuth::Bearer(token.expose().to_string())
             }
         };
@@ -213,7 +214,9 @@ impl Session {
 
     fn token_error(&self, e: token::TokenError) -> RegistryError {
         match e {
-            token::TokenError::Refused(status) => self.denied(status, "exchange its identity token"),
+            token::TokenError::Refused(status) => {
+                self.denied(status, "exchange its identity token")
+            }
             token::TokenError::Unreachable(what) => RegistryError::Unreachable {
                 reference: self.reference.clone(),
                 registry: self.registry.clone(),
@@ -261,15 +264,17 @@ impl Session {
             E::ServerError { code, .. } => Some(*code),
             E::ImageManifestNotFoundError(_) => Some(404),
             E::RequestError(r) => r.status().map(|s| s.as_u16()),
-            E::RegistryError { envelope, .. } => envelope.errors.iter().find_map(|x| match x.code {
-                OciErrorCode::Unauthorized => Some(401),
-                OciErrorCode::Denied => Some(403),
-                OciErrorCode::ManifestUnknown
-                | OciErrorCode::BlobUnknown
-                | OciErrorCode::NameUnknown
-                | OciErrorCode::NotFound => Some(404),
-                _ => None,
-            }),
+            E::RegistryError { envelope, .. } => {
+                envelope.errors.iter().find_map(|x| match x.code {
+                    OciErrorCode::Unauthorized => Some(401),
+                    OciErrorCode::Denied => Some(403),
+                    OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound => Some(404),
+                    _ => None,
+                })
+            }
             _ => None,
         };
         match status {

@@ -142,8 +142,8 @@ enum Kind {
 /// An image manifest or an index, by its `mediaType` or its shape; schema 1
 /// and anything else refused.
 fn kind(bytes: &[u8]) -> Result<Kind, String> {
-    let v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("the manifest is not JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
     let schema = v.get("schemaVersion").and_then(|s| s.as_i64());
     let media = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
     if schema == Some(1) || media.contains("manifest.v1+") && media.contains("docker") {
@@ -186,7 +186,10 @@ fn choose(index: &ImageIndex, want: &Platform) -> Result<(Digest, u64), String> 
         let variant_ok = match &want.variant {
             None => true,
             Some(v) => {
-                have.variant.as_deref().or(default_variant(&have.architecture)) == Some(v.as_str())
+                have.variant
+                    .as_deref()
+                    .or(default_variant(&have.architecture))
+                    == Some(v.as_str())
             }
         };
         if have.os == want.os && have.architecture == want.architecture && variant_ok {
@@ -232,7 +235,10 @@ impl Session {
         };
         let (bytes, _) = self
             .rt
-            .block_on(self.client.pull_manifest_raw(&r.client_ref(), &self.auth, ACCEPT))
+            .block_on(
+                self.client
+                    .pull_manifest_raw(&r.client_ref(), &self.auth, ACCEPT),
+            )
             .map_err(|e| match e {
                 oci_client::errors::OciDistributionError::DigestError(d) => RegistryError::Blob {
                     reference: self.reference.clone(),
@@ -287,7 +293,9 @@ impl Session {
             what,
         };
         let cache_err = |source: CacheError| match source {
-            CacheError::TooLong { .. } | CacheError::Mismatch { .. } => blob_err(source.to_string()),
+            CacheError::TooLong { .. } | CacheError::Mismatch { .. } => {
+                blob_err(source.to_string())
+            }
             source => RegistryError::Cache {
                 reference: self.reference.clone(),
                 source,
@@ -379,7 +387,10 @@ mod tests {
         assert_eq!(choose(&ix, &p("linux/arm/v7")).unwrap().1, 103);
         assert_eq!(choose(&ix, &p("linux/arm/v6")).unwrap().1, 102);
         let e = choose(&ix, &p("linux/s390x")).unwrap_err();
-        assert!(e.contains("linux/amd64, linux/arm, linux/arm/v6, linux/arm64/v8"), "{e}");
+        assert!(
+            e.contains("linux/amd64, linux/arm, linux/arm/v6, linux/arm64/v8"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -388,7 +399,10 @@ mod tests {
             kind(br#"{"schemaVersion":2,"config":{},"layers":[]}"#),
             Ok(Kind::Manifest)
         );
-        assert_eq!(kind(br#"{"schemaVersion":2,"manifests":[]}"#), Ok(Kind::Index));
+        assert_eq!(
+            kind(br#"{"schemaVersion":2,"manifests":[]}"#),
+            Ok(Kind::Index)
+        );
         assert!(kind(br#"{"schemaVersion":1,"fsLayers":[]}"#)
             .unwrap_err()
             .contains("schema 1"));

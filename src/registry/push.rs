@@ -72,10 +72,9 @@ pub fn push(
         interrupt::check()?;
         let d = b.digest.to_string();
         let what = format!("blob {d}");
-        let there = s
-            .rt
-            .block_on(s.client.blob_exists(&oref, &d))
-            .map_err(|e| s.error("check for a blob", &what, e))?;
+        let there =
+            s.rt.block_on(s.client.blob_exists(&oref, &d))
+                .map_err(|e| s.error("check for a blob", &what, e))?;
         if there {
             existing += 1;
             bar.inc(b.size);
@@ -110,9 +109,8 @@ pub fn push(
         ),
         None => oref.clone(),
     };
-    let location = s
-        .rt
-        .block_on(
+    let location =
+        s.rt.block_on(
             s.client
                 .push_manifest_raw(&manifest_ref, manifest.to_vec(), content_type),
         )
@@ -130,7 +128,10 @@ pub fn push(
     }
     Ok(Pushed {
         reference: target.by_digest(&digest),
-        tag: target.tag.as_ref().map(|t| format!("{}:{t}", target.name())),
+        tag: target
+            .tag
+            .as_ref()
+            .map(|t| format!("{}:{t}", target.name())),
         manifest_digest: digest,
         uploaded,
         uploaded_bytes,

@@ -157,7 +157,14 @@ mod tests {
         ] {
             assert!(RegistryRef::looks_like(s), "{s}");
         }
-        for s in ["img.tar", "dir:tag", "out/img.tar", "./x/y", "localhost", "a.b/"] {
+        for s in [
+            "img.tar",
+            "dir:tag",
+            "out/img.tar",
+            "./x/y",
+            "localhost",
+            "a.b/",
+        ] {
             assert!(!RegistryRef::looks_like(s), "{s}");
         }
     }

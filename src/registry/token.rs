@@ -132,7 +132,9 @@ mod tests {
     #[test]
     fn parses_bearer_challenges() {
         assert_eq!(
-            parse_bearer(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a,b:pull""#),
+            parse_bearer(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a,b:pull""#
+            ),
             Some(Challenge {
                 realm: "https://auth.docker.io/token".into(),
                 service: Some("registry.docker.io".into())

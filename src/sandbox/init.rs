@@ -16,7 +16,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::{Hooks, Plan, FORWARDED};
-use crate::sys::process::{cloexec_from, clone_into, dup_onto, execve, reset_signal_dispositions};
+use crate::sys::process::{
+    cloexec_from, clone_into, drop_credentials, dup_onto, execve, reset_signal_dispositions,
+    CredStep,
+};
 
 /// Exit code of init or the payload when the sandbox itself failed (the
 /// reason went over the report pipe).
@@ -270,16 +273,15 @@ fn payload_main(plan: &Plan, hooks: &Hooks, report: BorrowedFd) -> i32 {
         return fail(report, P_CHDIR, 0, e, SETUP_FAILED);
     }
     if let Some(ids) = &p.ids {
-        if let Some(groups) = &ids.groups {
-            if let Err(e) = nix::unistd::setgroups(groups) {
-                return fail(report, P_SETGROUPS, 0, e, SETUP_FAILED);
-            }
-        }
-        if let Err(e) = nix::unistd::setgid(ids.gid) {
-            return fail(report, P_SETGID, 0, e, SETUP_FAILED);
-        }
-        if let Err(e) = nix::unistd::setuid(ids.uid) {
-            return fail(report, P_SETUID, 0, e, SETUP_FAILED);
+        // Raw per-thread syscalls: glibc's wrappers would wait for the
+        // parent's threads (see `drop_credentials`).
+        if let Err((e, step)) = drop_credentials(ids.uid, ids.gid, ids.groups.as_deref()) {
+            let code = match step {
+                CredStep::Groups => P_SETGROUPS,
+                CredStep::Gid => P_SETGID,
+                CredStep::Uid => P_SETUID,
+            };
+            return fail(report, code, 0, e, SETUP_FAILED);
         }
     }
 

@@ -188,10 +188,10 @@ pub(crate) struct Payload {
 }
 
 pub(crate) struct Ids {
-    uid: Uid,
-    gid: Gid,
+    uid: u32,
+    gid: u32,
     /// `None` in a user namespace, where setgroups(2) is denied.
-    groups: Option<Vec<Gid>>,
+    groups: Option<Vec<u32>>,
 }
 
 /// Everything init and the payload do, prepared by the caller.
@@ -575,17 +575,17 @@ impl Plan {
             },
             init::P_SETGROUPS => SandboxError::SetId {
                 what: "supplementary groups of gid",
-                id: ids.map_or(0, |i| i.gid.as_raw()),
+                id: ids.map_or(0, |i| i.gid),
                 errno,
             },
             init::P_SETGID => SandboxError::SetId {
                 what: "gid",
-                id: ids.map_or(0, |i| i.gid.as_raw()),
+                id: ids.map_or(0, |i| i.gid),
                 errno,
             },
             init::P_SETUID => SandboxError::SetId {
                 what: "uid",
-                id: ids.map_or(0, |i| i.uid.as_raw()),
+                id: ids.map_or(0, |i| i.uid),
                 errno,
             },
             init::P_NOT_FOUND => SandboxError::CommandNotFound {
@@ -663,9 +663,9 @@ impl Payload {
             // In a user namespace the maps already made init that user.
             (_, true) | (None, _) => None,
             (Some(u), false) => Some(Ids {
-                uid: Uid::from_raw(u.uid),
-                gid: Gid::from_raw(u.gid),
-                groups: Some(u.groups.iter().map(|&g| Gid::from_raw(g)).collect()),
+                uid: u.uid,
+                gid: u.gid,
+                groups: Some(u.groups.clone()),
             }),
         };
         Ok(Payload {

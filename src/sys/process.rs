@@ -189,6 +189,42 @@ pub fn dup_onto(fd: std::os::fd::RawFd, target: std::os::fd::RawFd) -> nix::Resu
     Errno::result(r).map(drop)
 }
 
+/// Drop to `uid`/`gid` with supplementary `groups` (left alone when `None`),
+/// for this thread only, by raw syscalls. Async-signal-safe.
+///
+/// glibc's setuid/setgid/setgroups apply the change to every thread of the
+/// process it believes exists; in a child cloned from a multi-threaded
+/// parent that list still names the parent's threads, and the wrappers wait
+/// forever for threads that are not there. The child has one thread, so the
+/// raw per-thread syscalls are exactly what is needed.
+pub fn drop_credentials(
+    uid: u32,
+    gid: u32,
+    groups: Option<&[u32]>,
+) -> Result<(), (Errno, CredStep)> {
+    if let Some(groups) = groups {
+        // SAFETY: setgroups reads `groups.len()` gid_t values from the
+        // slice's pointer, which is valid for that many elements.
+        let r = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+        Errno::result(r).map_err(|e| (e, CredStep::Groups))?;
+    }
+    // SAFETY: setresgid/setresuid take integers only.
+    let r = unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) };
+    Errno::result(r).map_err(|e| (e, CredStep::Gid))?;
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) };
+    Errno::result(r).map_err(|e| (e, CredStep::Uid))?;
+    Ok(())
+}
+
+/// Which credential change [`drop_credentials`] failed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredStep {
+    Groups,
+    Gid,
+    Uid,
+}
+
 /// Make `cmd` run in the network namespace of process `pid` (a probe
 /// against a service in a sandbox with no network of its own).
 pub fn in_network_of(cmd: &mut std::process::Command, pid: i32) -> std::io::Result<()> {

@@ -274,7 +274,9 @@ fn describe(fd: BorrowedFd<'_>, pid: i32, mask: MaskFlags, start: SystemTime) ->
 pub(super) fn tick_boundary() -> SystemTime {
     use nix::time::{clock_gettime, ClockId};
     let now = || clock_gettime(ClockId::CLOCK_REALTIME_COARSE).ok();
-    let Some(start) = now() else { return SystemTime::now() };
+    let Some(start) = now() else {
+        return SystemTime::now();
+    };
     while now().is_some_and(|t| t <= start) {
         std::thread::sleep(std::time::Duration::from_micros(250));
     }

@@ -148,8 +148,15 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         .argv
         .first()
         .ok_or_else(|| TraceError::BadArgument("no command given".into()))?;
+    // The working directory is a host path, or in-root inside a sandbox
+    // (where the sandbox checks it and names it in its error).
+    let is_dir = |c: &Path| match &opts.sandbox {
+        None => c.is_dir(),
+        Some(sb) => Root::new(&sb.root)
+            .is_ok_and(|r| r.canonicalize(c).is_some_and(|p| r.host_path(&p).is_dir())),
+    };
     let cwd = match &opts.cwd {
-        Some(c) if c.is_absolute() && c.is_dir() => c.clone(),
+        Some(c) if c.is_absolute() && is_dir(c) => c.clone(),
         Some(c) => {
             return Err(TraceError::BadArgument(format!(
                 "working directory {}: not an absolute path to a directory",

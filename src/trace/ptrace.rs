@@ -148,6 +148,20 @@ struct Tracer {
 /// fstat-like calls (`newfstatat`/`statx` with AT_EMPTY_PATH) are allowed:
 /// they name an fd whose open was already recorded, and glibc issues one for
 /// every fstat.
+/// (syscall, flags argument) pairs for which AT_EMPTY_PATH means "an fd":
+/// glibc's `fstat`. The filter lets them run without a stop; in
+/// `--syscalls` mode, where they do stop, they are only counted.
+const FD_STATS: [(i64, usize); 2] = [(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)];
+
+/// An fstat-like call: it names an fd whose open was already recorded (or
+/// one inherited from outside, like a redirected stdout, which is no part
+/// of the jail).
+fn is_fd_stat(nr: u64, args: &[u64; 6]) -> bool {
+    FD_STATS
+        .iter()
+        .any(|&(n, arg)| nr == n as u64 && args[arg] & AT_EMPTY_PATH != 0)
+}
+
 fn filter(all: bool) -> Vec<seccomp::Insn> {
     use seccomp::*;
     let mut p = vec![
@@ -162,11 +176,10 @@ fn filter(all: bool) -> Vec<seccomp::Insn> {
         p.push(ret(SECCOMP_RET_TRACE));
         return p;
     }
-    // (syscall, flags argument) pairs for which AT_EMPTY_PATH means "an fd".
-    for (nr, arg) in [(libc::SYS_newfstatat, 3u32), (libc::SYS_statx, 2u32)] {
+    for (nr, arg) in FD_STATS {
         p.push(load(OFF_NR));
         p.push(jeq(nr as u32, 0, 4));
-        p.push(load(16 + 8 * arg)); // low word of args[arg] (little-endian)
+        p.push(load(16 + 8 * arg as u32)); // low word of args[arg] (little-endian)
         p.push(Insn {
             code: (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
             jt: 0,
@@ -797,6 +810,9 @@ impl Tracer {
         }
         if let Some(c) = self.counts.as_mut() {
             *c.entry(nr).or_insert(0) += 1;
+            if is_fd_stat(nr, &args) {
+                return;
+            }
         }
         let Some(sc) = syscalls::lookup(nr) else {
             return;

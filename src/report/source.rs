@@ -1,0 +1,226 @@
+//! What `jail report` reviews: an image, a directory tree or a manifest,
+//! read into a file set whose root holds the content.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ReportError;
+use crate::fileset::{FileSet, Reason};
+use crate::image::read::{self, ImageSource, Unpacked};
+use crate::image::LABEL_FILESET;
+use crate::manifest::Manifest;
+use crate::paths::ImagePath;
+
+/// What kind of thing was named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    Image,
+    Tree,
+    Manifest,
+}
+
+/// A named subject, before it is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Image(ImageSource),
+    Tree(PathBuf),
+    Manifest(PathBuf),
+}
+
+impl Source {
+    /// A directory with `oci-layout` or `index.json` is an OCI layout, any
+    /// other directory a tree; a file ending in `.yaml`, `.yml` or `.json` a
+    /// manifest, any other file an image archive; `DIR:TAG` and
+    /// `DIR@sha256:…` name an image of a layout.
+    pub fn parse(arg: &str) -> Result<Source, ReportError> {
+        let p = Path::new(arg);
+        if p.is_dir() {
+            if p.join("oci-layout").is_file() || p.join("index.json").is_file() {
+                return Ok(Source::Image(ImageSource::parse(arg)?));
+            }
+            return Ok(Source::Tree(p.to_path_buf()));
+        }
+        if p.is_file() {
+            let manifest = p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["yaml", "yml", "json"]
+                    .iter()
+                    .any(|m| e.eq_ignore_ascii_case(m))
+            });
+            return Ok(if manifest {
+                Source::Manifest(p.to_path_buf())
+            } else {
+                Source::Image(ImageSource::Archive(p.to_path_buf()))
+            });
+        }
+        match ImageSource::parse(arg) {
+            Ok(s) => Ok(Source::Image(s)),
+            Err(_) => Err(ReportError::NotFound { name: arg.into() }),
+        }
+    }
+}
+
+/// A subject read into memory.
+#[derive(Debug)]
+pub struct Loaded {
+    /// As named on the command line.
+    pub name: String,
+    pub kind: SourceKind,
+    /// The files; `fileset.root` is where their content is.
+    pub fileset: FileSet,
+    /// Whether the reasons of the entries are known (from a manifest).
+    pub reasons_known: bool,
+    /// The manifest (the subject itself, or given with `--manifest`).
+    pub manifest: Option<Manifest>,
+    pub manifest_path: Option<PathBuf>,
+    /// What the reader of the report should know about how it was made.
+    pub notes: Vec<String>,
+    /// Keeps an unpacked image's root alive.
+    _unpacked: Option<Unpacked>,
+}
+
+impl Loaded {
+    /// How to name where the content is: the image's name (its unpacked
+    /// root is temporary), or the directory.
+    pub fn root_label(&self) -> String {
+        match self.kind {
+            SourceKind::Image => self.name.clone(),
+            _ => self.fileset.root.display().to_string(),
+        }
+    }
+
+    /// The paths that came without a reason (not in the manifest).
+    pub fn reasons_of(&self, path: &Path) -> Option<&BTreeSet<Reason>> {
+        if !self.reasons_known {
+            return None;
+        }
+        self.fileset
+            .get(path)
+            .map(|e| &e.reasons)
+            .filter(|r| !r.is_empty())
+    }
+}
+
+/// Read `source`; `manifest` adds reasons (and the trace) to an image or a
+/// tree. An image is unpacked into a temporary directory under `scratch`,
+/// removed when the [`Loaded`] is dropped.
+pub fn load(
+    source: &Source,
+    name: &str,
+    manifest: Option<&Path>,
+    scratch: &Path,
+) -> Result<Loaded, ReportError> {
+    let extra = match manifest {
+        Some(p) => Some((Manifest::read(p)?, p.to_path_buf())),
+        None => None,
+    };
+    let mut notes = Vec::new();
+    let (kind, fileset, unpacked, own_manifest) = match source {
+        Source::Manifest(path) => {
+            let m = Manifest::read(path)?;
+            let fs = m
+                .fileset
+                .clone()
+                .ok_or_else(|| ReportError::NoFileSet { path: path.clone() })?;
+            if !fs.root.is_dir() {
+                notes.push(format!(
+                    "the content root {} of the manifest is not on this machine: ELF checks, symlink names and RPATH directories are skipped",
+                    fs.root.display()
+                ));
+            }
+            (SourceKind::Manifest, fs, None, Some((m, path.clone())))
+        }
+        Source::Tree(dir) => (SourceKind::Tree, FileSet::from_dir(dir)?, None, None),
+        Source::Image(img) => {
+            let u = read::unpack(img, scratch)?;
+            let fs = FileSet::from_dir(u.root())?;
+            if let Some((m, path)) = &extra {
+                let label = u
+                    .config
+                    .config()
+                    .as_ref()
+                    .and_then(|c| c.labels().as_ref())
+                    .and_then(|l| l.get(LABEL_FILESET).cloned());
+                let digest = m.fileset.as_ref().map(|f| f.digest().to_string());
+                if let (Some(label), Some(digest)) = (&label, &digest) {
+                    if label != digest {
+                        notes.push(format!(
+                            "the manifest {} does not describe this image (its file set digest {digest} differs from the image's {LABEL_FILESET} label {label}): reasons may be wrong",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+            (SourceKind::Image, fs, Some(u), None)
+        }
+    };
+    let mut loaded = Loaded {
+        name: name.to_string(),
+        kind,
+        fileset,
+        reasons_known: false,
+        manifest: None,
+        manifest_path: None,
+        notes,
+        _unpacked: unpacked,
+    };
+    match (own_manifest, extra) {
+        (Some((m, path)), extra) => {
+            if extra.is_some() {
+                loaded
+                    .notes
+                    .push("--manifest is ignored: the subject is a manifest".into());
+            }
+            loaded.reasons_known = true;
+            loaded.manifest = Some(m);
+            loaded.manifest_path = Some(path);
+        }
+        (None, Some((m, path))) => {
+            adopt_reasons(&mut loaded, &m, &path);
+            loaded.manifest = Some(m);
+            loaded.manifest_path = Some(path);
+        }
+        (None, None) => {
+            loaded.notes.push(format!(
+                "reasons unknown: {} is {} without a manifest; pass --manifest FILE (the one `jail trace` or `jail slim` wrote) to say why each file is there",
+                name,
+                match kind {
+                    SourceKind::Image => "an image",
+                    _ => "a directory tree",
+                }
+            ));
+        }
+    }
+    Ok(loaded)
+}
+
+/// Take each path's reasons from the manifest's file set; a path the
+/// manifest does not have gets none (and is counted in a note).
+fn adopt_reasons(loaded: &mut Loaded, m: &Manifest, path: &Path) {
+    let Some(fs) = &m.fileset else {
+        loaded.notes.push(format!(
+            "{} has no file set: reasons unknown",
+            path.display()
+        ));
+        return;
+    };
+    let mut missing = 0;
+    for (p, e) in loaded.fileset.entries.iter_mut() {
+        match fs.entries.get(&ImagePath(p.0.clone())) {
+            Some(me) => e.reasons = me.reasons.clone(),
+            None => {
+                e.reasons.clear();
+                missing += 1;
+            }
+        }
+    }
+    loaded.reasons_known = true;
+    if missing > 0 {
+        loaded.notes.push(format!(
+            "{missing} paths are not in the manifest {}: their reasons are unknown",
+            path.display()
+        ));
+    }
+}
