@@ -22,6 +22,8 @@ need=(
   perl:perl
   busybox:busybox-static
   setcap:libcap2-bin
+  # A real registry on 127.0.0.1 for tests/registry.rs.
+  docker-registry:docker-registry
   # The programs the shipped jail configs trace (jail-configs/, tests/configs.rs).
   gzip:gzip
   cmp:diffutils

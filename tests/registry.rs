@@ -337,6 +337,27 @@ fn push_pull_slim_round_trip_and_nothing_reuploaded() {
     want.sort();
     assert_eq!(cached, want);
 
+    // jail report reviews it by reference: the same files as the archive.
+    let report_of = |subject: &str| {
+        let o = run(s
+            .jail()
+            .args(["report", "--json", subject, "--insecure-registry", &host]));
+        ok(&o);
+        let r = json(&o);
+        assert_eq!(r["subject"]["kind"], "image", "{r}");
+        let mut paths: Vec<String> = r["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect();
+        paths.sort();
+        paths
+    };
+    let remote = report_of(&reference);
+    assert!(!remote.is_empty());
+    assert_eq!(remote, report_of("img.tar"));
+
     // By digest, from the cache and the registry, the same files as the
     // archive.
     let o = run(s

@@ -6,16 +6,19 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use jail::manifest::write_atomic;
+use jail::registry::RegistryOptions;
 use jail::report::dpkg::PackageDb;
 use jail::report::{self, seccomp, Loaded, ReportError, Source};
 use jail::resolve::Root;
 
+use super::registry_opts::PullOpts;
 use super::{warn, CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// What to review: an image (docker-archive or OCI archive .tar, an OCI
-    /// layout DIR, DIR:TAG), a directory tree, or a manifest (.yaml/.json).
+    /// layout DIR, DIR:TAG, a registry reference HOST[:PORT]/NAME[:TAG|@sha256:…]),
+    /// a directory tree, or a manifest (.yaml/.json).
     subject: String,
     /// Print the report as JSON (schema: docs/report.md).
     #[arg(long)]
@@ -38,12 +41,15 @@ pub struct Args {
     /// manifest was traced in].
     #[arg(long, value_name = "DIR")]
     dpkg_root: Option<PathBuf>,
+    #[command(flatten)]
+    pull: PullOpts,
 }
 
 pub fn run(a: Args) -> CmdResult {
     jail::sys::interrupt::install();
     let scratch = std::env::temp_dir();
-    let subject = open(&a.subject, a.manifest.as_deref(), &scratch)?;
+    let registry = a.pull.options()?;
+    let subject = open(&a.subject, a.manifest.as_deref(), &scratch, &registry)?;
 
     // The profile first: a manifest without syscalls is bad input, and
     // nothing should be printed before saying so.
@@ -76,7 +82,7 @@ pub fn run(a: Args) -> CmdResult {
     }
 
     let original = match &a.against {
-        Some(o) => Some(open(o, None, &scratch)?),
+        Some(o) => Some(open(o, None, &scratch, &registry)?),
         None => None,
     };
     let db_root = match &a.dpkg_root {
@@ -135,6 +141,7 @@ fn open(
     name: &str,
     manifest: Option<&std::path::Path>,
     scratch: &std::path::Path,
+    registry: &RegistryOptions,
 ) -> Result<Loaded, Failure> {
     let fail = |e: ReportError| {
         if let Some(sig) = e.interrupted() {
@@ -149,5 +156,5 @@ fn open(
         }
     };
     let src = Source::parse(name).map_err(fail)?;
-    report::load(&src, name, manifest, scratch).map_err(fail)
+    report::load(&src, name, manifest, scratch, registry).map_err(fail)
 }

@@ -384,7 +384,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Read `len` bytes at `off`, refusing ranges outside the file.
     fn read(&self, off: u64, len: u64, what: &str) -> Result<Vec<u8>, ParseError> {
-        if len > MAX_TABLE || off.checked_add(len).map_or(true, |end| end > self.size) {
+        if len > MAX_TABLE || off.checked_add(len).is_none_or(|end| end > self.size) {
             return Err(bad(format!(
                 "{what} ({len} bytes at {off}) outside the file"
             )));

@@ -332,9 +332,9 @@ impl LdCache {
         for i in first..=right {
             let (flags, key, value, osversion, hwcap) = self.raw(i);
             if i > known
-                && !self
+                && self
                     .string(key)
-                    .is_some_and(|k| libcmp(name, k) == Ordering::Equal)
+                    .is_none_or(|k| libcmp(name, k) != Ordering::Equal)
             {
                 break;
             }

@@ -8,7 +8,7 @@
 //! ```no_run
 //! use jail::report::{self, Source};
 //! let src = Source::parse("jail.tar")?;
-//! let subject = report::load(&src, "jail.tar", None, &std::env::temp_dir())?;
+//! let subject = report::load(&src, "jail.tar", None, &std::env::temp_dir(), &Default::default())?;
 //! let review = report::review(&subject, None);
 //! println!("{} findings", review.findings.len());
 //! # Ok::<(), report::ReportError>(())
@@ -63,7 +63,7 @@ impl ReportError {
     /// The signal that stopped unpacking an image, if one did.
     pub fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
         match self {
-            ReportError::Image(crate::image::read::ReadError::Interrupted(i)) => Some(*i),
+            ReportError::Image(e) => e.interrupted(),
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ use crate::image::read::{self, ImageSource, Unpacked};
 use crate::image::LABEL_FILESET;
 use crate::manifest::Manifest;
 use crate::paths::ImagePath;
+use crate::registry::RegistryOptions;
 
 /// What kind of thing was named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -105,12 +106,14 @@ impl Loaded {
 
 /// Read `source`; `manifest` adds reasons (and the trace) to an image or a
 /// tree. An image is unpacked into a temporary directory under `scratch`,
-/// removed when the [`Loaded`] is dropped.
+/// removed when the [`Loaded`] is dropped; one in a registry is pulled
+/// with `registry` (TLS, credentials, platform).
 pub fn load(
     source: &Source,
     name: &str,
     manifest: Option<&Path>,
     scratch: &Path,
+    registry: &RegistryOptions,
 ) -> Result<Loaded, ReportError> {
     let extra = match manifest {
         Some(p) => Some((Manifest::read(p)?, p.to_path_buf())),
@@ -134,7 +137,7 @@ pub fn load(
         }
         Source::Tree(dir) => (SourceKind::Tree, FileSet::from_dir(dir)?, None, None),
         Source::Image(img) => {
-            let u = read::unpack(img, scratch)?;
+            let u = read::unpack_with(img, scratch, registry)?;
             let fs = FileSet::from_dir(u.root())?;
             if let Some((m, path)) = &extra {
                 let label = u

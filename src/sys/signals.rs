@@ -23,10 +23,11 @@ static PENDING_USER: AtomicU64 = AtomicU64::new(0);
 static PENDING_KERNEL: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let code = if info.is_null() {
         libc::SI_USER
     } else {
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers,
+        // and it is not null here.
         unsafe { (*info).si_code }
     };
     let bit = 1u64 << (sig as u64 & 63);

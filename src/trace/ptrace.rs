@@ -379,7 +379,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
 /// The first traced process, before it runs.
 enum Started {
     Host(process::Stopped),
-    Sandbox(sandbox::Child),
+    Sandbox(Box<sandbox::Child>),
 }
 
 impl Started {
@@ -394,7 +394,7 @@ impl Started {
 /// The first traced process, after the run.
 enum Launched {
     Host(process::Stopped),
-    Sandbox(sandbox::Child),
+    Sandbox(Box<sandbox::Child>),
 }
 
 /// Fork a child that stops itself; seize it; it will install the filter
@@ -479,7 +479,7 @@ fn start_in_sandbox(
         op: "PTRACE_SEIZE",
         source: e,
     })?;
-    Ok(Started::Sandbox(child))
+    Ok(Started::Sandbox(Box::new(child)))
 }
 
 impl Tracer {
