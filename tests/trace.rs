@@ -849,3 +849,27 @@ fn io_uring_setup_warns() {
         log.warnings
     );
 }
+
+#[test]
+fn one_cpu_pins_the_command_and_sees_the_same_files() {
+    // With --one-cpu the command runs with a one-CPU affinity mask (what the
+    // flag promises and documents); without it, with the caller's. The
+    // trace is the same either way.
+    let script = "nproc; cat /etc/hostname >/dev/null";
+    let mine = text(&run(Command::new("sh").args(["-c", "nproc"])).stdout);
+    let (plain, log) = trace(&["/bin/sh", "-c", script]);
+    ok(&plain);
+    assert_eq!(text(&plain.stdout), mine);
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.json");
+    let pinned = run(jail()
+        .args(["trace", "--one-cpu", "--no-image", "--manifest"])
+        .arg(&m)
+        .args(["--", "/bin/sh", "-c", script]));
+    ok(&pinned);
+    assert_eq!(text(&pinned.stdout), "1\n");
+    let pinned_log = Manifest::read(&m).unwrap().trace.unwrap();
+    let paths = |l: &AccessLog| l.files.keys().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(paths(&pinned_log), paths(&log));
+    assert_has_kind(&pinned_log, Path::new("/etc/hostname"), AccessKind::Read);
+}

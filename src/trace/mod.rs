@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+
 pub use log::{AccessKind, AccessLog, ExitStatus, FileAccess};
 
 use crate::resolve::Root;
@@ -105,6 +107,9 @@ pub struct TraceOptions {
     /// Run chrooted in this root in private namespaces (`jail slim`) instead
     /// of on this machine; `cwd` is then in-root and required.
     pub sandbox: Option<SandboxRun>,
+    /// ptrace backend: run the tracer and the command on one CPU (the
+    /// command inherits a one-CPU affinity mask; see [`OneCpu`]).
+    pub one_cpu: bool,
 }
 
 /// Where and as whom a command runs when traced inside an image's root.
@@ -129,6 +134,7 @@ impl TraceOptions {
             all_syscalls: false,
             stdout: None,
             sandbox: None,
+            one_cpu: false,
         }
     }
 
@@ -225,7 +231,13 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
     };
     let root_dir = root.dir().to_path_buf();
     let mut out = match opts.backend {
-        Backend::Ptrace => ptrace::run(root, &launch)?,
+        Backend::Ptrace => {
+            let _pinned = match opts.one_cpu {
+                true => Some(OneCpu::pin()?),
+                false => None,
+            };
+            ptrace::run(root, &launch)?
+        }
         Backend::Fanotify => {
             if opts.all_syscalls {
                 return Err(TraceError::BadArgument(
@@ -291,6 +303,40 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             duration_ms,
         },
     })
+}
+
+/// This thread pinned to one CPU of its affinity mask while the value
+/// lives; the mask it had comes back on drop. A tracee forked meanwhile
+/// inherits the one-CPU mask, so tracer and tracee hand the CPU to each
+/// other at every stop instead of waking each other across CPUs, which is
+/// what a stop mostly costs on a VM (docs/benchmarks.md).
+pub struct OneCpu {
+    before: CpuSet,
+}
+
+impl OneCpu {
+    pub fn pin() -> Result<OneCpu, TraceError> {
+        let me = nix::unistd::Pid::from_raw(0);
+        let failed = |e: nix::errno::Errno| {
+            TraceError::BadArgument(format!("--one-cpu: cannot set the CPU affinity: {e}"))
+        };
+        let before = sched_getaffinity(me).map_err(failed)?;
+        let cpu = (0..CpuSet::count())
+            .find(|&c| before.is_set(c).unwrap_or(false))
+            .ok_or_else(|| {
+                TraceError::BadArgument("--one-cpu: no CPU in the affinity mask".into())
+            })?;
+        let mut one = CpuSet::new();
+        one.set(cpu).map_err(failed)?;
+        sched_setaffinity(me, &one).map_err(failed)?;
+        Ok(OneCpu { before })
+    }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        let _ = sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.before);
+    }
 }
 
 /// Find the executable as `execvp` would: a name with a slash is a path
