@@ -232,10 +232,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
     let root_dir = root.dir().to_path_buf();
     let mut out = match opts.backend {
         Backend::Ptrace => {
-            let _pinned = match opts.one_cpu {
-                true => Some(OneCpu::pin()?),
-                false => None,
-            };
+            let _pinned = opts.one_cpu.then(OneCpu::pin).transpose()?;
             ptrace::run(root, &launch)?
         }
         Backend::Fanotify => {
