@@ -17,6 +17,7 @@
 pub mod config;
 pub mod digest;
 pub mod elf;
+pub mod environment;
 pub mod fileset;
 pub mod image;
 pub mod manifest;

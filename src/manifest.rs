@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::environment::EnvDecision;
 use crate::fileset::build::Finding;
 use crate::fileset::FileSet;
 use crate::trace::AccessLog;
@@ -29,6 +30,11 @@ pub struct Manifest {
     /// libraries, skipped paths), for `jail report`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
+    /// What became of the traced environment: the variables the image's
+    /// Env got, and those left out with why (a credential's value is never
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvDecision>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +61,7 @@ impl Manifest {
             trace,
             fileset,
             findings: Vec::new(),
+            environment: None,
         }
     }
 

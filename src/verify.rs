@@ -1,11 +1,24 @@
-//! Proving a jail works: run a command inside the finished tree and compare
-//! its exit status and stdout with what is expected (the traced run's, or a
-//! config test's). A difference is a failure that shows the difference.
+//! Proving a jail works: run a command inside the finished tree as a
+//! container runtime would run the image, and compare its exit status and
+//! stdout with what is expected (the traced run's, or a config test's). A
+//! difference is a failure that shows the difference and, when it can, why:
+//! a path the jail lacks, or a program whose output is not deterministic.
+//!
+//! "As a runtime would" (docs/fidelity.md): exactly the image's Env (plus
+//! `HOME` from the image's passwd when the Env has none, as runc does), its
+//! User and WorkingDir, stdin from /dev/null, a hostname of its own, /proc,
+//! /dev and /sys from the sandbox, nothing of jail's own environment.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::sandbox::{self, SandboxError, Spec};
+use crate::resolve::Root;
+use crate::sandbox::{self, SandboxError, Spec, User};
+use crate::trace::{self, AccessKind, SandboxRun, TraceOptions};
+
+/// The hostname checks run with (podman gives each container its own).
+pub const HOSTNAME: &str = "jail";
 
 /// What a run inside the jail must produce.
 #[derive(Clone, Debug)]
@@ -13,9 +26,13 @@ pub struct Expectation {
     /// Shown in messages (`the traced run`, `test "sqlite3 version"`).
     pub label: String,
     pub argv: Vec<OsString>,
+    /// The whole environment (the image's Env).
     pub env: Vec<(OsString, OsString)>,
     /// In-root working directory.
     pub cwd: PathBuf,
+    /// `USER[:GROUP]`, resolved in the tree as a runtime does; root when
+    /// `None`.
+    pub user: Option<String>,
     pub status: i32,
     /// Exact stdout.
     pub stdout: Option<Vec<u8>>,
@@ -31,11 +48,37 @@ pub struct Outcome {
     pub failure: Option<String>,
 }
 
+impl Expectation {
+    /// The sandbox spec that runs this check in `tree` as a runtime would.
+    pub fn spec(&self, tree: &Path) -> Result<Spec, SandboxError> {
+        let mut spec = Spec::new(tree, self.argv.iter().cloned());
+        spec.env = self.env.clone();
+        spec.cwd = self.cwd.clone();
+        spec.user = match &self.user {
+            Some(u) => Some(User::lookup(tree, u)?),
+            None => None,
+        };
+        if !spec.env.iter().any(|(k, _)| k == "HOME") {
+            let uid = spec.user.as_ref().map_or(0, |u| u.uid);
+            spec.env
+                .push(("HOME".into(), sandbox::home_of(tree, uid).into_os_string()));
+        }
+        spec.hostname = Some(HOSTNAME.into());
+        let null =
+            std::fs::File::open("/dev/null").map_err(|source| SandboxError::ReadRootFile {
+                path: PathBuf::from("/dev/null"),
+                source,
+            })?;
+        spec.stdin = Some(Arc::new(null.into()));
+        Ok(spec)
+    }
+}
+
 /// Run `exp.argv` in `tree` (private namespaces, no network) and compare.
-pub fn check(tree: &Path, exp: &Expectation) -> Result<Outcome, SandboxError> {
-    let mut spec = Spec::new(tree, exp.argv.iter().cloned());
-    spec.env = exp.env.clone();
-    spec.cwd = exp.cwd.clone();
+/// `root` is where the jail's files came from: when the check fails, the
+/// run is traced once more to name the paths the jail lacks.
+pub fn check(tree: &Path, root: Option<&Root>, exp: &Expectation) -> Result<Outcome, SandboxError> {
+    let spec = exp.spec(tree)?;
     let got = sandbox::run_captured(&spec)?;
     let status = sandbox::exit_code(&got.status);
     let mut problems = Vec::new();
@@ -55,10 +98,72 @@ pub fn check(tree: &Path, exp: &Expectation) -> Result<Outcome, SandboxError> {
     if !problems.is_empty() && !got.stderr.is_empty() {
         problems.push(format!("stderr in the jail:\n{}", indent(&got.stderr)));
     }
+    if !problems.is_empty() {
+        if let Some(root) = root {
+            problems.push(hint(tree, root, &spec));
+        }
+    }
     Ok(Outcome {
         label: exp.label.clone(),
         failure: (!problems.is_empty()).then(|| problems.join("\n")),
     })
+}
+
+/// Why a check failed, as far as a traced re-run in the jail can tell: the
+/// paths it looked up and did not find that exist in `root` (the jail lacks
+/// them), or none (the output differs although nothing was missing).
+fn hint(tree: &Path, root: &Root, spec: &Spec) -> String {
+    match missing_paths(tree, root, spec) {
+        Ok(missing) if missing.is_empty() => "hint: the run in the jail looked for nothing that the jail lacks; the output differs anyway, so the program is probably not deterministic (time, randomness, pids, hostname): compare two native runs, or check a config test with `stdout_contains`".to_string(),
+        Ok(missing) => {
+            let mut s = format!(
+                "hint: the jail lacks {} path{} that the program looked for and {} has; add {} with --include (or a config `include`), or exercise that code path in another traced run:",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" },
+                root.dir().display(),
+                if missing.len() == 1 { "it" } else { "them" },
+            );
+            for p in missing.iter().take(20) {
+                s.push_str(&format!("\n    {}", p.display()));
+            }
+            if missing.len() > 20 {
+                s.push_str(&format!("\n    … and {} more", missing.len() - 20));
+            }
+            s
+        }
+        Err(e) => format!("hint: cannot trace the run in the jail to look for missing paths: {e}"),
+    }
+}
+
+/// Trace the check's run in the jail; return the paths it found missing
+/// there that exist in `root` (outside /proc, /sys, /dev and /run).
+pub fn missing_paths(
+    tree: &Path,
+    root: &Root,
+    spec: &Spec,
+) -> Result<Vec<PathBuf>, trace::TraceError> {
+    let mut opts = TraceOptions::new(spec.argv.clone());
+    opts.env = spec.env.clone();
+    opts.cwd = Some(spec.cwd.clone());
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| trace::TraceError::BadArgument(format!("cannot open /dev/null: {e}")))?;
+    opts.stdout = Some(Arc::new(null.into()));
+    opts.sandbox = Some(SandboxRun {
+        root: tree.to_path_buf(),
+        user: spec.user.clone(),
+        network: spec.network,
+        started: None,
+    });
+    let log = trace::trace(&opts)?;
+    let runtime = ["/proc", "/sys", "/dev", "/run"];
+    Ok(log
+        .with_kind(AccessKind::Missing)
+        .filter(|(p, a)| !a.existed && !runtime.iter().any(|r| p.starts_with(r)))
+        .filter(|(p, _)| root.lstat(p).is_ok())
+        .map(|(p, _)| p.to_path_buf())
+        .collect())
 }
 
 fn indent(b: &[u8]) -> String {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use jail::environment::EnvDecision;
 use jail::fileset::build::{self, BuildOptions, Finding};
 use jail::fileset::FileSet;
 use jail::image::{self, ImageSpec, ImageSummary, WriteOptions};
@@ -33,6 +34,12 @@ pub struct Emit<'a> {
     /// `--push`: where to push the image once written (only when every
     /// check passed).
     pub push: Option<(RegistryRef, RegistryOptions)>,
+    /// Write the image even when a check failed (`--keep-going`).
+    pub keep_going: bool,
+    /// What became of the traced environment, for the manifest.
+    pub env: Option<EnvDecision>,
+    /// A service check run in the finished jail (`slim --verify --probe`).
+    pub service: Option<&'a dyn Fn(&Path) -> Result<(), String>>,
 }
 
 /// What was produced.
@@ -48,8 +55,15 @@ pub struct Emitted {
 
 pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
     let clock = std::time::Instant::now();
-    let built = build::from_access_log(e.log, e.root, &e.build).map_err(Failure::usage)?;
+    let mut built = build::from_access_log(e.log, e.root, &e.build).map_err(Failure::usage)?;
     let fileset_ms = clock.elapsed().as_millis() as u64;
+    if let Some(env) = &e.env {
+        built
+            .findings
+            .extend(env.credentials().map(|name| Finding::CredentialExcluded {
+                name: name.to_string(),
+            }));
+    }
     for f in &built.findings {
         warn(f);
     }
@@ -63,12 +77,13 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
     if let Some(path) = e.manifest {
         let mut m = Manifest::new(Some(e.log.clone()), Some(fileset.clone()));
         m.findings = built.findings.clone();
+        m.environment = e.env.clone();
         m.write(path).map_err(Failure::failed)?;
     }
 
     // The tree asked for, or a scratch one to check the jail in.
     let scratch;
-    let tree_dir = match (e.tree, e.checks.is_empty()) {
+    let tree_dir = match (e.tree, e.checks.is_empty() && e.service.is_none()) {
         (Some(dir), _) => Some(dir.to_path_buf()),
         (None, false) => {
             scratch = tempfile::Builder::new()
@@ -97,7 +112,7 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
             eprintln!("jail: tree written to {}", dir.display());
         }
         for exp in &e.checks {
-            let outcome = verify::check(dir, exp).map_err(Failure::failed)?;
+            let outcome = verify::check(dir, Some(e.root), exp).map_err(Failure::failed)?;
             match &outcome.failure {
                 None => eprintln!("jail: ok: {} in the jail", outcome.label),
                 Some(why) => {
@@ -106,10 +121,26 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
                 }
             }
         }
+        if let Some(service) = e.service {
+            match service(dir) {
+                Ok(()) => eprintln!("jail: ok: the service answered its probes in the jail"),
+                Err(why) => {
+                    failed += 1;
+                    eprintln!("jail: FAILED: the service in the jail: {why}");
+                }
+            }
+        }
     }
 
     let mut summary = None;
-    if let Some((spec, output, wopts)) = &e.image {
+    if failed > 0 && !e.keep_going {
+        if let Some((_, output, _)) = &e.image {
+            eprintln!(
+                "jail: no image written to {}: a failed check means the image would not behave like the program (pass --keep-going to write it anyway)",
+                output.display()
+            );
+        }
+    } else if let Some((spec, output, wopts)) = &e.image {
         jail::sys::interrupt::install();
         let mut s = image::write(&fileset, spec, wopts, output)
             .map_err(|err| image_failure(err, output))?;
@@ -129,7 +160,7 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         fileset,
         findings: built.findings,
         image: summary,
-        checks: e.checks.len(),
+        checks: e.checks.len() + usize::from(e.service.is_some()),
         failed,
         fileset_ms,
     })

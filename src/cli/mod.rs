@@ -130,3 +130,67 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 pub fn warn(msg: impl std::fmt::Display) {
     eprintln!("jail: warning: {msg}");
 }
+
+/// Check the destinations of a command before it does any work: each one's
+/// directory exists, an image archive or manifest is not a directory, and a
+/// `--tree` directory is empty unless `--force`. (Writing them is still
+/// atomic: these checks only spare a long run that could not be saved.)
+pub fn check_destinations(
+    image: Option<&std::path::Path>,
+    tree: Option<&std::path::Path>,
+    manifest: Option<&std::path::Path>,
+    force: bool,
+) -> CmdResult {
+    use anyhow::anyhow;
+    let parent_exists = |what: &str, p: &std::path::Path| -> CmdResult {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if parent.is_dir() {
+            Ok(())
+        } else {
+            Err(Failure::usage(anyhow!(
+                "{what} {}: the directory {} does not exist; create it or choose another path",
+                p.display(),
+                parent.display()
+            )))
+        }
+    };
+    if let Some(p) = image {
+        parent_exists("image destination", p)?;
+    }
+    if let Some(p) = manifest {
+        parent_exists("manifest destination", p)?;
+        if p.is_dir() {
+            return Err(Failure::usage(anyhow!(
+                "manifest destination {} is a directory; give a file name",
+                p.display()
+            )));
+        }
+    }
+    if let Some(p) = tree {
+        parent_exists("tree destination", p)?;
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if !m.is_dir() => {
+                return Err(Failure::usage(anyhow!(
+                    "tree destination {} exists and is not a directory",
+                    p.display()
+                )))
+            }
+            Ok(_) if !force => {
+                let empty = std::fs::read_dir(p)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+                if !empty {
+                    return Err(Failure::usage(anyhow!(
+                        "tree destination {} is not empty; pass --force to replace it",
+                        p.display()
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -222,16 +222,30 @@ pub fn run(args: Args) -> CmdResult {
         }
         None => {}
     }
-    if args.verify && probed.is_none() {
-        checks.push(jail::verify::Expectation {
-            label: "the traced run".into(),
-            argv: argv.clone(),
-            env: env.clone(),
-            cwd: cwd.clone(),
-            status: log.exit.code(),
-            stdout: Some(stdout),
-            stdout_contains: None,
-        });
+    let expectation = jail::verify::Expectation {
+        label: "the traced run (as the image runs it)".into(),
+        argv: argv.clone(),
+        env: env.clone(),
+        cwd: cwd.clone(),
+        user: user_spec.clone(),
+        status: log.exit.code(),
+        stdout: Some(stdout),
+        stdout_contains: None,
+    };
+    // A service is verified by starting the slim image the same way and
+    // probing it again; a command by comparing its run.
+    let mut service = None;
+    if args.verify {
+        if probed.is_some() {
+            service = Some(ServiceCheck {
+                run: expectation,
+                probes: args.probe.clone(),
+                timeout: Duration::from_secs(args.probe_timeout),
+                stop: stop_signal,
+            });
+        } else {
+            checks.push(expectation);
+        }
     }
     if let Some(c) = &config {
         checks.extend(super::trace::config_tests(c)?);
@@ -251,6 +265,7 @@ pub fn run(args: Args) -> CmdResult {
         build.exclude.extend(c.exclude.iter().cloned());
     }
     let spec = slim_spec(&args, config.as_ref(), &image, &base, &root, &argv)?;
+    let service_check = service.map(|s| move |tree: &Path| s.check(tree));
     let done = emit(Emit {
         log: &log,
         root: &root,
@@ -261,6 +276,11 @@ pub fn run(args: Args) -> CmdResult {
         checks,
         image: Some((spec, args.output.clone(), write_opts)),
         push,
+        keep_going: args.keep_going,
+        env: None,
+        service: service_check
+            .as_ref()
+            .map(|f| f as &dyn Fn(&Path) -> Result<(), String>),
     })?;
 
     let after = done
@@ -380,6 +400,46 @@ fn slim_spec(
     );
     spec.annotations = annotations;
     Ok(spec)
+}
+
+/// `slim --verify --probe`: start the slim jail as the image runs it, probe
+/// it as the traced service was probed, stop it.
+struct ServiceCheck {
+    run: jail::verify::Expectation,
+    probes: Vec<String>,
+    timeout: Duration,
+    stop: Signal,
+}
+
+impl ServiceCheck {
+    fn check(&self, tree: &Path) -> Result<(), String> {
+        let spec = self
+            .run
+            .spec(tree)
+            .map_err(|e| format!("cannot start the service in the jail: {e}"))?;
+        let mut child = jail::sandbox::spawn(&spec, jail::sandbox::Hooks::default())
+            .map_err(|e| format!("cannot start the service in the jail: {e}"))?;
+        child
+            .start()
+            .map_err(|e| format!("cannot start the service in the jail: {e}"))?;
+        let init = child.pid().as_raw();
+        // The probes run beside; this thread reaps the sandbox, so that a
+        // stopped service is gone (not a zombie) when the prober looks.
+        let probes = self.probes.clone();
+        let (timeout, stop) = (self.timeout, self.stop);
+        let prober = std::thread::spawn(move || run_probes(init, &probes, timeout, stop));
+        let status = child.wait();
+        let probed = prober
+            .join()
+            .map_err(|_| "the probe thread panicked".to_string())?;
+        match (probed, status) {
+            (Ok(()), _) => Ok(()),
+            (Err(why), Ok(status)) => Err(format!(
+                "{why} (the service in the jail ended with {status})"
+            )),
+            (Err(why), Err(e)) => Err(format!("{why} (and the sandbox failed: {e})")),
+        }
+    }
 }
 
 /// An image's size: paths in its root, and bytes of its layers uncompressed

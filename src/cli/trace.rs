@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use jail::config::Config;
+use jail::environment::{EnvDecision, EnvRule};
 use jail::fileset::build::BuildOptions;
 use jail::image::{Format, ImageSpec};
 use jail::manifest::Manifest;
@@ -17,7 +18,7 @@ use jail::verify::Expectation;
 use super::emit::{emit, Emit};
 use super::image_opts::{Defaults, ImageOpts};
 use super::registry_opts::{push_target, RegistryOpts};
-use super::{warn, CmdResult, Failure};
+use super::{check_destinations, warn, CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -56,6 +57,15 @@ pub struct Args {
     /// root and the run user.
     #[arg(long)]
     keep_passwd: bool,
+    /// Keep traced environment variables matching this glob in the image's
+    /// Env, even host-session ones (repeatable; credentials are never kept:
+    /// set those with --env).
+    #[arg(long, value_name = "PATTERN")]
+    env_keep: Vec<String>,
+    /// Leave traced environment variables matching this glob out of the
+    /// image's Env (repeatable).
+    #[arg(long, value_name = "PATTERN")]
+    env_drop: Vec<String>,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     json: bool,
@@ -101,7 +111,8 @@ pub fn run(args: Args) -> CmdResult {
         None => None,
     };
     let runs = runs(&args, config.as_ref())?;
-    // Bad image flags fail before anything runs.
+    // Every flag and destination is checked before anything runs: a bad
+    // one must not cost a whole trace.
     let write_opts = if args.no_image {
         None
     } else {
@@ -116,11 +127,36 @@ pub fn run(args: Args) -> CmdResult {
         Some(t) => Some((t, args.registry.options()?)),
         None => None,
     };
+    let env_rule = EnvRule::new(&args.env_keep, &args.env_drop).map_err(Failure::usage)?;
+    let root = Root::host();
+    let user_spec = args
+        .image
+        .user
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.image.user.clone()));
+    // A user name is resolved in this machine's /etc/passwd, whose
+    // reduced copy the jail gets.
+    let user = match &user_spec {
+        Some(spec) => Some(
+            jail::sandbox::User::lookup(root.dir(), spec)
+                .map_err(|e| Failure::usage(anyhow::anyhow!("--user: {e}")))?,
+        ),
+        None => None,
+    };
+    let output = write_opts
+        .as_ref()
+        .map(|w| output_path(&args, config.as_ref(), &w.format));
+    check_destinations(
+        output.as_deref(),
+        args.tree.as_deref(),
+        args.manifest.as_deref(),
+        args.force,
+    )?;
 
     // Trace every run into one log (keeping each run's stdout to compare
     // with the jail's when verifying).
     let mut log: Option<AccessLog> = None;
-    let mut checks = Vec::new();
+    let mut traced = Vec::new();
     for opts in &runs {
         let (one, stdout) = run_traced(opts, args.verify, args.json)?;
         for w in &one.warnings {
@@ -138,17 +174,7 @@ pub fn run(args: Args) -> CmdResult {
                 one.exit
             )));
         }
-        if args.verify {
-            checks.push(Expectation {
-                label: format!("the traced run of `{}`", shell_words(&opts.argv)),
-                argv: opts.argv.clone(),
-                env: opts.env.clone(),
-                cwd: one.cwd.clone(),
-                status: one.exit.code(),
-                stdout: Some(stdout),
-                stdout_contains: None,
-            });
-        }
+        traced.push((opts.argv.clone(), one.exit.code(), one.cwd.clone(), stdout));
         match log.as_mut() {
             Some(l) => l.merge(one),
             None => log = Some(one),
@@ -156,13 +182,60 @@ pub fn run(args: Args) -> CmdResult {
     }
     let log = log.ok_or_else(|| Failure::usage(anyhow::anyhow!("nothing to trace")))?;
 
+    // The image's environment, from the first run's.
+    let env = env_rule.decide(&runs[0].env);
+    eprintln!("jail: {}", env.summary());
+    let (spec, derived) = image_spec(&args, config.as_ref(), &log, &root, &env)?;
+
+    // The checks run the finished jail as a container runtime runs the
+    // image: its Env, User and WorkingDir. The first run is the image's
+    // default command when the image runs the traced command.
+    let mut checks = Vec::new();
+    if args.verify {
+        let image_env: Vec<(OsString, OsString)> = spec
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let workdir = spec
+            .working_dir
+            .as_ref()
+            .filter(|w| !w.is_empty())
+            .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+        for (i, (argv, status, _, stdout)) in traced.into_iter().enumerate() {
+            let argv = match (i, derived) {
+                (0, true) => spec
+                    .entrypoint
+                    .iter()
+                    .flatten()
+                    .chain(spec.cmd.iter().flatten())
+                    .map(OsString::from)
+                    .collect(),
+                _ => argv,
+            };
+            checks.push(Expectation {
+                label: format!(
+                    "the traced run of `{}` (as the image runs it)",
+                    shell_words(&argv)
+                ),
+                argv,
+                env: image_env.clone(),
+                cwd: workdir.clone(),
+                user: spec.user.clone(),
+                status,
+                stdout: Some(stdout),
+                stdout_contains: None,
+            });
+        }
+    }
+
     // The file set, manifest, tree, checks and image.
-    let root = Root::host();
     let mut build = BuildOptions {
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         keep_passwd: args.keep_passwd,
-        user: None,
+        user: user.as_ref().map(|u| (u.uid, u.gid)),
         digests: Some(std::sync::Arc::new(
             jail::fileset::digests::DigestCache::user(),
         )),
@@ -171,23 +244,12 @@ pub fn run(args: Args) -> CmdResult {
         build.include.extend(c.include.iter().cloned());
         build.exclude.extend(c.exclude.iter().cloned());
     }
-    let user_spec = args
-        .image
-        .user
-        .clone()
-        .or_else(|| config.as_ref().and_then(|c| c.image.user.clone()));
-    if let Some(spec) = &user_spec {
-        build.user = Some(parse_user(spec).map_err(Failure::usage)?);
-    }
     if let Some(c) = config.as_ref().filter(|_| !args.no_test) {
         checks.extend(config_tests(c)?);
     }
-    let image = match write_opts {
-        Some(w) => {
-            let (spec, output) = image_spec(&args, config.as_ref(), &log, &root, &w.format)?;
-            Some((spec, output, w))
-        }
-        None => None,
+    let image = match (write_opts, output) {
+        (Some(w), Some(output)) => Some((spec, output, w)),
+        _ => None,
     };
     let done = emit(Emit {
         log: &log,
@@ -199,6 +261,9 @@ pub fn run(args: Args) -> CmdResult {
         checks,
         image,
         push,
+        keep_going: args.keep_going,
+        env: Some(env),
+        service: None,
     })?;
 
     if args.json {
@@ -228,55 +293,102 @@ pub fn run(args: Args) -> CmdResult {
     done.checks_passed()
 }
 
+/// Where the image goes: `-o`, else `./<name>.tar` (or `./<name>` for an
+/// OCI layout directory).
+fn output_path(args: &Args, config: Option<&Config>, format: &Format) -> PathBuf {
+    args.output.clone().unwrap_or_else(|| {
+        let name = image_name(config, &args.command);
+        match format {
+            Format::OciDir => PathBuf::from(&name),
+            Format::OciArchive => PathBuf::from(format!("{name}.tar")),
+        }
+    })
+}
+
+/// The image's name: the config's, else the command's file name.
+fn image_name(config: Option<&Config>, command: &[OsString]) -> String {
+    if let Some(c) = config {
+        return c.name.clone();
+    }
+    command
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into())
+}
+
 /// The image of a traced command: it runs the command as traced (argv[0]
 /// by the path it was found at), in the directory it ran in, with the
 /// loader variables it ran with; a config's `image` and the flags override.
+/// The second value says whether Entrypoint and Cmd are the traced command
+/// (no config or flag replaced them).
 fn image_spec(
     args: &Args,
     config: Option<&Config>,
     log: &AccessLog,
     root: &Root,
-    format: &Format,
-) -> Result<(ImageSpec, PathBuf), Failure> {
+    env: &EnvDecision,
+) -> Result<(ImageSpec, bool), Failure> {
     let argv: Vec<String> = log
         .command
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let name = config.map(|c| c.name.clone()).unwrap_or_else(|| {
-        std::path::Path::new(&argv[0])
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into())
-    });
+    let name = image_name(config, &log.command);
+    // Entrypoint = the program, Cmd = its arguments (docker convention), so
+    // `podman run IMG ARGS` runs the program with other arguments. argv[0]
+    // stays as traced (a bare name is found along the image's PATH, which is
+    // the traced one), so the program sees the argv[0] it saw when traced;
+    // it becomes the absolute path only when the image's PATH would find
+    // another program.
     let program = trace::find_program(
         log.command[0].as_os_str(),
         log.env.get("PATH").map(std::ffi::OsStr::new),
         &log.cwd,
     )
-    .map(|p| p.to_string_lossy().into_owned())
-    .unwrap_or_else(|_| argv[0].clone());
-    let mut entrypoint = argv.clone();
-    entrypoint[0] = program;
-    let mut env = vec![format!("PATH={}", jail::sandbox::DEFAULT_PATH)];
-    for k in ["LD_LIBRARY_PATH", "LD_PRELOAD"] {
-        if let Some(v) = log.env.get(k) {
-            env.push(format!("{k}={v}"));
+    .ok();
+    let image_path = env
+        .kept
+        .iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(jail::sandbox::DEFAULT_PATH);
+    let mut entry0 = argv[0].clone();
+    if let Some(program) = &program {
+        let same = !entry0.contains('/')
+            && trace::find_program(
+                log.command[0].as_os_str(),
+                Some(std::ffi::OsStr::new(image_path)),
+                &log.cwd,
+            )
+            .is_ok_and(|p| p == *program);
+        if !same && !entry0.starts_with('/') {
+            entry0 = program.to_string_lossy().into_owned();
         }
+    }
+    let mut env_list = env.kept.clone();
+    if !env_list.iter().any(|kv| kv.starts_with("PATH=")) {
+        env_list.insert(0, format!("PATH={}", jail::sandbox::DEFAULT_PATH));
     }
     let mut defaults = Defaults {
         name: name.clone(),
-        entrypoint: Some(entrypoint),
-        env,
+        entrypoint: Some(vec![entry0]),
+        cmd: (argv.len() > 1).then(|| argv[1..].to_vec()),
+        env: env_list,
         workdir: Some(log.cwd.to_string_lossy().into_owned()),
         ..Defaults::default()
     };
     if let Some(c) = config {
         let m = &c.image;
+        // A config's entrypoint replaces the command and its arguments; a
+        // config's cmd replaces the arguments only.
         if m.entrypoint.is_some() {
             defaults.entrypoint = m.entrypoint.clone();
+            defaults.cmd = None;
         }
-        defaults.cmd = m.cmd.clone();
+        if m.cmd.is_some() {
+            defaults.cmd = m.cmd.clone();
+        }
         for (k, v) in &m.env {
             defaults.env.retain(|e| !e.starts_with(&format!("{k}=")));
             defaults.env.push(format!("{k}={v}"));
@@ -289,11 +401,10 @@ fn image_spec(
         defaults.tag = m.tag.clone();
     }
     let spec = args.image.spec(defaults, root, shell_words(&log.command))?;
-    let output = args.output.clone().unwrap_or_else(|| match format {
-        Format::OciDir => PathBuf::from(&name),
-        Format::OciArchive => PathBuf::from(format!("{name}.tar")),
-    });
-    Ok((spec, output))
+    let derived = args.image.entrypoint.is_none()
+        && args.image.cmd.is_none()
+        && config.is_none_or(|c| c.image.entrypoint.is_none() && c.image.cmd.is_none());
+    Ok((spec, derived))
 }
 
 pub(super) fn trace_failure(e: trace::TraceError) -> Failure {
@@ -399,6 +510,8 @@ pub(super) fn config_tests(c: &Config) -> Result<Vec<Expectation>, Failure> {
                 argv,
                 env: env.clone(),
                 cwd: cwd.clone(),
+                // As `podman run IMAGE TEST` runs it: as the image's user.
+                user: c.image.user.clone(),
                 status: t.status,
                 stdout,
                 stdout_contains: t.stdout_contains.clone(),
@@ -455,17 +568,6 @@ fn runs(args: &Args, config: Option<&Config>) -> Result<Vec<TraceOptions>, Failu
             o
         })
         .collect())
-}
-
-/// `UID[:GID]` (numeric; GID defaults to UID).
-fn parse_user(spec: &str) -> anyhow::Result<(u32, u32)> {
-    let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
-    match (u.parse(), g.parse()) {
-        (Ok(u), Ok(g)) => Ok((u, g)),
-        _ => Err(anyhow::anyhow!(
-            "invalid user {spec:?}: expected UID[:GID], numeric"
-        )),
-    }
 }
 
 /// `traced 12 processes in 85 ms: 310 paths (290 read, 3 exec, …); exit status 0`.

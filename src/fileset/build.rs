@@ -5,7 +5,8 @@
 //! closure of every executed or opened ELF object, config includes and all
 //! their parent directories; minus files the run created, /proc /sys /dev and
 //! /run contents, secrets, and config excludes; plus `/tmp` (1777).
-//! `/etc/passwd` and `/etc/group` are reduced to root and the run user.
+//! `/etc/passwd` and `/etc/group` are reduced by evidence (root, the run user,
+//! the ids the run used or that own kept files, system accounts).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -61,6 +62,17 @@ pub enum Finding {
         #[serde(with = "crate::paths::serde_path")]
         needed_by: PathBuf,
     },
+    /// Accounts left out of a reduced `/etc/passwd` or `/etc/group`: no
+    /// traced process ran as them, they own no kept file, and they are not
+    /// system accounts of the root.
+    AccountsDropped {
+        #[serde(with = "crate::paths::serde_path")]
+        path: PathBuf,
+        names: Vec<String>,
+    },
+    /// A traced environment variable that looks like a credential, left out
+    /// of the image's Env (its value is recorded nowhere).
+    CredentialExcluded { name: String },
     /// A path that could not be added (vanished since the run, unreadable).
     Skipped {
         #[serde(with = "crate::paths::serde_path")]
@@ -79,6 +91,16 @@ impl std::fmt::Display for Finding {
                 if *pid == 0 { "needed".to_string() } else { format!("read by pid {pid}") }
             ),
             Finding::MissingLibrary { name, needed_by } => write!(f, "{} needs {name}, which the loader would not find", needed_by.display()),
+            Finding::AccountsDropped { path, names } => write!(
+                f,
+                "{}: left out the accounts {} (no traced process ran as them, they own no file in the jail, and they are not system accounts); pass --keep-passwd to keep every account",
+                path.display(),
+                names.join(", ")
+            ),
+            Finding::CredentialExcluded { name } => write!(
+                f,
+                "CREDENTIAL LEFT OUT: the traced environment's {name} looks like a credential and is not copied into the image; pass it at run time (podman run -e {name}), or set it with --env if it is not one"
+            ),
             Finding::Skipped { path, why } => write!(f, "left out {}: {why}", path.display()),
         }
     }
@@ -186,7 +208,15 @@ pub fn from_access_log(
     let mut executed = Vec::new();
     for (path, acc) in &log.files {
         let path = path.as_path();
-        if acc.created() || !acc.existed || is_runtime(path) {
+        if acc.created() {
+            // An output stays out, but the directory it was made in must be
+            // there for the program to make it again.
+            if let Some(dir) = output_dir(log, root, path) {
+                b.add_exact(&dir, Reason::OutputDir);
+            }
+            continue;
+        }
+        if !acc.existed || is_runtime(path) {
             continue;
         }
         let reasons: BTreeSet<Reason> = acc
@@ -335,10 +365,27 @@ pub fn from_access_log(
 
     // 7. passwd/group, and the runtime skeleton.
     if !opts.keep_passwd {
-        reduce_accounts(&mut fileset, root, opts.user);
+        findings.extend(reduce_accounts(&mut fileset, root, log, opts.user));
     }
     add_skeleton(&mut fileset);
     Ok(Built { fileset, findings })
+}
+
+/// The nearest directory above an output that the run did not create
+/// itself (it existed before the run), when it still exists.
+fn output_dir(log: &AccessLog, root: &Root, output: &Path) -> Option<PathBuf> {
+    let mut dir = output.parent()?;
+    loop {
+        let made_by_run = log
+            .files
+            .get(&ImagePath(dir.to_path_buf()))
+            .is_some_and(|a| a.created());
+        if !made_by_run {
+            let real = root.canonicalize(dir)?;
+            return (root.lstat(&real).ok()?.is_dir() && real != Path::new("/")).then_some(real);
+        }
+        dir = dir.parent()?;
+    }
 }
 
 /// `D/__pycache__/NAME.TAG[.opt-N].pyc` → `D/NAME.py`.
@@ -671,12 +718,69 @@ fn holds_private_key(host: &Path) -> bool {
         && memchr::memmem::find(&buf, b"-----BEGIN").is_some()
 }
 
-/// Reduce `/etc/passwd` and `/etc/group` (when present) to root and the run
-/// user: the image should not list the build machine's accounts.
-fn reduce_accounts(fs_: &mut FileSet, root: &Root, user: Option<(u32, u32)>) {
-    let (uid, gid) = user.unwrap_or((0, 0));
-    let mut keep_names: BTreeSet<String> = BTreeSet::new();
-    for (file, id_field, keep_id) in [("/etc/passwd", 2usize, uid), ("/etc/group", 2usize, gid)] {
+/// The ids that must keep their accounts: root, the run user, every id a
+/// traced process ran as, every owner of a path in the file set.
+#[derive(Debug, Default)]
+struct Evidence {
+    uids: BTreeSet<u32>,
+    gids: BTreeSet<u32>,
+}
+
+impl Evidence {
+    fn gather(fs_: &FileSet, log: &AccessLog, user: Option<(u32, u32)>) -> Evidence {
+        let mut e = Evidence::default();
+        e.uids.insert(0);
+        e.gids.insert(0);
+        if let Some((u, g)) = user {
+            e.uids.insert(u);
+            e.gids.insert(g);
+        }
+        for p in &log.processes {
+            e.uids.extend(&p.uids);
+            e.gids.extend(&p.gids);
+        }
+        for entry in fs_.entries.values() {
+            e.uids.insert(entry.uid);
+            e.gids.insert(entry.gid);
+        }
+        e
+    }
+}
+
+/// The highest system uid and gid of a root, from its `/etc/login.defs`
+/// (`SYS_UID_MAX`, else `UID_MIN` - 1; 999 when it says neither).
+fn system_id_max(root: &Root) -> (u32, u32) {
+    let text = fs::read_to_string(root.host_path(Path::new("/etc/login.defs"))).unwrap_or_default();
+    let value = |key: &str| -> Option<u32> {
+        text.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(key)).then(|| w.next()?.parse().ok())?
+        })
+    };
+    let uid = value("SYS_UID_MAX").or_else(|| value("UID_MIN").map(|m| m.saturating_sub(1)));
+    let gid = value("SYS_GID_MAX").or_else(|| value("GID_MIN").map(|m| m.saturating_sub(1)));
+    (uid.unwrap_or(999), gid.unwrap_or(999))
+}
+
+/// `nobody` and `nogroup`: system accounts by convention, above the range.
+const OVERFLOW_ID: u32 = 65534;
+
+/// Reduce `/etc/passwd` and `/etc/group` (when in the file set) by
+/// evidence: keep root, the run user, every id a traced process ran as,
+/// every owner of a kept path, the root's system accounts, and the groups
+/// that list a kept user; drop the rest (human accounts), and say which.
+fn reduce_accounts(
+    fs_: &mut FileSet,
+    root: &Root,
+    log: &AccessLog,
+    user: Option<(u32, u32)>,
+) -> Vec<Finding> {
+    let evidence = Evidence::gather(fs_, log, user);
+    let (sys_uid, sys_gid) = system_id_max(root);
+    let mut findings = Vec::new();
+    let mut kept_users: BTreeSet<String> = BTreeSet::new();
+    for file in ["/etc/passwd", "/etc/group"] {
+        let is_group = file == "/etc/group";
         let key = ImagePath(PathBuf::from(file));
         let Some(entry) = fs_.entries.get_mut(&key) else {
             continue;
@@ -688,26 +792,47 @@ fn reduce_accounts(fs_: &mut FileSet, root: &Root, user: Option<(u32, u32)>) {
             continue;
         };
         let mut out = String::new();
+        let mut dropped = Vec::new();
         for line in text.lines() {
             let fields: Vec<&str> = line.split(':').collect();
-            let id = fields.get(id_field).and_then(|s| s.parse::<u32>().ok());
-            let member = file == "/etc/group"
-                && fields
-                    .get(3)
-                    .is_some_and(|m| m.split(',').any(|n| keep_names.contains(n)));
-            if id == Some(0) || id == Some(keep_id) || member {
-                if file == "/etc/passwd" {
-                    keep_names.insert(fields[0].to_string());
+            let Some(id) = fields.get(2).and_then(|s| s.parse::<u32>().ok()) else {
+                // Not an account line (comments, NIS `+`): keep as it is.
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            };
+            let keep = if is_group {
+                evidence.gids.contains(&id)
+                    || id <= sys_gid
+                    || id == OVERFLOW_ID
+                    || fields
+                        .get(3)
+                        .is_some_and(|m| m.split(',').any(|n| kept_users.contains(n)))
+            } else {
+                evidence.uids.contains(&id) || id <= sys_uid || id == OVERFLOW_ID
+            };
+            if keep {
+                if !is_group {
+                    kept_users.insert(fields[0].to_string());
                 }
                 out.push_str(line);
                 out.push('\n');
+            } else {
+                dropped.push(fields[0].to_string());
             }
+        }
+        if !dropped.is_empty() {
+            findings.push(Finding::AccountsDropped {
+                path: PathBuf::from(file),
+                names: dropped,
+            });
         }
         entry.size = out.len() as u64;
         entry.sha256 = Some(Digest::of(out.as_bytes()));
         entry.content = Some(out);
         entry.reasons.insert(Reason::Generated);
     }
+    findings
 }
 
 /// `/tmp` with mode 1777, as every program expects.

@@ -111,6 +111,8 @@ pub enum Kind {
     NoStackProtector,
     NoFortify,
     Skipped,
+    CredentialExcluded,
+    AccountsDropped,
 }
 
 impl Kind {
@@ -118,10 +120,12 @@ impl Kind {
         use Kind::*;
         match self {
             Setuid | Setgid | Capability | WorldWritable | WorldWritableDir | InsecureRpath
-            | ExecStack | SecretExcluded => Severity::High,
+            | ExecStack | SecretExcluded | CredentialExcluded => Severity::High,
             Shell | Interpreter | PackageManager | NetworkTool | Compiler | NoPie | NoRelro
             | MissingLibrary => Severity::Medium,
-            PartialRelro | NoStackProtector | NoFortify | Skipped => Severity::Low,
+            PartialRelro | NoStackProtector | NoFortify | Skipped | AccountsDropped => {
+                Severity::Low
+            }
         }
     }
 
@@ -148,6 +152,8 @@ impl Kind {
             PartialRelro => "partial-relro",
             NoStackProtector => "no-stack-protector",
             NoFortify => "no-fortify",
+            CredentialExcluded => "credential-excluded",
+            AccountsDropped => "accounts-dropped",
             Skipped => "skipped",
         }
     }
@@ -470,6 +476,16 @@ fn build_finding(f: &BuildFinding) -> Finding {
             format!("needs {name}, which the loader would not find"),
         ),
         BuildFinding::Skipped { path, why } => Finding::new(Kind::Skipped, path, why.clone()),
+        BuildFinding::CredentialExcluded { name } => Finding::new(
+            Kind::CredentialExcluded,
+            std::path::Path::new("/"),
+            format!("the traced environment's {name} looks like a credential and was left out of the image's Env; pass it at run time"),
+        ),
+        BuildFinding::AccountsDropped { path, names } => Finding::new(
+            Kind::AccountsDropped,
+            path,
+            format!("accounts left out: {}", names.join(", ")),
+        ),
     }
 }
 

@@ -256,7 +256,7 @@ fn payload_main(plan: &Plan, hooks: &Hooks, report: BorrowedFd) -> i32 {
     }
     for (target, fd) in p.stdio.iter().enumerate() {
         if let Some(fd) = fd {
-            if let Err(e) = dup_onto(*fd, target as i32 + 1) {
+            if let Err(e) = dup_onto(*fd, target as i32) {
                 return fail(report, P_SIGNALS, 0, e, SETUP_FAILED);
             }
         }

@@ -56,7 +56,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
 
 pub use error::SandboxError;
-pub use user::User;
+pub use user::{home_of, User};
 
 use crate::sys::process::{clone_into, poll_readable, CStringArray};
 use init::{Record, RECORD_SIZE};
@@ -112,7 +112,8 @@ pub struct Spec {
     /// Hostname inside; `None` keeps the host's name (in a UTS namespace of
     /// its own, so the command cannot change the host's).
     pub hostname: Option<OsString>,
-    /// The command's stdout and stderr; `None` inherits jail's own.
+    /// The command's stdin, stdout and stderr; `None` inherits jail's own.
+    pub stdin: Option<Arc<OwnedFd>>,
     pub stdout: Option<Arc<OwnedFd>>,
     pub stderr: Option<Arc<OwnedFd>>,
 }
@@ -134,6 +135,7 @@ impl Spec {
             network: Network::None,
             writable: false,
             hostname: None,
+            stdin: None,
             stdout: None,
             stderr: None,
         }
@@ -184,7 +186,8 @@ pub(crate) struct Payload {
     umask: Mode,
     /// Descriptors to install as stdout and stderr (valid in the child: it
     /// gets a copy of the descriptor table at the clone).
-    stdio: [Option<RawFd>; 2],
+    /// stdin, stdout, stderr.
+    stdio: [Option<RawFd>; 3],
 }
 
 pub(crate) struct Ids {
@@ -676,6 +679,7 @@ impl Payload {
             ids,
             umask: Mode::from_bits_truncate(0o022),
             stdio: [
+                spec.stdin.as_ref().map(|f| f.as_raw_fd()),
                 spec.stdout.as_ref().map(|f| f.as_raw_fd()),
                 spec.stderr.as_ref().map(|f| f.as_raw_fd()),
             ],

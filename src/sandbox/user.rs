@@ -109,6 +109,23 @@ impl User {
     }
 }
 
+/// The home directory a container runtime gives `uid` when the image's Env
+/// has no `HOME`: its entry in the root's `/etc/passwd`, else `/` (runc's
+/// rule).
+pub fn home_of(root: &Path, uid: u32) -> PathBuf {
+    let home = Root::new(root)
+        .ok()
+        .and_then(|tree| read_etc(&tree, "/etc/passwd").ok())
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                (f.len() >= 6 && f[2].parse() == Ok(uid) && !f[5].is_empty())
+                    .then(|| PathBuf::from(f[5]))
+            })
+        });
+    home.unwrap_or_else(|| PathBuf::from("/"))
+}
+
 /// Read a file of the root, resolving symlinks inside it; a missing file is
 /// empty (many minimal images have no /etc/group).
 fn read_etc(tree: &Root, inner: &str) -> Result<String, SandboxError> {

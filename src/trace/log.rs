@@ -94,6 +94,13 @@ pub struct Process {
     /// `exited N` or `killed SIGNAME`, when seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<String>,
+    /// The user ids it ran as: at each exec, and each one a setuid-family
+    /// call switched to.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub uids: BTreeSet<u32>,
+    /// The group ids likewise (incl. supplementary groups).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub gids: BTreeSet<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -283,6 +283,8 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
             execs: Vec::new(),
             threads: 0,
             exit: None,
+            uids: Default::default(),
+            gids: Default::default(),
         },
     );
 
@@ -648,6 +650,8 @@ impl Tracer {
                     execs: Vec::new(),
                     threads: 0,
                     exit: None,
+                    uids: Default::default(),
+                    gids: Default::default(),
                 },
             );
         }
@@ -723,6 +727,12 @@ impl Tracer {
         self.record_interpreters(tgid.as_raw(), &path);
         if let Some(p) = self.procs.get_mut(&tgid.as_raw()) {
             p.execs.push(Exec { path, argv });
+            // Who the new program runs as (setuid files, `su`, `setpriv`).
+            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                let (uids, gids) = ids_of_status(&status);
+                p.uids.extend(uids);
+                p.gids.extend(gids);
+            }
         }
     }
 
@@ -1101,6 +1111,32 @@ impl Tracer {
                 };
                 self.rec.access(pid, &named, Follow::Yes, Access::Read);
             }
+            Op::SetIds { group, count } => {
+                let Some(p) = self.procs.get_mut(&pid) else {
+                    return;
+                };
+                let set = if group { &mut p.gids } else { &mut p.uids };
+                // -1 (as a 32-bit id) leaves that id unchanged.
+                set.extend(
+                    args[..count as usize]
+                        .iter()
+                        .map(|&a| a as u32)
+                        .filter(|&id| id != u32::MAX),
+                );
+            }
+            Op::SetGroups => {
+                let n = (args[0] as usize).min(1024);
+                let mut buf = vec![0u8; n * 4];
+                if n == 0 || sp::read_mem(tid, args[1], &mut buf).is_err() {
+                    return;
+                }
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.gids.extend(
+                        buf.chunks_exact(4)
+                            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
+                    );
+                }
+            }
         }
     }
 
@@ -1226,6 +1262,25 @@ impl Tracer {
 }
 
 /// The argv of a process, from /proc (NUL-separated).
+/// The ids in a `/proc/PID/status`: `Uid:` (real, effective, saved, fs),
+/// and `Gid:` plus `Groups:`.
+fn ids_of_status(status: &str) -> (Vec<u32>, Vec<u32>) {
+    let ids = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut gids = ids("Gid:");
+    gids.extend(ids("Groups:"));
+    (ids("Uid:"), gids)
+}
+
 fn proc_argv(pid: Pid) -> Vec<OsString> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     raw.split(|&b| b == 0)

@@ -102,6 +102,15 @@ pub enum Op {
     Uselib {
         path: u8,
     },
+    /// setuid family: the ids a process is about to run as (its first
+    /// `count` arguments; -1 means "unchanged"). Evidence for the accounts
+    /// the jail's passwd and group keep (docs/fidelity.md).
+    SetIds {
+        group: bool,
+        count: u8,
+    },
+    /// setgroups(size, list): supplementary groups.
+    SetGroups,
 }
 
 /// One traced syscall.
@@ -646,6 +655,71 @@ pub static TABLE: &[Syscall] = &[
     sc(libc::SYS_io_uring_setup, "io_uring_setup", IoUring),
     sc(libc::SYS_chroot, "chroot", Chroot { path: 0 }),
     sc(libc::SYS_uselib, "uselib", Uselib { path: 0 }),
+    sc(
+        libc::SYS_setuid,
+        "setuid",
+        SetIds {
+            group: false,
+            count: 1,
+        },
+    ),
+    sc(
+        libc::SYS_setreuid,
+        "setreuid",
+        SetIds {
+            group: false,
+            count: 2,
+        },
+    ),
+    sc(
+        libc::SYS_setresuid,
+        "setresuid",
+        SetIds {
+            group: false,
+            count: 3,
+        },
+    ),
+    sc(
+        libc::SYS_setfsuid,
+        "setfsuid",
+        SetIds {
+            group: false,
+            count: 1,
+        },
+    ),
+    sc(
+        libc::SYS_setgid,
+        "setgid",
+        SetIds {
+            group: true,
+            count: 1,
+        },
+    ),
+    sc(
+        libc::SYS_setregid,
+        "setregid",
+        SetIds {
+            group: true,
+            count: 2,
+        },
+    ),
+    sc(
+        libc::SYS_setresgid,
+        "setresgid",
+        SetIds {
+            group: true,
+            count: 3,
+        },
+    ),
+    sc(
+        libc::SYS_setfsgid,
+        "setfsgid",
+        SetIds {
+            group: true,
+            count: 1,
+        },
+    ),
+    sc(libc::SYS_setgroups, "setgroups", SetGroups),
 ];
 
 // Newer than the libc crate's table (Linux 6.6 and 6.13).
