@@ -117,9 +117,10 @@ fn hint(tree: &Path, root: &Root, spec: &Spec) -> String {
         Ok(missing) if missing.is_empty() => "hint: the run in the jail looked for nothing that the jail lacks; the output differs anyway, so the program is probably not deterministic (time, randomness, pids, hostname): compare two native runs, or check a config test with `stdout_contains`".to_string(),
         Ok(missing) => {
             let mut s = format!(
-                "hint: the jail lacks {} path{} that the program looked for and {} has; add {} with --include (or a config `include`), or exercise that code path in another traced run:",
+                "hint: the jail lacks {} path{} that the program looked for and that exist{} in {}; add {} with --include (or a config `include`), or exercise that code path in another traced run:",
                 missing.len(),
                 if missing.len() == 1 { "" } else { "s" },
+                if missing.len() == 1 { "s" } else { "" },
                 root.dir().display(),
                 if missing.len() == 1 { "it" } else { "them" },
             );

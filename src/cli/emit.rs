@@ -173,7 +173,7 @@ impl Emitted {
             return Ok(());
         }
         Err(Failure::failed(anyhow::anyhow!(
-            "{} of {} checks failed inside the jail; the jail misses something the program needs: add it with --include (or a config `include`), or exercise that code path in another traced run",
+            "{} of {} checks failed inside the jail (each failure above says why)",
             self.failed,
             self.checks
         )))

@@ -55,8 +55,21 @@ pub fn run(a: Args) -> CmdResult {
         &root,
         "jail pack".into(),
     )?;
-    let fs = FileSet::from_dir(&a.dir)
+    let (fs, skipped) = FileSet::from_dir_noting(&a.dir)
         .map_err(|e| Failure::usage(anyhow!("{e}: `jail pack` needs a readable directory tree")))?;
+    if !skipped.is_empty() {
+        let shown: Vec<String> = skipped
+            .iter()
+            .take(5)
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!(
+            "jail: left out {} device node(s), fifo(s) or socket(s) ({}{}): the container runtime provides /dev",
+            skipped.len(),
+            shown.join(", "),
+            if skipped.len() > 5 { ", …" } else { "" }
+        );
+    }
     let mut summary =
         image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
     report(&summary);

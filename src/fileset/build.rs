@@ -570,7 +570,23 @@ impl Builder<'_> {
             .par_iter()
             .map(|c| (c, resolver.closure(c)))
             .collect();
-        for (candidate, outcome) in outcomes {
+        // What the traced processes had loaded: ld.so satisfies a
+        // DT_NEEDED by an object already loaded under that SONAME (java's
+        // libjava.so needs libjvm.so, which java dlopen'ed by its path and
+        // no search path would find). The trace does not tell which process
+        // mapped what, so any traced process counts (docs/fidelity.md).
+        let mut loaded: BTreeSet<&[u8]> = BTreeSet::new();
+        for (_, outcome) in &outcomes {
+            if let Ok(elf::Outcome::Elf(c)) = outcome {
+                for o in &c.objects {
+                    if let Some(s) = &o.elf.soname {
+                        loaded.insert(s.as_bytes());
+                    }
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        for (candidate, outcome) in &outcomes {
             match outcome {
                 Ok(elf::Outcome::Elf(c)) => {
                     for link in &c.links {
@@ -583,7 +599,12 @@ impl Builder<'_> {
                         self.add_exact(f, Reason::ElfDependency);
                     }
                     for u in c.unresolved() {
-                        self.findings.push(Finding::MissingLibrary {
+                        if u.need.kind == elf::NeedKind::Needed
+                            && loaded.contains(u.need.name.as_bytes())
+                        {
+                            continue;
+                        }
+                        missing.push(Finding::MissingLibrary {
                             name: u.need.name.to_string_lossy().into_owned(),
                             needed_by: u.needed_by.path.clone(),
                         });
@@ -591,11 +612,16 @@ impl Builder<'_> {
                 }
                 Ok(elf::Outcome::NotElf { .. }) => {}
                 Err(e) => self.findings.push(Finding::Skipped {
-                    path: candidate.clone(),
+                    path: (*candidate).clone(),
                     why: e.to_string(),
                 }),
             }
         }
+        // One finding per library and the object that needs it, however
+        // many candidates share that object.
+        missing.sort_by(|a, b| format!("{a}").cmp(&format!("{b}")));
+        missing.dedup();
+        self.findings.extend(missing);
     }
 }
 

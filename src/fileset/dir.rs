@@ -30,7 +30,18 @@ impl FileSet {
     /// `security.capability`, with reason [`Reason::Tree`]. Hard links are
     /// separate entries (each packed as its own file). Content digests are
     /// computed in parallel.
+    ///
+    /// Device nodes, fifos and sockets are left out: an image cannot carry
+    /// a socket, and a container runtime provides `/dev` itself, so a
+    /// node packed from a root (`/dev/console` of a debootstrap root) would
+    /// only be shadowed, or give an image a device its runtime did not
+    /// grant. [`FileSet::from_dir_noting`] returns them too.
     pub fn from_dir(dir: &Path) -> Result<FileSet, DirError> {
+        Self::from_dir_noting(dir).map(|(fs, _)| fs)
+    }
+
+    /// [`FileSet::from_dir`], and the special files it left out.
+    pub fn from_dir_noting(dir: &Path) -> Result<(FileSet, Vec<PathBuf>), DirError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| DirError::Io { path, source }
@@ -61,15 +72,30 @@ impl FileSet {
         // root's mode), so its metadata must not reach the file set's digest
         // either, or an unpacked image would not pack to the same image.
         found.retain(|(host, _)| host != &root);
+        let inner =
+            |host: &Path| Path::new("/").join(host.strip_prefix(&root).unwrap_or(Path::new("")));
+        let special = |m: &fs::Metadata| {
+            matches!(
+                FileType::of(m),
+                FileType::Fifo | FileType::Socket | FileType::CharDevice | FileType::BlockDevice
+            )
+        };
+        let skipped: Vec<PathBuf> = found
+            .iter()
+            .filter(|(_, m)| special(m))
+            .map(|(h, _)| inner(h))
+            .collect();
+        found.retain(|(_, m)| !special(m));
+        let mut skipped = skipped;
+        skipped.sort();
         let entries = found
             .into_par_iter()
             .map(|(host, meta)| {
-                let inner = Path::new("/").join(host.strip_prefix(&root).unwrap_or(Path::new("")));
                 let entry = entry_of(&host, &meta).map_err(io_err(&host))?;
-                Ok((ImagePath(inner), entry))
+                Ok((ImagePath(inner(&host)), entry))
             })
             .collect::<Result<_, DirError>>()?;
-        Ok(FileSet { root, entries })
+        Ok((FileSet { root, entries }, skipped))
     }
 }
 
