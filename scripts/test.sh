@@ -29,6 +29,16 @@ need=(
   cmp:diffutils
   iconv:libc-bin
   getent:libc-bin
+  # Real programs of tests/fidelity.rs, outside the shipped configs.
+  gawk:gawk
+  ruby:ruby
+  php:php-cli
+  javac:default-jdk-headless
+  node:nodejs
+  curl:curl
+  file:file
+  nginx:nginx-light
+  setpriv:util-linux
 )
 missing=()
 for pair in "${need[@]}"; do
@@ -45,6 +55,9 @@ done
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 [ -e /usr/share/zoneinfo/US/Eastern ] || missing+=(tzdata)
 [ -e /usr/share/perl/5.36/JSON/PP.pm ] || missing+=(perl-modules-5.36)
+# tests/fidelity.rs: postgres' initdb, and python's venv module.
+[ -e /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -53,8 +66,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "scripts/test.sh: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 cargo build --release --bins

@@ -33,6 +33,9 @@ pub struct Expectation {
     /// `USER[:GROUP]`, resolved in the tree as a runtime does; root when
     /// `None`.
     pub user: Option<String>,
+    /// The network it runs with (none unless the program needs to reach
+    /// a server).
+    pub network: sandbox::Network,
     pub status: i32,
     /// Exact stdout.
     pub stdout: Option<Vec<u8>>,
@@ -64,6 +67,7 @@ impl Expectation {
                 .push(("HOME".into(), sandbox::home_of(tree, uid).into_os_string()));
         }
         spec.hostname = Some(HOSTNAME.into());
+        spec.network = self.network;
         let null =
             std::fs::File::open("/dev/null").map_err(|source| SandboxError::ReadRootFile {
                 path: PathBuf::from("/dev/null"),

@@ -88,11 +88,7 @@ pub struct Args {
     command: Vec<OsString>,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum NetworkArg {
-    None,
-    Host,
-}
+use super::trace::NetworkArg;
 
 pub fn run(args: Args) -> CmdResult {
     let config = match &args.config {
@@ -228,6 +224,7 @@ pub fn run(args: Args) -> CmdResult {
         env: env.clone(),
         cwd: cwd.clone(),
         user: user_spec.clone(),
+        network: opts.sandbox.as_ref().map_or(Network::None, |s| s.network),
         status: log.exit.code(),
         stdout: Some(stdout),
         stdout_contains: None,

@@ -81,6 +81,10 @@ pub struct Args {
     /// traced run's.
     #[arg(long)]
     verify: bool,
+    /// Network of the checks in the finished jail (--verify, config tests):
+    /// none, or host for a program that talks to a server.
+    #[arg(long, value_enum, default_value = "none")]
+    network: NetworkArg,
     /// Do not run the config's tests in the finished jail.
     #[arg(long)]
     no_test: bool,
@@ -97,6 +101,21 @@ pub struct Args {
     /// The command to trace and its arguments (default: the config's).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(super) enum NetworkArg {
+    None,
+    Host,
+}
+
+impl From<NetworkArg> for jail::sandbox::Network {
+    fn from(n: NetworkArg) -> Self {
+        match n {
+            NetworkArg::None => jail::sandbox::Network::None,
+            NetworkArg::Host => jail::sandbox::Network::Host,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -223,6 +242,7 @@ pub fn run(args: Args) -> CmdResult {
                 env: image_env.clone(),
                 cwd: workdir.clone(),
                 user: spec.user.clone(),
+                network: args.network.into(),
                 status,
                 stdout: Some(stdout),
                 stdout_contains: None,
@@ -245,7 +265,10 @@ pub fn run(args: Args) -> CmdResult {
         build.exclude.extend(c.exclude.iter().cloned());
     }
     if let Some(c) = config.as_ref().filter(|_| !args.no_test) {
-        checks.extend(config_tests(c)?);
+        checks.extend(config_tests(c)?.into_iter().map(|mut t| {
+            t.network = args.network.into();
+            t
+        }));
     }
     let image = match (write_opts, output) {
         (Some(w), Some(output)) => Some((spec, output, w)),
@@ -512,6 +535,7 @@ pub(super) fn config_tests(c: &Config) -> Result<Vec<Expectation>, Failure> {
                 cwd: cwd.clone(),
                 // As `podman run IMAGE TEST` runs it: as the image's user.
                 user: c.image.user.clone(),
+                network: jail::sandbox::Network::None,
                 status: t.status,
                 stdout,
                 stdout_contains: t.stdout_contains.clone(),
