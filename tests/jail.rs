@@ -513,64 +513,346 @@ fn host_lines(file: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// The host's highest system uid/gid, as the jail's rule reads it.
+fn host_system_max() -> (u32, u32) {
+    let defs = fs::read_to_string("/etc/login.defs").unwrap_or_default();
+    let value = |k: &str| -> Option<u32> {
+        defs.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(k)).then(|| w.next()?.parse().ok())?
+        })
+    };
+    (
+        value("SYS_UID_MAX").unwrap_or(999),
+        value("SYS_GID_MAX").unwrap_or(999),
+    )
+}
+
 #[test]
-fn passwd_and_group_are_reduced_to_root_and_the_run_user() {
+fn passwd_and_group_keep_root_system_accounts_and_the_run_user() {
     let passwd = host_lines("/etc/passwd");
     let group = host_lines("/etc/group");
+    let (sys_uid, sys_gid) = host_system_max();
     assert!(
         passwd.len() > 2 && passwd.iter().any(|(id, _)| *id == 1),
         "this test needs a host /etc/passwd with more users than root and daemon (uid 1)"
     );
     let cmd = os(&[&jail_io(), &"read", &"/etc/passwd", &"read", &"/etc/group"]);
+    let system = |id: u32, max: u32| id <= max || id == 65534;
 
-    // Root only.
+    // Root and the system accounts; human accounts are named as dropped.
     let t = trace(&[], &cmd);
     ok(&t.out);
     let want: String = passwd
         .iter()
-        .filter(|(id, _)| *id == 0)
+        .filter(|(id, _)| system(*id, sys_uid))
         .map(|(_, l)| format!("{l}\n"))
         .collect();
     assert_eq!(fs::read_to_string(t.path("/etc/passwd")).unwrap(), want);
-
-    // Root and the --user.
-    let t = trace(&["--user", "1:1"], &cmd);
-    ok(&t.out);
-    let want: String = passwd
+    let humans: Vec<&str> = passwd
         .iter()
-        .filter(|(id, _)| *id == 0 || *id == 1)
-        .map(|(_, l)| format!("{l}\n"))
+        .filter(|(id, _)| !system(*id, sys_uid))
+        .filter_map(|(_, l)| l.split(':').next())
         .collect();
-    assert_eq!(fs::read_to_string(t.path("/etc/passwd")).unwrap(), want);
-    let names: Vec<&str> = want.lines().filter_map(|l| l.split(':').next()).collect();
+    for h in &humans {
+        assert!(
+            t.stderr().contains("left out the accounts") && t.stderr().contains(h),
+            "dropping {h} is said: {}",
+            t.stderr()
+        );
+    }
+
+    // A human --user is kept too (by name, resolved before the trace).
+    if let Some((uid, line)) = passwd.iter().find(|(id, _)| !system(*id, sys_uid)) {
+        let name = line.split(':').next().unwrap();
+        let t = trace(&["--user", name], &cmd);
+        ok(&t.out);
+        let jail_passwd = fs::read_to_string(t.path("/etc/passwd")).unwrap();
+        assert!(
+            jail_passwd.lines().any(|l| l == line),
+            "the run user {uid} is kept: {jail_passwd}"
+        );
+    }
     let jail_group = fs::read_to_string(t.path("/etc/group")).unwrap();
     let host_group: BTreeSet<&str> = group.iter().map(|(_, l)| l.as_str()).collect();
-    let mut gids = BTreeSet::new();
     for line in jail_group.lines() {
         assert!(
             host_group.contains(line),
             "{line:?} is not a host group line"
         );
-        let gid: u32 = line.split(':').nth(2).unwrap().parse().unwrap();
-        let members = line.split(':').nth(3).unwrap_or("");
-        assert!(
-            gid == 0 || gid == 1 || members.split(',').any(|m| names.contains(&m)),
-            "group {line:?} is neither the user's nor has them as a member"
-        );
-        gids.insert(gid);
     }
-    assert!(gids.contains(&0) && gids.contains(&1), "{jail_group}");
-    assert!(
-        jail_group.lines().count() < group.len(),
-        "group was not reduced"
-    );
+    for (gid, line) in &group {
+        if system(*gid, sys_gid) {
+            assert!(
+                jail_group.lines().any(|l| l == line),
+                "system group {line:?} kept"
+            );
+        }
+    }
     // The file set describes the reduced content, not the host's.
+    let t = trace(&[], &cmd);
     let e = t.fileset().get(Path::new("/etc/passwd")).unwrap();
     assert_eq!(e.size, want.len() as u64);
     assert_eq!(
         e.sha256.as_ref().map(|d| d.to_string()),
         Some(format!("sha256:{:x}", Sha256::digest(want.as_bytes())))
     );
+}
+
+// ------------------------------------------------ issue 14: fidelity ---
+
+/// `jail trace OPTS -o IMAGE -- CMD` in `dir` with the given environment
+/// (and nothing else of the test's).
+fn trace_image(dir: &Path, env: &[(&str, &str)], opts: &[&str], cmd: &[&str]) -> (Output, PathBuf) {
+    let image = dir.join("image.tar");
+    let o = run(jail()
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .arg("trace")
+        .args(opts)
+        .arg("-o")
+        .arg(&image)
+        .arg("--")
+        .args(cmd));
+    (o, image)
+}
+
+#[test]
+fn a_directory_the_run_only_wrote_into_is_kept_without_the_output() {
+    let (_d, dir) = temp_dir();
+    fs::create_dir_all(dir.join("x/d")).unwrap();
+    fs::set_permissions(dir.join("x/d"), fs::Permissions::from_mode(0o750)).unwrap();
+    let out = dir.join("x/d/f");
+    let script = format!("echo x > {0}; cat {0}", out.display());
+    let t = trace(&["--verify"], &os(&[&"/bin/sh", &"-c", &script]));
+    ok(&t.out);
+    assert!(
+        t.stderr().contains("jail: ok: the traced run"),
+        "{}",
+        t.stderr()
+    );
+    let kept = fs::metadata(t.path(dir.join("x/d"))).expect("the directory is kept");
+    assert!(kept.is_dir());
+    assert_eq!(kept.mode() & 0o7777, 0o750, "with its own mode");
+    assert!(!t.has(&out), "the output itself stays out");
+    let e = t.fileset().get(&dir.join("x/d")).unwrap();
+    assert!(
+        e.reasons.contains(&jail::fileset::Reason::OutputDir),
+        "{:?}",
+        e.reasons
+    );
+}
+
+#[test]
+fn a_failed_verification_writes_no_image_and_names_what_the_jail_lacks() {
+    require("date", "coreutils");
+    let (_d, dir) = temp_dir();
+    let cmd = ["/usr/bin/env", "TZ=America/New_York", "date", "-d", "@0"];
+    let excl = ["--verify", "--exclude", "/usr/share/zoneinfo/**"];
+    let (o, image) = trace_image(&dir, &[], &excl, &cmd);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!image.exists(), "a failed verification wrote the image");
+    assert!(
+        stderr.contains("hint: the jail lacks 1 path")
+            && stderr.contains("/usr/share/zoneinfo/America/New_York"),
+        "{stderr}"
+    );
+    // --keep-going writes it anyway (and still fails).
+    let mut kg = excl.to_vec();
+    kg.push("--keep-going");
+    let (o, image) = trace_image(&dir, &[], &kg, &cmd);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(image.exists());
+}
+
+#[test]
+fn verify_says_when_nothing_was_missing_and_the_output_differs_anyway() {
+    let (_d, dir) = temp_dir();
+    let (o, image) = trace_image(&dir, &[], &["--verify"], &["/bin/sh", "-c", "echo $$"]);
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!image.exists());
+    assert!(
+        stderr.contains("looked for nothing that the jail lacks")
+            && stderr.contains("not deterministic")
+            && !stderr.contains("hint: the jail lacks"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_image_env_keeps_what_shapes_behaviour_and_never_a_credential() {
+    let (_d, dir) = temp_dir();
+    let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+    let m = dir.join("m.json");
+    let (o, image) = trace_image(
+        &dir,
+        &[
+            ("LANG", "C.UTF-8"),
+            ("TERM", "xterm"),
+            ("GITHUB_TOKEN", token),
+            ("MYAPP_MODE", "fast"),
+            ("SHLVL", "2"),
+        ],
+        &["--verify", "--manifest", m.to_str().unwrap()],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo $LANG $MYAPP_MODE ${TERM:-noterm} ${GITHUB_TOKEN:-notoken}",
+        ],
+    );
+    let stderr = text(&o.stderr);
+    // The traced run saw TERM and the token; the image does not, so the
+    // verification (which runs as the image runs) must fail: a correct
+    // "not ok".
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("CREDENTIAL LEFT OUT") && stderr.contains("GITHUB_TOKEN"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("+ C.UTF-8 fast noterm notoken"), "{stderr}");
+    assert!(
+        !stderr.contains(token),
+        "the token's value is printed nowhere"
+    );
+    let manifest = fs::read_to_string(&m).unwrap();
+    assert!(
+        !manifest.contains(token),
+        "the token's value is not in the manifest"
+    );
+    let v: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let kept: Vec<&str> = v["environment"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k.as_str())
+        .collect();
+    assert!(
+        kept.contains(&"LANG=C.UTF-8") && kept.contains(&"MYAPP_MODE=fast"),
+        "{kept:?}"
+    );
+    assert!(
+        !kept.iter().any(|k| k.starts_with("TERM=")
+            || k.starts_with("SHLVL=")
+            || k.starts_with("GITHUB_TOKEN=")),
+        "{kept:?}"
+    );
+    assert!(!image.exists());
+
+    // Without the session and the credential in play, the image's Env
+    // reproduces the run, and podman agrees.
+    let (o, image) = trace_image(
+        &dir,
+        &[
+            ("LANG", "C.UTF-8"),
+            ("TERM", "xterm"),
+            ("MYAPP_MODE", "fast"),
+        ],
+        &["--verify", "--tag", "fidelity/env:t"],
+        &["/bin/sh", "-c", "echo $LANG $MYAPP_MODE"],
+    );
+    ok(&o);
+    let podman = Podman::new();
+    podman.load(&image);
+    let p = podman.run("localhost/fidelity/env:t", std::iter::empty::<&str>());
+    ok(&p);
+    assert_eq!(text(&p.stdout), "C.UTF-8 fast\n");
+}
+
+#[test]
+fn entrypoint_is_the_program_and_cmd_its_arguments() {
+    let (_d, dir) = temp_dir();
+    let (o, image) = trace_image(
+        &dir,
+        &[],
+        &["--tag", "fidelity/ep:t"],
+        &["sh", "-c", "echo traced"],
+    );
+    ok(&o);
+    let podman = Podman::new();
+    podman.load(&image);
+    let inspect = run(podman.cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Entrypoint}} {{json .Config.Cmd}}",
+        "localhost/fidelity/ep:t",
+    ]));
+    ok(&inspect);
+    assert_eq!(
+        text(&inspect.stdout).trim(),
+        r#"["sh"] ["-c","echo traced"]"#
+    );
+    let p = podman.run("localhost/fidelity/ep:t", std::iter::empty::<&str>());
+    assert_eq!(text(&p.stdout), "traced\n");
+    // Other arguments replace Cmd, not the program.
+    let p = podman.run("localhost/fidelity/ep:t", ["-c", "echo other"]);
+    assert_eq!(text(&p.stdout), "other\n");
+    // `jail run` runs the image as podman does, and takes a command too.
+    let r = run(jail().arg("run").arg(&image));
+    ok(&r);
+    assert_eq!(text(&r.stdout), "traced\n");
+    // No HOME in the Env and no passwd in the image: `/`, as runc gives.
+    let r = run(jail()
+        .arg("run")
+        .arg(&image)
+        .args(["--", "sh", "-c", "echo $HOME"]));
+    ok(&r);
+    assert_eq!(text(&r.stdout), "/\n");
+    let p = podman.run("localhost/fidelity/ep:t", ["-c", "echo $HOME"]);
+    assert_eq!(text(&p.stdout), "/\n");
+}
+
+#[test]
+fn bad_destinations_and_users_fail_before_anything_is_traced() {
+    let (_d, dir) = temp_dir();
+    let marker = dir.join("ran");
+    let touch = format!("touch {}", marker.display());
+    let cmd = ["/bin/sh", "-c", touch.as_str()];
+    let full = dir.join("full");
+    fs::create_dir_all(full.join("x")).unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["-o".into(), "/nonexistent-dir/x.tar".into()],
+        vec![
+            "--tree".into(),
+            full.display().to_string(),
+            "--no-image".into(),
+        ],
+        vec![
+            "--manifest".into(),
+            "/nonexistent-dir/m.json".into(),
+            "--no-image".into(),
+        ],
+        vec![
+            "--user".into(),
+            "no-such-user-here".into(),
+            "--no-image".into(),
+        ],
+        vec!["--env-keep".into(), "[".into(), "--no-image".into()],
+    ];
+    for opts in cases {
+        let o = run(jail()
+            .current_dir(&dir)
+            .arg("trace")
+            .args(&opts)
+            .arg("--")
+            .args(cmd));
+        assert_eq!(o.status.code(), Some(2), "{opts:?}: {}", text(&o.stderr));
+        assert!(
+            !marker.exists(),
+            "{opts:?}: the command ran before the check"
+        );
+    }
+    // A user name is accepted (resolved in this machine's passwd).
+    let o = run(jail()
+        .current_dir(&dir)
+        .args(["trace", "--no-image", "--user", "nobody", "--"])
+        .args(cmd));
+    ok(&o);
+    assert!(marker.exists());
 }
 
 // --------------------------------------------------------- config keys ---

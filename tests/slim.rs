@@ -328,3 +328,154 @@ fn bad_images_exit_2_and_write_nothing() {
     );
     assert!(!out.exists());
 }
+
+/// Issue 14: nginx-light in a real Debian root, slimmed as a service with a
+/// probe and `--verify` (the slim tree is started again and probed), then
+/// served from podman. It needs its pid file's directory, its temp dirs
+/// under /var/lib/nginx and its `www-data` account, none of which the run
+/// reads as content.
+#[test]
+fn slim_nginx_from_debian_with_probe_and_verify() {
+    const PORT: u16 = 18181;
+    require("curl", "curl");
+    let fat = nginx_image(PORT);
+    let d = tempfile::tempdir().unwrap();
+    let slim = d.path().join("nginx-slim.tar");
+    let probe = format!("curl -sf http://127.0.0.1:{PORT}/");
+    let o = run(jail()
+        .args(["slim", "--json", "--verify", "--probe", &probe])
+        .arg(&fat)
+        .arg("-o")
+        .arg(&slim));
+    ok(&o);
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.contains("ok: the service answered its probes in the jail"),
+        "{stderr}"
+    );
+    let summary = json_out(&o);
+    let reference = summary["image"]["reference"].as_str().unwrap().to_string();
+
+    let podman = Podman::new();
+    podman.load(&slim);
+    let name = "jail-nginx-slim";
+    ok(&run(podman.cmd().args([
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "host",
+        "--name",
+        name,
+        &reference,
+    ])));
+    let mut page = String::new();
+    for _ in 0..100 {
+        if let Ok(body) = http_get(PORT) {
+            page = body;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let logs = run(podman.cmd().args(["logs", name]));
+    let _ = run(podman.cmd().args(["rm", "-f", name]));
+    assert!(
+        page.contains("served by a slim nginx"),
+        "no page from the slim nginx image; container log:\n{}{}",
+        text(&logs.stdout),
+        text(&logs.stderr)
+    );
+}
+
+/// `slim --verify --probe` fails, and writes no image, when the slim jail
+/// cannot serve: here a page the probe needs is excluded from the jail.
+#[test]
+fn slim_verify_with_a_probe_fails_when_the_jail_cannot_serve() {
+    const PORT: u16 = 18181;
+    require("curl", "curl");
+    let fat = nginx_image(PORT);
+    let d = tempfile::tempdir().unwrap();
+    let slim = d.path().join("nginx-broken.tar");
+    let probe = format!("curl -sf http://127.0.0.1:{PORT}/");
+    let o = run(jail()
+        .args(["slim", "--verify", "--probe", &probe])
+        .args(["--exclude", "/var/www/html/index.html"])
+        .arg(&fat)
+        .arg("-o")
+        .arg(&slim));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("FAILED: the service in the jail"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!slim.exists(), "a failed verification wrote the image");
+}
+
+/// A Debian root with nginx-light serving one page on 127.0.0.1:`port`,
+/// packed as an image whose entrypoint runs nginx in the foreground; made
+/// once and cached under target/test-data.
+fn nginx_image(port: u16) -> PathBuf {
+    static NGINX: Mutex<()> = Mutex::new(());
+    let _g = NGINX.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = test_dir("debian-bookworm-nginx");
+    let image = dir.join(format!("nginx-{port}.tar"));
+    if image.exists() {
+        return image;
+    }
+    let root = dir.join("root");
+    let done = dir.join(".complete");
+    if !done.exists() {
+        let _ = fs::remove_dir_all(&root);
+        ok(&run(Command::new("cp")
+            .arg("-a")
+            .arg(debian_root())
+            .arg(&root)));
+        fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).unwrap();
+        let proc_ = root.join("proc");
+        ok(&run(Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(&proc_)));
+        let install = run(Command::new("chroot")
+            .arg(&root)
+            .args([
+                "apt-get",
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "nginx-light",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"));
+        let _ = run(Command::new("chroot").arg(&root).args(["apt-get", "clean"]));
+        let _ = run(Command::new("umount").arg(&proc_));
+        assert!(
+            install.status.success(),
+            "apt-get install nginx-light in the debootstrap root failed:\n{}",
+            text(&install.stderr)
+        );
+        let _ = fs::remove_file(root.join("etc/resolv.conf"));
+        fs::write(&done, "").unwrap();
+    }
+    fs::write(
+        root.join("etc/nginx/sites-enabled/default"),
+        format!("server {{ listen 127.0.0.1:{port}; root /var/www/html; index index.html; }}\n"),
+    )
+    .unwrap();
+    fs::write(
+        root.join("var/www/html/index.html"),
+        "served by a slim nginx\n",
+    )
+    .unwrap();
+    let tmp = dir.join("nginx.tmp.tar");
+    let _ = fs::remove_file(&tmp);
+    ok(&run(jail()
+        .arg("pack")
+        .arg(&root)
+        .arg("-o")
+        .arg(&tmp)
+        .args(["--entrypoint", r#"["/usr/sbin/nginx","-g","daemon off;"]"#])
+        .args(["--tag", "fat/nginx:1"])));
+    fs::rename(&tmp, &image).unwrap();
+    image
+}

@@ -794,7 +794,8 @@ const OVERFLOW_ID: u32 = 65534;
 /// Reduce `/etc/passwd` and `/etc/group` (when in the file set) by
 /// evidence: keep root, the run user, every id a traced process ran as,
 /// every owner of a kept path, the root's system accounts, and the groups
-/// that list a kept user; drop the rest (human accounts), and say which.
+/// of kept users (primary, or listing them); drop the rest (human
+/// accounts), and say which.
 fn reduce_accounts(
     fs_: &mut FileSet,
     root: &Root,
@@ -805,6 +806,8 @@ fn reduce_accounts(
     let (sys_uid, sys_gid) = system_id_max(root);
     let mut findings = Vec::new();
     let mut kept_users: BTreeSet<String> = BTreeSet::new();
+    // The primary groups of kept users (passwd is read first).
+    let mut primary: BTreeSet<u32> = BTreeSet::new();
     for file in ["/etc/passwd", "/etc/group"] {
         let is_group = file == "/etc/group";
         let key = ImagePath(PathBuf::from(file));
@@ -829,6 +832,7 @@ fn reduce_accounts(
             };
             let keep = if is_group {
                 evidence.gids.contains(&id)
+                    || primary.contains(&id)
                     || id <= sys_gid
                     || id == OVERFLOW_ID
                     || fields
@@ -840,6 +844,7 @@ fn reduce_accounts(
             if keep {
                 if !is_group {
                     kept_users.insert(fields[0].to_string());
+                    primary.extend(fields.get(3).and_then(|g| g.parse::<u32>().ok()));
                 }
                 out.push_str(line);
                 out.push('\n');
@@ -931,6 +936,129 @@ mod tests {
             python_landmark(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")),
             None
         );
+    }
+
+    /// A root with accounts of every kind, and a file set holding its
+    /// passwd and group plus one file owned by `owner`.
+    fn accounts_root(owner: (u32, u32)) -> (tempfile::TempDir, Root, FileSet) {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("etc")).unwrap();
+        fs::write(
+            d.path().join("etc/login.defs"),
+            "UID_MIN 1000\nSYS_UID_MAX 499\nGID_MIN 1000\n",
+        )
+        .unwrap();
+        fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\nsvc:x:600:600::/:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\ncarol:x:1002:1002::/home/carol:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
+        )
+        .unwrap();
+        fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nwww-data:x:33:\nsvc:x:600:\nalice:x:1000:\nbob:x:1001:\ncarol:x:1002:\nstaff:x:1500:alice\nnogroup:x:65534:\n",
+        )
+        .unwrap();
+        let root = Root::new(d.path()).unwrap();
+        let mut set = FileSet::new(d.path());
+        let entry = |uid, gid| Entry {
+            file_type: FileType::File,
+            mode: 0o644,
+            uid,
+            gid,
+            size: 0,
+            sha256: None,
+            target: None,
+            mtime: 0,
+            capability: None,
+            content: None,
+            reasons: BTreeSet::new(),
+        };
+        for p in ["/etc/passwd", "/etc/group"] {
+            set.entries.insert(ImagePath(p.into()), entry(0, 0));
+        }
+        set.entries
+            .insert(ImagePath("/data".into()), entry(owner.0, owner.1));
+        (d, root, set)
+    }
+
+    fn log_with_ids(uids: &[u32], gids: &[u32]) -> AccessLog {
+        AccessLog {
+            command: vec!["x".into()],
+            root: "/".into(),
+            cwd: "/".into(),
+            backend: "ptrace".into(),
+            env: BTreeMap::new(),
+            exit: crate::trace::ExitStatus::Code { code: 0 },
+            processes: vec![crate::trace::log::Process {
+                pid: 1,
+                ppid: 0,
+                execs: Vec::new(),
+                threads: 0,
+                exit: None,
+                uids: uids.iter().copied().collect(),
+                gids: gids.iter().copied().collect(),
+            }],
+            files: BTreeMap::new(),
+            names: BTreeMap::new(),
+            syscalls: None,
+            warnings: Vec::new(),
+            stats: Default::default(),
+        }
+    }
+
+    #[test]
+    fn accounts_are_kept_by_evidence() {
+        // bob owns a kept file; a process ran as uid 1000 (alice); carol
+        // has no evidence. svc (600) is above SYS_UID_MAX 499: human.
+        let (_d, root, mut set) = accounts_root((1001, 1001));
+        let log = log_with_ids(&[1000], &[]);
+        let findings = reduce_accounts(&mut set, &root, &log, None);
+        let names = |p: &str| -> Vec<String> {
+            set.get(Path::new(p))
+                .unwrap()
+                .content
+                .as_deref()
+                .unwrap()
+                .lines()
+                .map(|l| l.split(':').next().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            names("/etc/passwd"),
+            ["root", "www-data", "alice", "bob", "nobody"]
+        );
+        // A kept user's primary group, and a group that lists one.
+        assert_eq!(
+            names("/etc/group"),
+            ["root", "www-data", "alice", "bob", "staff", "nogroup"]
+        );
+        assert!(findings.contains(&Finding::AccountsDropped {
+            path: "/etc/passwd".into(),
+            names: vec!["svc".into(), "carol".into()],
+        }));
+        // The run user, and a gid a process switched to.
+        let (_d, root, mut set) = accounts_root((0, 0));
+        let log = log_with_ids(&[], &[600]);
+        reduce_accounts(&mut set, &root, &log, Some((1002, 1002)));
+        assert_eq!(
+            names_of(&set, "/etc/passwd"),
+            ["root", "www-data", "carol", "nobody"]
+        );
+        assert_eq!(
+            names_of(&set, "/etc/group"),
+            ["root", "www-data", "svc", "carol", "nogroup"]
+        );
+    }
+
+    fn names_of(set: &FileSet, p: &str) -> Vec<String> {
+        set.get(Path::new(p))
+            .unwrap()
+            .content
+            .as_deref()
+            .unwrap()
+            .lines()
+            .map(|l| l.split(':').next().unwrap().to_string())
+            .collect()
     }
 
     #[test]
