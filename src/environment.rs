@@ -361,16 +361,17 @@ mod tests {
             ("MYAPP_MODE", "fast"),
         ]));
         assert_eq!(d.kept, ["TERM=xterm"]);
-        // An allow-list: drop everything, keep some.
-        let only = EnvRule::new(&["LANG".into(), "PATH".into()], &["*".into()]).unwrap();
-        let d = only.decide(&env(&[("PATH", "/bin"), ("LANG", "C"), ("X", "1")]));
-        assert_eq!(d.kept, ["PATH=/bin", "LANG=C"]);
         assert!(d
             .dropped
             .contains(&("API_KEY".to_string(), Dropped::Credential)));
         assert!(d
             .dropped
             .contains(&("MYAPP_MODE".to_string(), Dropped::Flag)));
+        // An allow-list: drop everything, keep some.
+        let only = EnvRule::new(&["LANG".into(), "PATH".into()], &["*".into()]).unwrap();
+        let d = only.decide(&env(&[("PATH", "/bin"), ("LANG", "C"), ("X", "1")]));
+        assert_eq!(d.kept, ["PATH=/bin", "LANG=C"]);
+        assert_eq!(d.dropped, [("X".to_string(), Dropped::Flag)]);
     }
 
     #[test]

@@ -150,11 +150,16 @@ pub fn missing_paths(
     let mut opts = TraceOptions::new(spec.argv.clone());
     opts.env = spec.env.clone();
     opts.cwd = Some(spec.cwd.clone());
-    let null = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| trace::TraceError::BadArgument(format!("cannot open /dev/null: {e}")))?;
-    opts.stdout = Some(Arc::new(null.into()));
+    // Its output was shown by the failed check already.
+    let null: Arc<std::os::fd::OwnedFd> = Arc::new(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| trace::TraceError::BadArgument(format!("cannot open /dev/null: {e}")))?
+            .into(),
+    );
+    opts.stdout = Some(null.clone());
+    opts.sandbox_stderr = Some(null);
     opts.sandbox = Some(SandboxRun {
         root: tree.to_path_buf(),
         user: spec.user.clone(),

@@ -713,7 +713,10 @@ fn the_image_env_keeps_what_shapes_behaviour_and_never_a_credential() {
         stderr.contains("CREDENTIAL LEFT OUT") && stderr.contains("GITHUB_TOKEN"),
         "{stderr}"
     );
-    assert!(stderr.contains("+ C.UTF-8 fast noterm notoken"), "{stderr}");
+    assert!(
+        stderr.contains("- C.UTF-8 fast xterm token") && stderr.contains("+ C.UTF-8 fast noterm\n"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains(token),
         "the token's value is printed nowhere"

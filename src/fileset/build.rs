@@ -945,7 +945,7 @@ mod tests {
         fs::create_dir(d.path().join("etc")).unwrap();
         fs::write(
             d.path().join("etc/login.defs"),
-            "UID_MIN 1000\nSYS_UID_MAX 499\nGID_MIN 1000\n",
+            "UID_MIN 1000\nSYS_UID_MAX 499\nGID_MIN 1000\nSYS_GID_MAX 499\n",
         )
         .unwrap();
         fs::write(

@@ -104,6 +104,9 @@ pub struct TraceOptions {
     /// The command's stdout (e.g. a pipe to compare outputs); jail's own
     /// when `None`.
     pub stdout: Option<Arc<std::os::fd::OwnedFd>>,
+    /// The command's stderr inside a sandbox (jail's own when `None`; on
+    /// this machine the command always shares jail's stderr).
+    pub sandbox_stderr: Option<Arc<std::os::fd::OwnedFd>>,
     /// Run chrooted in this root in private namespaces (`jail slim`) instead
     /// of on this machine; `cwd` is then in-root and required.
     pub sandbox: Option<SandboxRun>,
@@ -133,6 +136,7 @@ impl TraceOptions {
             backend: Backend::Ptrace,
             all_syscalls: false,
             stdout: None,
+            sandbox_stderr: None,
             sandbox: None,
             one_cpu: false,
         }
@@ -217,6 +221,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             s.user = sb.user.clone();
             s.network = sb.network;
             s.stdout = opts.stdout.clone();
+            s.stderr = opts.sandbox_stderr.clone();
             spec = s;
             (
                 root,
