@@ -14,12 +14,15 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod atomic;
 pub mod config;
 pub mod digest;
 pub mod elf;
 pub mod fileset;
 pub mod image;
+pub mod input;
 pub mod manifest;
+pub mod oci;
 pub mod pack;
 pub mod paths;
 pub mod registry;

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use jail::fileset::open::{open_with, OpenError};
 use jail::fileset::Entry;
+use jail::input::{open_with, OpenError};
 use jail::paths::ImagePath;
 
 use super::registry_opts::PullOpts;

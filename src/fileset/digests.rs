@@ -158,7 +158,7 @@ impl DigestCache {
         }
         if let Some(dir) = file.parent() {
             if std::fs::create_dir_all(dir).is_ok() {
-                let _ = crate::manifest::write_atomic(file, &out);
+                let _ = crate::atomic::write_atomic(file, &out);
             }
         }
     }

@@ -18,9 +18,7 @@
 pub mod extract;
 mod json;
 mod output;
-mod platform;
 pub mod read;
-mod reference;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -33,10 +31,9 @@ pub use self::json::{
     rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET,
     LABEL_VERSION,
 };
-pub use self::platform::{BadPlatform, Platform};
-pub use self::reference::{BadReference, Reference};
 use crate::digest::Digest;
 use crate::fileset::FileSet;
+pub use crate::oci::{BadPlatform, BadReference, Platform, Reference};
 pub use crate::pack::compress::Compression;
 use crate::pack::{self, LayerOptions, PackError};
 use crate::paths::serde_path;

@@ -27,7 +27,7 @@ pub use self::cache::BlobCache;
 pub use self::pull::{pull, Pulled};
 pub use self::push::{push, BlobSource, PushBlob, Pushed};
 pub use self::reference::{BadRegistryRef, RegistryRef};
-use crate::image::Platform;
+use crate::oci::Platform;
 use crate::sys::interrupt::Interrupted;
 
 /// How long to wait for a connection, and for each read of an answer.

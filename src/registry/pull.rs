@@ -11,7 +11,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use super::cache::{self, BlobCache, CacheError};
 use super::{progress_bar, Op, RegistryError, RegistryOptions, RegistryRef, Session};
 use crate::digest::Digest;
-use crate::image::Platform;
+use crate::oci::Platform;
 use crate::sys::interrupt;
 
 /// Manifest media types jail reads: OCI and docker v2 schema 2, images and

@@ -9,7 +9,7 @@ use crate::image::read::{self, ImageSource, Unpacked};
 use crate::manifest::Manifest;
 use crate::registry::{RegistryOptions, RegistryRef};
 
-use super::FileSet;
+use crate::fileset::FileSet;
 
 /// What the input was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
