@@ -44,3 +44,15 @@ fn the_dag_check_names_a_cycle() {
         "module-dag: import cycle: alpha -> beta -> alpha"
     );
 }
+
+#[test]
+fn the_probe_runner_without_probes_is_a_usage_error_not_a_panic() {
+    let out = common::jail()
+        .args(["probe-runner", "--pid", "1", "--timeout", "1", "--stop-signal", "TERM"])
+        .output()
+        .unwrap();
+    let err = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("required arguments were not provided"), "{err}");
+}

@@ -465,7 +465,8 @@ pub struct ProbeArgs {
     timeout: u64,
     #[arg(long)]
     stop_signal: String,
-    #[arg(last = true)]
+    /// At least one: the first is the readiness check.
+    #[arg(last = true, required = true, num_args = 1..)]
     probes: Vec<String>,
 }
 

@@ -464,8 +464,7 @@ fn start_in_sandbox(
     prog_filter: Option<Vec<seccomp::Insn>>,
     opts: Options,
 ) -> Result<Started, TraceError> {
-    let pre_exec: Option<sandbox::Hook> =
-        prog_filter.map(|prog| -> sandbox::Hook { Box::new(move || seccomp::install(&prog)) });
+    let pre_exec = prog_filter.map(sandbox::Hook::seccomp);
     let child = sandbox::spawn(
         spec,
         sandbox::Hooks {
