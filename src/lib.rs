@@ -27,6 +27,7 @@ pub mod atomic;
 pub mod config;
 pub mod digest;
 pub mod elf;
+pub mod error;
 pub mod fileset;
 pub mod image;
 pub mod input;

@@ -55,8 +55,12 @@ pub fn run(a: Args) -> CmdResult {
         &root,
         "jail pack".into(),
     )?;
-    let fs = FileSet::from_dir(&a.dir)
-        .map_err(|e| Failure::usage(anyhow!("{e}: `jail pack` needs a readable directory tree")))?;
+    let fs = FileSet::from_dir(&a.dir).map_err(|e| {
+        Failure::usage(anyhow!(
+            "{}: `jail pack` needs a readable directory tree",
+            jail::error::Chain(&e)
+        ))
+    })?;
     let mut summary =
         image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
     report(&summary);

@@ -49,13 +49,13 @@ pub use super::finding::Finding;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("invalid {what} pattern {pattern:?}: {source}")]
+    #[error("invalid {what} pattern {pattern:?}")]
     Pattern {
         what: &'static str,
         pattern: String,
         source: globset::Error,
     },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -508,7 +508,7 @@ impl Builder<'_> {
                 Ok(elf::Outcome::NotElf { .. }) => {}
                 Err(e) => self.findings.push(Finding::Skipped {
                     path: candidate.clone(),
-                    why: e.to_string(),
+                    why: crate::error::Chain(&e).to_string(),
                 }),
             }
         }

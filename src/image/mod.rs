@@ -51,13 +51,15 @@ pub enum ImageError {
     Pack(#[from] PackError),
     #[error("cannot write {path}: {what}")]
     Destination { path: PathBuf, what: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot build the image JSON: {0}")]
-    Json(String),
+    #[error("cannot build the image JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("cannot build the image's OCI metadata")]
+    Spec(#[source] oci_spec::OciSpecError),
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970-01-01 (a non-negative integer): fix or unset it")]
     SourceDateEpoch(String),
     #[error(transparent)]
@@ -73,7 +75,10 @@ impl ImageError {
             ImageError::Pack(_)
             | ImageError::Destination { .. }
             | ImageError::SourceDateEpoch(_) => true,
-            ImageError::Write { .. } | ImageError::Json(_) | ImageError::Interrupted(_) => false,
+            ImageError::Write { .. }
+            | ImageError::Json(_)
+            | ImageError::Spec(_)
+            | ImageError::Interrupted(_) => false,
         }
     }
 
@@ -83,6 +88,16 @@ impl ImageError {
             ImageError::Interrupted(i) | ImageError::Pack(PackError::Interrupted(i)) => Some(*i),
             _ => None,
         }
+    }
+}
+
+impl crate::error::ExitCode for ImageError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        ImageError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        ImageError::is_bad_input(self)
     }
 }
 

@@ -39,15 +39,15 @@ pub enum ReadError {
     NotAnImage { image: String, what: String },
     #[error("{image}: {what}")]
     Corrupt { image: String, what: String },
-    #[error("{image}: layer {layer}: {source}; refusing to unpack this image")]
+    #[error("{image}: layer {layer}: refusing to unpack this image")]
     Unsafe {
         image: String,
         layer: String,
         source: ExtractError,
     },
-    #[error("{image}: cannot read: {source}")]
+    #[error("{image}: cannot read")]
     Io { image: String, source: io::Error },
-    #[error("cannot unpack into {path}: {source}")]
+    #[error("cannot unpack into {path}")]
     Write { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -77,6 +77,16 @@ impl ReadError {
             ReadError::Registry(e) => e.interrupted(),
             _ => None,
         }
+    }
+}
+
+impl crate::error::ExitCode for ReadError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        ReadError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        ReadError::is_bad_input(self)
     }
 }
 

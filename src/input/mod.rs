@@ -40,13 +40,23 @@ pub enum OpenError {
     Manifest(#[from] crate::manifest::ManifestError),
     #[error(transparent)]
     Image(#[from] read::ReadError),
-    #[error("cannot read the tree {}: {msg}", path.display())]
-    Tree { path: PathBuf, msg: String },
+    #[error("cannot read the tree {}", path.display())]
+    Tree {
+        path: PathBuf,
+        source: crate::fileset::DirError,
+    },
 }
 
-impl OpenError {
+impl crate::error::ExitCode for OpenError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        match self {
+            OpenError::Image(e) => e.interrupted(),
+            _ => None,
+        }
+    }
+
     /// Bad input (exit 2) rather than a failure while reading (exit 1).
-    pub fn is_bad_input(&self) -> bool {
+    fn is_bad_input(&self) -> bool {
         match self {
             OpenError::Image(e) => e.is_bad_input(),
             OpenError::Tree { .. } => false,
@@ -93,9 +103,9 @@ pub fn open_with(
         });
     }
     if path.is_dir() && !path.join("oci-layout").exists() {
-        let fileset = FileSet::from_dir(path).map_err(|e| OpenError::Tree {
+        let fileset = FileSet::from_dir(path).map_err(|source| OpenError::Tree {
             path: path.to_path_buf(),
-            msg: e.to_string(),
+            source,
         })?;
         return Ok(Opened {
             kind: Kind::Tree,
@@ -111,9 +121,9 @@ pub fn open_with(
     }
     let source = ImageSource::parse(input)?;
     let image = read::unpack_with(&source, scratch, registry)?;
-    let fileset = FileSet::from_dir(image.root()).map_err(|e| OpenError::Tree {
+    let fileset = FileSet::from_dir(image.root()).map_err(|source| OpenError::Tree {
         path: image.root().to_path_buf(),
-        msg: e.to_string(),
+        source,
     })?;
     Ok(Opened {
         kind: Kind::Image,

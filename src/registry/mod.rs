@@ -91,7 +91,7 @@ pub enum RegistryError {
     /// The image or the request cannot be served (exit 2).
     #[error("{reference}: {what}")]
     Unsupported { reference: String, what: String },
-    #[error("{reference}: {source}")]
+    #[error("{reference}")]
     Cache {
         reference: String,
         source: cache::CacheError,
@@ -120,6 +120,16 @@ impl RegistryError {
             RegistryError::Interrupted(i) => Some(*i),
             _ => None,
         }
+    }
+}
+
+impl crate::error::ExitCode for RegistryError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        RegistryError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        RegistryError::is_bad_input(self)
     }
 }
 

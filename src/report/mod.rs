@@ -78,6 +78,16 @@ impl ReportError {
     }
 }
 
+impl crate::error::ExitCode for ReportError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        ReportError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        ReportError::is_bad_input(self)
+    }
+}
+
 /// How much a finding matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
