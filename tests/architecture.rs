@@ -106,7 +106,7 @@ fn a_missing_input_is_named_once() {
     let (code, err) = fails(&["diff", "/nonexistent-a", "/nonexistent-b"]);
     assert_eq!(
         err,
-        "jail: error: /nonexistent-a: no such file or directory\n"
+        "jail: error: /nonexistent-a: no such file or directory: name an image (an archive, an OCI layout DIR, DIR:TAG, DIR@sha256:…, or a registry reference HOST/NAME[:TAG]), a directory tree, or a manifest (.yaml, .yml, .json)\n"
     );
     assert_eq!(code, Some(2));
     let (code, err) = fails(&["pack", "/nonexistent", "-o", "/tmp/never.tar"]);
@@ -255,4 +255,42 @@ fn ctrl_c_during_a_trace_exits_130() {
     );
     assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("the traced command failed"), "{err}");
+}
+
+// ------------------------------------- one rule for image/tree/manifest ---
+
+#[test]
+fn one_rule_classifies_every_input() {
+    use jail::image::read::ImageSource;
+    use jail::input::{Input, Kind};
+    let d = common::test_dir("architecture-input");
+    let layout = d.join("layout");
+    let tree = d.join("tree");
+    std::fs::create_dir_all(&layout).unwrap();
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    // index.json without oci-layout: an image for diff and report alike.
+    std::fs::write(layout.join("index.json"), "{}").unwrap();
+    std::fs::write(d.join("m.yaml"), "").unwrap();
+    std::fs::write(d.join("a.tar"), "").unwrap();
+    let kind = |p: &Path| Input::parse(p.to_str().unwrap()).unwrap().kind();
+    assert_eq!(kind(&layout), Kind::Image);
+    assert_eq!(kind(&tree), Kind::Tree);
+    assert_eq!(kind(&d.join("m.yaml")), Kind::Manifest);
+    assert_eq!(
+        Input::parse(d.join("a.tar").to_str().unwrap()).unwrap(),
+        Input::Image(ImageSource::Archive(d.join("a.tar")))
+    );
+    assert!(matches!(
+        Input::parse("localhost:5000/app:1").unwrap(),
+        Input::Image(ImageSource::Registry(_))
+    ));
+    assert!(matches!(
+        Input::parse(d.join("nope").to_str().unwrap()),
+        Err(jail::input::OpenError::Missing(_))
+    ));
+    // report's classification is the same one.
+    assert_eq!(
+        jail::report::Source::parse(layout.to_str().unwrap()).unwrap(),
+        Input::parse(layout.to_str().unwrap()).unwrap()
+    );
 }
