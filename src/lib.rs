@@ -35,6 +35,7 @@ pub mod manifest;
 pub mod oci;
 pub mod pack;
 pub mod paths;
+pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod resolve;

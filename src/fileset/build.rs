@@ -468,14 +468,8 @@ impl Builder<'_> {
     }
 
     fn find_in_path(&mut self, name: &OsStr, path_var: &str) -> Option<PathBuf> {
-        for dir in path_var.split(':').filter(|d| d.starts_with('/')) {
-            let cand = Path::new(dir).join(name);
-            let r = self.root.resolve(&cand, Follow::Yes);
-            if r.outcome == Ok(FileType::File) {
-                return self.add_resolved(&cand, Reason::Interpreter);
-            }
-        }
-        None
+        let cand = self.root.find_in_path(name, path_var.as_bytes())?;
+        self.add_resolved(&cand, Reason::Interpreter)
     }
 
     /// Add the loader's closure of each ELF candidate (non-ELF candidates

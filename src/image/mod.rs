@@ -290,7 +290,7 @@ pub fn write(
     };
 
     // The layer, compressed while the tar is produced.
-    let bar = progress_bar(opts.progress, fs.total_size());
+    let bar = crate::progress::bar(opts.progress, fs.total_size(), "packing");
     let (tmp, file) = staging.layer_file()?;
     let compressor = pack::compress::Compressor::new(
         opts.compression,
@@ -370,23 +370,6 @@ pub fn write(
         fileset_digest,
         pushed: None,
     })
-}
-
-fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message("packing");
-    bar
 }
 
 #[cfg(test)]

@@ -345,20 +345,3 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
-
-fn progress_bar(show: bool, total: u64, msg: &'static str) -> indicatif::ProgressBar {
-    if !show || total == 0 {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(msg);
-    bar
-}
