@@ -741,15 +741,7 @@ impl Tracer {
                 .split(|&b| b == 0)
                 .find_map(|kv| kv.strip_prefix(b"PATH="))
                 .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
-            let found = path
-                .split(|&b| b == b':')
-                .filter(|d| d.first() == Some(&b'/'))
-                .map(|d| Path::new(OsStr::from_bytes(d)).join(arg0))
-                .find(|cand| {
-                    self.rec.root().resolve(cand, Follow::Yes).outcome
-                        == Ok(crate::resolve::FileType::File)
-                });
-            match found {
+            match self.rec.root().find_in_path(arg0, path) {
                 Some(p) => p,
                 None => return,
             }
@@ -1251,5 +1243,81 @@ mod tests {
             }
             assert_eq!(p.last().unwrap().k, seccomp::SECCOMP_RET_TRACE);
         }
+    }
+
+    /// Run a classic-BPF seccomp program on one syscall, as the kernel
+    /// does, for the instructions the filter uses (LD W ABS, JEQ/JGE/JSET
+    /// K, RET K).
+    fn interpret(prog: &[seccomp::Insn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        // struct seccomp_data: nr, arch, instruction_pointer, args[6].
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let insn = prog[pc];
+            let code = insn.code as u32;
+            pc += 1;
+            match code {
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                    let k = insn.k as usize;
+                    acc = u32::from_le_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                c if c == libc::BPF_RET | libc::BPF_K => return insn.k,
+                c if c & 0x07 == libc::BPF_JMP => {
+                    let taken = match c & 0xf0 {
+                        op if op == libc::BPF_JEQ => acc == insn.k,
+                        op if op == libc::BPF_JGE => acc >= insn.k,
+                        op if op == libc::BPF_JSET => acc & insn.k != 0,
+                        op => panic!("jump op {op:#x} not interpreted"),
+                    };
+                    pc += if taken { insn.jt } else { insn.jf } as usize;
+                }
+                c => panic!("instruction {c:#x} not interpreted"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_filter_traces_path_syscalls_and_allows_the_rest() {
+        use seccomp::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE};
+        let p = filter(false);
+        let x86 = |nr: i64, args: [u64; 6]| interpret(&p, AUDIT_ARCH_X86_64, nr as u32, args);
+        let empty = AT_EMPTY_PATH;
+        assert_eq!(x86(libc::SYS_openat, [0; 6]), SECCOMP_RET_TRACE);
+        assert_eq!(x86(libc::SYS_execve, [0; 6]), SECCOMP_RET_TRACE);
+        assert_eq!(x86(libc::SYS_read, [0; 6]), SECCOMP_RET_ALLOW);
+        assert_eq!(x86(libc::SYS_write, [0; 6]), SECCOMP_RET_ALLOW);
+        // fstat through newfstatat/statx with AT_EMPTY_PATH: no stop.
+        assert_eq!(
+            x86(libc::SYS_newfstatat, [3, 0, 0, empty, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            x86(libc::SYS_statx, [3, 0, empty, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        // ... but with a path they are path syscalls.
+        assert_eq!(
+            x86(libc::SYS_newfstatat, [3, 0, 0, 0, 0, 0]),
+            SECCOMP_RET_TRACE
+        );
+        assert_eq!(x86(libc::SYS_statx, [3, 0, 0, 0, 0, 0]), SECCOMP_RET_TRACE);
+        // Every syscall of the table stops.
+        for s in syscalls::TABLE {
+            assert_eq!(x86(s.nr, [0; 6]), SECCOMP_RET_TRACE, "{}", s.name);
+        }
+        // 32-bit (int 0x80) and x32 calls always stop, to be refused.
+        assert_eq!(interpret(&p, AUDIT_ARCH_I386, 3, [0; 6]), SECCOMP_RET_TRACE);
+        assert_eq!(x86(0x4000_0000 | libc::SYS_read, [0; 6]), SECCOMP_RET_TRACE);
+        // Tracing every syscall stops on read too.
+        let all = filter(true);
+        assert_eq!(
+            interpret(&all, AUDIT_ARCH_X86_64, libc::SYS_read as u32, [0; 6]),
+            SECCOMP_RET_TRACE
+        );
     }
 }
