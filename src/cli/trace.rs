@@ -137,13 +137,10 @@ pub fn run(args: Args) -> CmdResult {
                 "the traced command failed ({}); fix it, or pass --keep-going to build from this run anyway",
                 one.exit
             ));
-            // Killed by the Ctrl-C (or kill) jail forwarded: 128+N, as a
-            // shell reports it.
+            // Killed by the Ctrl-C (or kill) jail got and forwarded:
+            // 128+N, as a shell reports it.
             if let trace::ExitStatus::Signal { signal } = one.exit {
-                if jail::sys::signals::FORWARDED
-                    .iter()
-                    .any(|s| *s as i32 == signal)
-                {
+                if jail::sys::signals::seen(signal) {
                     failure.code = 128 + signal;
                 }
             }

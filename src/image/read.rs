@@ -39,11 +39,13 @@ pub enum ReadError {
     NotAnImage { image: String, what: String },
     #[error("{image}: {what}")]
     Corrupt { image: String, what: String },
-    #[error("{image}: layer {layer}: refusing to unpack this image")]
+    /// The entry's problem is part of the message (not a `source`), so
+    /// the library's callers see it in `to_string()`; said once either way.
+    #[error("{image}: layer {layer}: {reason}; refusing to unpack this image")]
     Unsafe {
         image: String,
         layer: String,
-        source: ExtractError,
+        reason: ExtractError,
     },
     #[error("{image}: cannot read")]
     Io { image: String, source: io::Error },
@@ -432,7 +434,7 @@ impl Reader {
             ExtractError::Unsafe { .. } => ReadError::Unsafe {
                 image: self.image.clone(),
                 layer: layer.into(),
-                source: e,
+                reason: e,
             },
             ExtractError::Corrupt(what) => self.corrupt(format!("layer {layer}: {what}")),
             ExtractError::Write { path, source } => ReadError::Write { path, source },
