@@ -2,13 +2,12 @@
 //! (from the file-set stage on) the file set built from it. YAML, or JSON
 //! when the file name ends in `.json`. Schema: docs/formats.md.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::environment::EnvDecision;
-use crate::fileset::build::Finding;
+use crate::fileset::finding::Finding;
 use crate::fileset::FileSet;
 use crate::trace::AccessLog;
 
@@ -39,12 +38,12 @@ pub struct Manifest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot write manifest {}: {source}", path.display())]
+    #[error("cannot write manifest {}", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read manifest {}: {source}", path.display())]
+    #[error("cannot read manifest {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -113,19 +112,4 @@ impl Manifest {
     }
 }
 
-/// Write `bytes` to `path` through a temporary sibling and a rename, so a
-/// reader never sees half a file and an interrupted write leaves none. No
-/// fsync: a manifest needs atomicity, not durability across a power loss,
-/// and the sync cost more than the whole trace of a small command.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".jail-tmp-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
+pub use crate::atomic::write_atomic;

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use jail::fileset::open::{open_with, OpenError};
 use jail::fileset::Entry;
+use jail::input::open_with;
 use jail::paths::ImagePath;
 
 use super::registry_opts::PullOpts;
@@ -30,17 +30,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CmdResult {
+    // Ctrl-C while an image is unpacked: unwind, remove the temporary
+    // root, exit 128+N.
+    jail::sys::interrupt::install();
     let scratch = std::env::temp_dir();
-    let failure = |e: OpenError| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::failed(e)
-        }
-    };
     let registry = args.pull.options()?;
-    let a = open_with(&args.a, &scratch, &registry).map_err(failure)?;
-    let b = open_with(&args.b, &scratch, &registry).map_err(failure)?;
+    let a = open_with(&args.a, &scratch, &registry).map_err(Failure::of)?;
+    let b = open_with(&args.b, &scratch, &registry).map_err(Failure::of)?;
     let paths: BTreeSet<&ImagePath> = a
         .fileset
         .entries

@@ -141,14 +141,14 @@ pub fn image_failure(e: ImageError, dest: &Path) -> Failure {
     if let Some(sig) = e.interrupted() {
         return Failure {
             code: sig.exit_code(),
-            error: anyhow!("{e}; nothing was written to {}", dest.display()),
+            error: anyhow!(
+                "{}; nothing was written to {}",
+                jail::error::Chain(&e),
+                dest.display()
+            ),
         };
     }
-    if e.is_bad_input() {
-        Failure::usage(e)
-    } else {
-        Failure::failed(e)
-    }
+    Failure::of(e)
 }
 
 /// Human summary on stderr.

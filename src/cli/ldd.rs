@@ -69,7 +69,7 @@ pub fn run(args: Args) -> CmdResult {
     for (file, r) in &results {
         match r {
             Err(e) => {
-                eprintln!("jail: error: {e}");
+                eprintln!("jail: error: {}", jail::error::Chain(e));
                 code = 2;
             }
             Ok(Outcome::NotElf { kind, .. }) => {
@@ -275,7 +275,7 @@ fn json_doc(root: &Root, results: &[(&PathBuf, Result<Outcome, ElfError>)]) -> V
     let files: Vec<Value> = results
         .iter()
         .map(|(file, r)| match r {
-            Err(e) => json!({ "file": encode(file), "error": e.to_string() }),
+            Err(e) => json!({ "file": encode(file), "error": jail::error::Chain(e).to_string() }),
             Ok(Outcome::NotElf { path, kind, .. }) => json!({
                 "file": encode(file),
                 "path": encode(path),

@@ -2,7 +2,9 @@
 //! library calls. Diagnostics go to stderr as `jail: …`; results to stdout.
 //!
 //! Exit codes: 0 success; 1 the work failed (traced command failed, a check
-//! failed); 2 bad usage or bad input.
+//! failed); 2 bad usage or bad input; 128+N interrupted by signal N (the
+//! traced command killed by a forwarded signal, or SIGINT/SIGTERM to jail
+//! during its own work).
 
 use std::io;
 
@@ -79,6 +81,18 @@ impl Failure {
             error: error.into(),
         }
     }
+
+    /// The exit code the error's type maps it to (`jail::error::ExitCode`:
+    /// 128+N interrupted, 2 bad input, 1 failed).
+    pub fn of<E>(error: E) -> Failure
+    where
+        E: jail::error::ExitCode + Send + Sync + 'static,
+    {
+        Failure {
+            code: error.exit_code(),
+            error: error.into(),
+        }
+    }
 }
 
 pub type CmdResult = Result<(), Failure>;
@@ -109,11 +123,18 @@ pub fn main() -> i32 {
             if is_broken_pipe(&f.error) {
                 return 0;
             }
+            // The context, then each cause once (no message repeats its
+            // cause: jail::error).
             let msg = format!("{:#}", f.error);
             if !msg.is_empty() {
                 eprintln!("jail: error: {msg}");
             }
-            f.code
+            // Whatever failed after SIGINT/SIGTERM arrived failed because
+            // of it: the same 128+N in every command.
+            match jail::sys::interrupt::received() {
+                Some(sig) if f.code == 1 || f.code == 2 => 128 + sig as i32,
+                _ => f.code,
+            }
         }
     }
 }

@@ -55,8 +55,12 @@ pub fn run(a: Args) -> CmdResult {
         &root,
         "jail pack".into(),
     )?;
-    let (fs, skipped) = FileSet::from_dir_noting(&a.dir)
-        .map_err(|e| Failure::usage(anyhow!("{e}: `jail pack` needs a readable directory tree")))?;
+    let (fs, skipped) = FileSet::from_dir_noting(&a.dir).map_err(|e| {
+        Failure::usage(anyhow!(
+            "{}: `jail pack` needs a readable directory tree",
+            jail::error::Chain(&e)
+        ))
+    })?;
     if !skipped.is_empty() {
         let shown: Vec<String> = skipped
             .iter()

@@ -92,17 +92,7 @@ pub fn push_target(push: Option<&str>) -> Result<Option<RegistryRef>, Failure> {
 /// A registry error as a failure: exit 2 for bad references, flags or
 /// images, 128+N when interrupted, 1 otherwise.
 pub fn registry_failure(e: RegistryError) -> Failure {
-    if let Some(sig) = e.interrupted() {
-        return Failure {
-            code: sig.exit_code(),
-            error: e.into(),
-        };
-    }
-    if e.is_bad_input() {
-        Failure::usage(e)
-    } else {
-        Failure::failed(e)
-    }
+    Failure::of(e)
 }
 
 /// Push the image just written (`summary`) to `target`, print the pushed
@@ -121,7 +111,8 @@ pub fn push_image(
     };
     let local = LocalImage::open(&source).map_err(|e| {
         Failure::failed(anyhow!(
-            "cannot read the image just written to push it: {e}"
+            "cannot read the image just written to push it: {}",
+            jail::error::Chain(&e)
         ))
     })?;
     if local.manifest_digest != summary.manifest_digest {

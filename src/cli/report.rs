@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use jail::manifest::write_atomic;
 use jail::registry::RegistryOptions;
 use jail::report::dpkg::PackageDb;
-use jail::report::{self, seccomp, Loaded, ReportError, Source};
+use jail::report::{self, seccomp, Loaded, Source};
 use jail::resolve::Root;
 
 use super::registry_opts::PullOpts;
@@ -87,8 +87,13 @@ pub fn run(a: Args) -> CmdResult {
     };
     let db_root = match &a.dpkg_root {
         Some(d) => Some((
-            Root::new(d)
-                .map_err(|e| Failure::usage(anyhow!("--dpkg-root {}: {e}", d.display())))?,
+            Root::new(d).map_err(|e| {
+                Failure::usage(anyhow!(
+                    "--dpkg-root {}: {}",
+                    d.display(),
+                    jail::error::Chain(&e)
+                ))
+            })?,
             d.display().to_string(),
         )),
         None => report::package_root(&subject, original.as_ref()),
@@ -143,18 +148,6 @@ fn open(
     scratch: &std::path::Path,
     registry: &RegistryOptions,
 ) -> Result<Loaded, Failure> {
-    let fail = |e: ReportError| {
-        if let Some(sig) = e.interrupted() {
-            Failure {
-                code: sig.exit_code(),
-                error: e.into(),
-            }
-        } else if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::failed(e)
-        }
-    };
-    let src = Source::parse(name).map_err(fail)?;
-    report::load(&src, name, manifest, scratch, registry).map_err(fail)
+    let src = Source::parse(name).map_err(Failure::of)?;
+    report::load(&src, name, manifest, scratch, registry).map_err(Failure::of)
 }

@@ -103,11 +103,9 @@ pub fn run(args: Args) -> CmdResult {
         e => Failure::usage(e),
     })?;
     let parent = std::env::temp_dir();
-    let image = read::unpack_with(&source, &parent, &registry).map_err(|e| match e {
-        read::ReadError::Registry(e) => registry_failure(e),
-        e if e.is_bad_input() => Failure::usage(e),
-        e => Failure::failed(e),
-    })?;
+    // Ctrl-C during the unpack: unwind, remove the root, exit 128+N.
+    jail::sys::interrupt::install();
+    let image = read::unpack_with(&source, &parent, &registry).map_err(Failure::of)?;
     let root = Root::new(image.root()).map_err(Failure::failed)?;
     let before = Measure {
         files: count_files(image.root()),
@@ -522,7 +520,8 @@ pub struct ProbeArgs {
     timeout: u64,
     #[arg(long)]
     stop_signal: String,
-    #[arg(last = true)]
+    /// At least one: the first is the readiness check.
+    #[arg(last = true, required = true, num_args = 1..)]
     probes: Vec<String>,
 }
 

@@ -188,10 +188,18 @@ pub fn run(args: Args) -> CmdResult {
                     .write(path)
                     .map_err(Failure::failed)?;
             }
-            return Err(Failure::failed(anyhow::anyhow!(
+            let mut failure = Failure::failed(anyhow::anyhow!(
                 "the traced command failed ({}); fix it, or pass --keep-going to build from this run anyway",
                 one.exit
-            )));
+            ));
+            // Killed by the Ctrl-C (or kill) jail got and forwarded:
+            // 128+N, as a shell reports it.
+            if let trace::ExitStatus::Signal { signal } = one.exit {
+                if jail::sys::signals::seen(signal) {
+                    failure.code = 128 + signal;
+                }
+            }
+            return Err(failure);
         }
         traced.push((opts.argv.clone(), one.exit.code(), one.cwd.clone(), stdout));
         match log.as_mut() {
@@ -431,11 +439,7 @@ fn image_spec(
 }
 
 pub(super) fn trace_failure(e: trace::TraceError) -> Failure {
-    if e.is_usage() {
-        Failure::usage(e)
-    } else {
-        Failure::failed(e)
-    }
+    Failure::of(e)
 }
 
 /// Trace, deciding where the command's stdout goes: to jail's stdout, or

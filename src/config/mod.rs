@@ -93,13 +93,31 @@ fn is_false(b: &bool) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read jail config {}: {source}", path.display())]
+    #[error("cannot read jail config {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid jail config {}: {msg}", path.display())]
-    Invalid { path: PathBuf, msg: String },
+    #[error("invalid jail config {}", path.display())]
+    Invalid { path: PathBuf, source: ParseError },
+}
+
+/// Why config text is not a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not YAML, or not the config's shape (the YAML error names the key).
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// A key with a value the config rules refuse.
+    #[error("{0}")]
+    Rule(String),
+}
+
+/// A config that cannot be read or is invalid is the user's input: exit 2.
+impl crate::error::ExitCode for ConfigError {
+    fn is_bad_input(&self) -> bool {
+        true
+    }
 }
 
 impl Config {
@@ -109,32 +127,32 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text).map_err(|msg| ConfigError::Invalid {
+        Config::parse(&text).map_err(|source| ConfigError::Invalid {
             path: path.to_path_buf(),
-            msg,
+            source,
         })
     }
 
     /// Parse and check config text; the error names the offending key.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let c: Config = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, ParseError> {
+        let c: Config = serde_yaml_ng::from_str(text)?;
         if c.name.is_empty() {
-            return Err("`name` must not be empty".into());
+            return Err(ParseError::Rule("`name` must not be empty".into()));
         }
         if c.command.is_empty() {
-            return Err("`command` must name a program".into());
+            return Err(ParseError::Rule("`command` must name a program".into()));
         }
         if let Some(i) = c.runs.iter().position(Vec::is_empty) {
-            return Err(format!("`runs[{i}]` is empty"));
+            return Err(ParseError::Rule(format!("`runs[{i}]` is empty")));
         }
         if let Some(i) = c.tests.iter().position(|t| t.command.is_empty()) {
-            return Err(format!("`tests[{i}].command` is empty"));
+            return Err(ParseError::Rule(format!("`tests[{i}].command` is empty")));
         }
         for p in c.include.iter().chain(&c.exclude) {
             if !p.starts_with('/') && !p.starts_with("**") {
-                return Err(format!(
+                return Err(ParseError::Rule(format!(
                     "pattern {p:?} must be an absolute path (or start with **)"
-                ));
+                )));
             }
         }
         Ok(c)
@@ -164,12 +182,12 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let e = Config::parse("name: x\ncommand: [a]\nincludes: [/x]\n").unwrap_err();
-        assert!(e.contains("includes"), "{e}");
+        assert!(e.to_string().contains("includes"), "{e}");
         let e = Config::parse("name: x\ncommand: [a]\nimage:\n  entry: [a]\n").unwrap_err();
-        assert!(e.contains("entry"), "{e}");
+        assert!(e.to_string().contains("entry"), "{e}");
         let e = Config::parse("name: x\ncommand: [a]\ntests:\n  - command: [a]\n    exit: 1\n")
             .unwrap_err();
-        assert!(e.contains("exit"), "{e}");
+        assert!(e.to_string().contains("exit"), "{e}");
     }
 
     #[test]
@@ -177,6 +195,7 @@ mod tests {
         assert!(Config::parse("name: x\ncommand: []\n").is_err());
         assert!(Config::parse("name: x\ncommand: [a]\ninclude: [etc/x]\n")
             .unwrap_err()
+            .to_string()
             .contains("absolute"));
     }
 }

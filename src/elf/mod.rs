@@ -48,7 +48,7 @@ pub use resolver::{
 pub enum ElfError {
     #[error("{}: no such file (inside the root)", path.display())]
     NotFound { path: PathBuf },
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: malformed ELF file: {reason}", path.display())]
     Malformed { path: PathBuf, reason: String },

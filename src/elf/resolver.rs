@@ -13,9 +13,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +30,7 @@ use super::file::{
 use super::ldcache::{Flags, LdCache, Legacy, Query};
 use super::platform::{Cpu, GlibcBuild};
 use super::ElfError;
-use crate::resolve::{file_id, FileType, Follow, Link, Resolved, Root};
+use crate::resolve::{FileType, Follow, Link, Resolved, Root, Stamp};
 
 /// glibc's `LIBC_ABI_MAX` (2.36): the highest `EI_ABIVERSION` + 1 it loads
 /// for `ELFOSABI_GNU` objects.
@@ -340,34 +340,6 @@ pub enum Outcome {
         links: Vec<Link>,
         kind: NotElf,
     },
-}
-
-/// Identity of a file version: inode plus what changes when it is
-/// rewritten in place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(m: &Metadata) -> Stamp {
-        let (dev, ino) = file_id(m);
-        Stamp {
-            dev,
-            ino,
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-
-    fn id(&self) -> (u64, u64) {
-        (self.dev, self.ino)
-    }
 }
 
 /// Resolves ELF closures inside one root, caching what it parsed.

@@ -46,75 +46,17 @@ pub struct BuildOptions {
     pub digests: Option<std::sync::Arc<DigestCache>>,
 }
 
-/// Something the build decided that a user should hear about.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Finding {
-    /// A secret the run read was left out of the jail.
-    SecretExcluded {
-        #[serde(with = "crate::paths::serde_path")]
-        path: PathBuf,
-        pid: i32,
-    },
-    /// An ELF dependency the loader would not find.
-    MissingLibrary {
-        name: String,
-        #[serde(with = "crate::paths::serde_path")]
-        needed_by: PathBuf,
-    },
-    /// Accounts left out of a reduced `/etc/passwd` or `/etc/group`: no
-    /// traced process ran as them, they own no kept file, and they are not
-    /// system accounts of the root.
-    AccountsDropped {
-        #[serde(with = "crate::paths::serde_path")]
-        path: PathBuf,
-        names: Vec<String>,
-    },
-    /// A traced environment variable that looks like a credential, left out
-    /// of the image's Env (its value is recorded nowhere).
-    CredentialExcluded { name: String },
-    /// A path that could not be added (vanished since the run, unreadable).
-    Skipped {
-        #[serde(with = "crate::paths::serde_path")]
-        path: PathBuf,
-        why: String,
-    },
-}
-
-impl std::fmt::Display for Finding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Finding::SecretExcluded { path, pid } => write!(
-                f,
-                "SECRET LEFT OUT: {} was {} but is not copied into the jail; if the program really needs it, include it explicitly (config `include`) or provide it at run time",
-                path.display(),
-                if *pid == 0 { "needed".to_string() } else { format!("read by pid {pid}") }
-            ),
-            Finding::MissingLibrary { name, needed_by } => write!(f, "{} needs {name}, which the loader would not find", needed_by.display()),
-            Finding::AccountsDropped { path, names } => write!(
-                f,
-                "{}: left out the accounts {} (no traced process ran as them, they own no file in the jail, and they are not system accounts); pass --keep-passwd to keep every account",
-                path.display(),
-                names.join(", ")
-            ),
-            Finding::CredentialExcluded { name } => write!(
-                f,
-                "CREDENTIAL LEFT OUT: the traced environment's {name} looks like a credential and is not copied into the image; pass it at run time (podman run -e {name}), or set it with --env if it is not one"
-            ),
-            Finding::Skipped { path, why } => write!(f, "left out {}: {why}", path.display()),
-        }
-    }
-}
+pub use super::finding::Finding;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("invalid {what} pattern {pattern:?}: {source}")]
+    #[error("invalid {what} pattern {pattern:?}")]
     Pattern {
         what: &'static str,
         pattern: String,
         source: globset::Error,
     },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -552,14 +494,8 @@ impl Builder<'_> {
     }
 
     fn find_in_path(&mut self, name: &OsStr, path_var: &str) -> Option<PathBuf> {
-        for dir in path_var.split(':').filter(|d| d.starts_with('/')) {
-            let cand = Path::new(dir).join(name);
-            let r = self.root.resolve(&cand, Follow::Yes);
-            if r.outcome == Ok(FileType::File) {
-                return self.add_resolved(&cand, Reason::Interpreter);
-            }
-        }
-        None
+        let cand = self.root.find_in_path(name, path_var.as_bytes())?;
+        self.add_resolved(&cand, Reason::Interpreter)
     }
 
     /// Add the loader's closure of each ELF candidate (non-ELF candidates
@@ -613,7 +549,7 @@ impl Builder<'_> {
                 Ok(elf::Outcome::NotElf { .. }) => {}
                 Err(e) => self.findings.push(Finding::Skipped {
                     path: (*candidate).clone(),
-                    why: e.to_string(),
+                    why: crate::error::Chain(e).to_string(),
                 }),
             }
         }

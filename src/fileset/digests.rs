@@ -12,33 +12,11 @@
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{self, BufRead, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::digest::Digest;
-
-/// How a file is recognised without reading it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Identity {
-    fn of(m: &Metadata) -> Identity {
-        Identity {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-}
+use crate::resolve::Stamp;
 
 /// The most entries kept on disk (the newest first).
 const MAX_ENTRIES: usize = 200_000;
@@ -48,7 +26,7 @@ const FILE: &str = "digests-v1";
 /// Digests by file identity; shareable between threads.
 #[derive(Debug, Default)]
 pub struct DigestCache {
-    map: Mutex<HashMap<Identity, (Digest, u64)>>,
+    map: Mutex<HashMap<Stamp, (Digest, u64)>>,
     /// Where it is kept; `None` for memory only.
     file: Option<PathBuf>,
     /// A counter that orders entries by last use, for trimming.
@@ -103,7 +81,7 @@ impl DigestCache {
     /// The sha256 of the file at `path` whose metadata is `meta`: remembered,
     /// or read now (and remembered).
     pub fn digest(&self, path: &Path, meta: &Metadata) -> io::Result<Digest> {
-        let id = Identity::of(meta);
+        let id = Stamp::of(meta);
         let tick = self
             .clock
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -130,7 +108,7 @@ impl DigestCache {
         if !self.added.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let mut entries: Vec<(Identity, Digest, u64)> = self
+        let mut entries: Vec<(Stamp, Digest, u64)> = self
             .map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -158,19 +136,19 @@ impl DigestCache {
         }
         if let Some(dir) = file.parent() {
             if std::fs::create_dir_all(dir).is_ok() {
-                let _ = crate::manifest::write_atomic(file, &out);
+                let _ = crate::atomic::write_atomic(file, &out);
             }
         }
     }
 }
 
-fn parse(line: &str) -> Option<(Identity, Digest)> {
+fn parse(line: &str) -> Option<(Stamp, Digest)> {
     let f: Vec<&str> = line.split(' ').collect();
     if f.len() != 8 {
         return None;
     }
     let n = |i: usize| f[i].parse::<i64>().ok();
-    let id = Identity {
+    let id = Stamp {
         dev: f[0].parse().ok()?,
         ino: f[1].parse().ok()?,
         size: f[2].parse().ok()?,

@@ -20,7 +20,7 @@ use crate::resolve::FileType;
 pub enum DirError {
     #[error("{0} is not a directory")]
     NotADir(PathBuf),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io { path: PathBuf, source: io::Error },
 }
 

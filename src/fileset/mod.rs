@@ -18,7 +18,7 @@ use crate::resolve::FileType;
 pub mod build;
 pub mod digests;
 mod dir;
-pub mod open;
+pub mod finding;
 pub use dir::DirError;
 
 /// Why a path is in the jail. An entry keeps every reason it has.

@@ -36,7 +36,7 @@ pub enum ExtractError {
     #[error("{0}")]
     Corrupt(String),
     /// Writing into the root failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Interrupted(#[from] Interrupted),

@@ -28,12 +28,12 @@ pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// Canonical JSON bytes of any serializable value.
 pub fn canonical(v: &impl Serialize) -> Result<Vec<u8>, ImageError> {
-    let value = serde_json::to_value(v).map_err(|e| ImageError::Json(e.to_string()))?;
-    serde_json::to_vec(&value).map_err(|e| ImageError::Json(e.to_string()))
+    let value = serde_json::to_value(v).map_err(ImageError::Json)?;
+    serde_json::to_vec(&value).map_err(ImageError::Json)
 }
 
 fn oci<T>(r: Result<T, oci_spec::OciSpecError>) -> Result<T, ImageError> {
-    r.map_err(|e| ImageError::Json(e.to_string()))
+    r.map_err(ImageError::Spec)
 }
 
 fn oci_digest(d: &Digest) -> Result<oci_spec::image::Digest, ImageError> {

@@ -18,9 +18,7 @@
 pub mod extract;
 mod json;
 mod output;
-mod platform;
 pub mod read;
-mod reference;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -33,10 +31,9 @@ pub use self::json::{
     rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET,
     LABEL_VERSION,
 };
-pub use self::platform::{BadPlatform, Platform};
-pub use self::reference::{BadReference, Reference};
 use crate::digest::Digest;
 use crate::fileset::FileSet;
+pub use crate::oci::{BadPlatform, BadReference, Platform, Reference};
 pub use crate::pack::compress::Compression;
 use crate::pack::{self, LayerOptions, PackError};
 use crate::paths::serde_path;
@@ -54,13 +51,15 @@ pub enum ImageError {
     Pack(#[from] PackError),
     #[error("cannot write {path}: {what}")]
     Destination { path: PathBuf, what: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot build the image JSON: {0}")]
-    Json(String),
+    #[error("cannot build the image JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("cannot build the image's OCI metadata")]
+    Spec(#[source] oci_spec::OciSpecError),
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970-01-01 (a non-negative integer): fix or unset it")]
     SourceDateEpoch(String),
     #[error(transparent)]
@@ -76,7 +75,10 @@ impl ImageError {
             ImageError::Pack(_)
             | ImageError::Destination { .. }
             | ImageError::SourceDateEpoch(_) => true,
-            ImageError::Write { .. } | ImageError::Json(_) | ImageError::Interrupted(_) => false,
+            ImageError::Write { .. }
+            | ImageError::Json(_)
+            | ImageError::Spec(_)
+            | ImageError::Interrupted(_) => false,
         }
     }
 
@@ -86,6 +88,16 @@ impl ImageError {
             ImageError::Interrupted(i) | ImageError::Pack(PackError::Interrupted(i)) => Some(*i),
             _ => None,
         }
+    }
+}
+
+impl crate::error::ExitCode for ImageError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        ImageError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        ImageError::is_bad_input(self)
     }
 }
 
@@ -278,7 +290,7 @@ pub fn write(
     };
 
     // The layer, compressed while the tar is produced.
-    let bar = progress_bar(opts.progress, fs.total_size());
+    let bar = crate::progress::bar(opts.progress, fs.total_size(), "packing");
     let (tmp, file) = staging.layer_file()?;
     let compressor = pack::compress::Compressor::new(
         opts.compression,
@@ -358,23 +370,6 @@ pub fn write(
         fileset_digest,
         pushed: None,
     })
-}
-
-fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message("packing");
-    bar
 }
 
 #[cfg(test)]

@@ -39,15 +39,17 @@ pub enum ReadError {
     NotAnImage { image: String, what: String },
     #[error("{image}: {what}")]
     Corrupt { image: String, what: String },
-    #[error("{image}: layer {layer}: {source}; refusing to unpack this image")]
+    /// The entry's problem is part of the message (not a `source`), so
+    /// the library's callers see it in `to_string()`; said once either way.
+    #[error("{image}: layer {layer}: {reason}; refusing to unpack this image")]
     Unsafe {
         image: String,
         layer: String,
-        source: ExtractError,
+        reason: ExtractError,
     },
-    #[error("{image}: cannot read: {source}")]
+    #[error("{image}: cannot read")]
     Io { image: String, source: io::Error },
-    #[error("cannot unpack into {path}: {source}")]
+    #[error("cannot unpack into {path}")]
     Write { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -77,6 +79,16 @@ impl ReadError {
             ReadError::Registry(e) => e.interrupted(),
             _ => None,
         }
+    }
+}
+
+impl crate::error::ExitCode for ReadError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        ReadError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        ReadError::is_bad_input(self)
     }
 }
 
@@ -422,7 +434,7 @@ impl Reader {
             ExtractError::Unsafe { .. } => ReadError::Unsafe {
                 image: self.image.clone(),
                 layer: layer.into(),
-                source: e,
+                reason: e,
             },
             ExtractError::Corrupt(what) => self.corrupt(format!("layer {layer}: {what}")),
             ExtractError::Write { path, source } => ReadError::Write { path, source },

@@ -30,7 +30,7 @@ use crate::sys::interrupt::{self, Interrupted};
 /// Why a layer could not be written. Each names the in-image path.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    #[error("cannot read {path} (from {host}): {source}")]
+    #[error("cannot read {path} (from {host})")]
     Read {
         path: PathBuf,
         host: PathBuf,
@@ -42,7 +42,7 @@ pub enum PackError {
     Device { path: PathBuf, kind: FileType },
     #[error("{path}: {what}")]
     BadEntry { path: PathBuf, what: String },
-    #[error("cannot write the layer: {0}")]
+    #[error("cannot write the layer")]
     Write(#[source] io::Error),
     #[error(transparent)]
     Interrupted(#[from] Interrupted),

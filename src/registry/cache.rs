@@ -34,7 +34,7 @@ pub struct BlobCache {
 pub enum CacheError {
     #[error("no cache directory: set XDG_CACHE_HOME or HOME")]
     NoHome,
-    #[error("cannot write the blob cache {}: {source}", path.display())]
+    #[error("cannot write the blob cache {}", path.display())]
     Io { path: PathBuf, source: io::Error },
     /// More bytes than the descriptor's size arrived.
     #[error("more than the {want} bytes its descriptor says")]

@@ -27,7 +27,7 @@ pub use self::cache::BlobCache;
 pub use self::pull::{pull, Pulled};
 pub use self::push::{push, BlobSource, PushBlob, Pushed};
 pub use self::reference::{BadRegistryRef, RegistryRef};
-use crate::image::Platform;
+use crate::oci::Platform;
 use crate::sys::interrupt::Interrupted;
 
 /// How long to wait for a connection, and for each read of an answer.
@@ -91,7 +91,7 @@ pub enum RegistryError {
     /// The image or the request cannot be served (exit 2).
     #[error("{reference}: {what}")]
     Unsupported { reference: String, what: String },
-    #[error("{reference}: {source}")]
+    #[error("{reference}")]
     Cache {
         reference: String,
         source: cache::CacheError,
@@ -120,6 +120,16 @@ impl RegistryError {
             RegistryError::Interrupted(i) => Some(*i),
             _ => None,
         }
+    }
+}
+
+impl crate::error::ExitCode for RegistryError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        RegistryError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        RegistryError::is_bad_input(self)
     }
 }
 
@@ -334,21 +344,4 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
-}
-
-fn progress_bar(show: bool, total: u64, msg: &'static str) -> indicatif::ProgressBar {
-    if !show || total == 0 {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(msg);
-    bar
 }

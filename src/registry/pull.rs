@@ -9,9 +9,9 @@ use oci_client::errors::DigestError;
 use oci_spec::image::{ImageIndex, ImageManifest};
 
 use super::cache::{self, BlobCache, CacheError};
-use super::{progress_bar, Op, RegistryError, RegistryOptions, RegistryRef, Session};
+use super::{Op, RegistryError, RegistryOptions, RegistryRef, Session};
 use crate::digest::Digest;
-use crate::image::Platform;
+use crate::oci::Platform;
 use crate::sys::interrupt;
 
 /// Manifest media types jail reads: OCI and docker v2 schema 2, images and
@@ -113,7 +113,7 @@ pub fn pull(r: &RegistryRef, opts: &RegistryOptions) -> Result<Pulled, RegistryE
         }
     }
     let total: u64 = missing.iter().map(|w| w.size).sum();
-    let bar = progress_bar(opts.progress, total, "pulling");
+    let bar = crate::progress::bar(opts.progress, total, "pulling");
     let oref = r.client_ref();
     let fetched = missing.len();
     s.rt.block_on(

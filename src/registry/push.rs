@@ -66,7 +66,7 @@ pub fn push(
         what,
     };
     let total: u64 = blobs.iter().map(|b| b.size).sum();
-    let bar = super::progress_bar(opts.progress, total, "pushing");
+    let bar = crate::progress::bar(opts.progress, total, "pushing");
     let (mut uploaded, mut uploaded_bytes, mut existing) = (0, 0, 0);
     for b in blobs {
         interrupt::check()?;

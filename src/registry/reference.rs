@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::digest::Digest;
-use crate::image::Reference;
+use crate::oci::Reference;
 
 /// An image in a registry. The host is always explicit: jail never guesses
 /// a default registry.

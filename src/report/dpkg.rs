@@ -25,7 +25,7 @@ pub const DPKG_DIR: &str = "/var/lib/dpkg";
 /// Why a package database could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DpkgError {
-    #[error("cannot read the package database {}: {source}", path.display())]
+    #[error("cannot read the package database {}", path.display())]
     Io { path: PathBuf, source: io::Error },
 }
 

@@ -45,16 +45,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Why a subject could not be reviewed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{name}: no such file or directory: name an image (.tar, an OCI layout DIR, DIR:TAG), a directory tree, or a manifest (.yaml, .json)")]
-    NotFound { name: String },
+    #[error(transparent)]
+    Open(#[from] crate::input::OpenError),
     #[error(transparent)]
     Image(#[from] crate::image::read::ReadError),
     #[error(transparent)]
     Manifest(#[from] crate::manifest::ManifestError),
     #[error(transparent)]
     Tree(#[from] crate::fileset::DirError),
-    #[error("{}: the manifest has no file set (did the traced command fail?); re-run `jail trace --manifest FILE -- CMD`", path.display())]
-    NoFileSet { path: PathBuf },
     #[error(transparent)]
     Dpkg(#[from] dpkg::DpkgError),
 }
@@ -64,6 +62,7 @@ impl ReportError {
     pub fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
         match self {
             ReportError::Image(e) => e.interrupted(),
+            ReportError::Open(e) => crate::error::ExitCode::interrupted(e),
             _ => None,
         }
     }
@@ -72,9 +71,20 @@ impl ReportError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ReportError::Image(e) => e.is_bad_input(),
+            ReportError::Open(e) => crate::error::ExitCode::is_bad_input(e),
             ReportError::Dpkg(_) => false,
             _ => true,
         }
+    }
+}
+
+impl crate::error::ExitCode for ReportError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        ReportError::interrupted(self)
+    }
+
+    fn is_bad_input(&self) -> bool {
+        ReportError::is_bad_input(self)
     }
 }
 

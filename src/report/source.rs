@@ -4,64 +4,18 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use super::ReportError;
 use crate::fileset::{FileSet, Reason};
-use crate::image::read::{self, ImageSource, Unpacked};
+use crate::image::read::Unpacked;
 use crate::image::LABEL_FILESET;
+use crate::input::open_input;
 use crate::manifest::Manifest;
 use crate::paths::ImagePath;
 use crate::registry::RegistryOptions;
 
-/// What kind of thing was named.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    Image,
-    Tree,
-    Manifest,
-}
-
-/// A named subject, before it is read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    Image(ImageSource),
-    Tree(PathBuf),
-    Manifest(PathBuf),
-}
-
-impl Source {
-    /// A directory with `oci-layout` or `index.json` is an OCI layout, any
-    /// other directory a tree; a file ending in `.yaml`, `.yml` or `.json` a
-    /// manifest, any other file an image archive; `DIR:TAG` and
-    /// `DIR@sha256:…` name an image of a layout.
-    pub fn parse(arg: &str) -> Result<Source, ReportError> {
-        let p = Path::new(arg);
-        if p.is_dir() {
-            if p.join("oci-layout").is_file() || p.join("index.json").is_file() {
-                return Ok(Source::Image(ImageSource::parse(arg)?));
-            }
-            return Ok(Source::Tree(p.to_path_buf()));
-        }
-        if p.is_file() {
-            let manifest = p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                ["yaml", "yml", "json"]
-                    .iter()
-                    .any(|m| e.eq_ignore_ascii_case(m))
-            });
-            return Ok(if manifest {
-                Source::Manifest(p.to_path_buf())
-            } else {
-                Source::Image(ImageSource::Archive(p.to_path_buf()))
-            });
-        }
-        match ImageSource::parse(arg) {
-            Ok(s) => Ok(Source::Image(s)),
-            Err(_) => Err(ReportError::NotFound { name: arg.into() }),
-        }
-    }
-}
+/// What kind of thing was named, and the named subject before it is read:
+/// the one classification of `crate::input`, shared with `jail diff`.
+pub use crate::input::{Input as Source, Kind as SourceKind};
 
 /// A subject read into memory.
 #[derive(Debug)]
@@ -120,45 +74,39 @@ pub fn load(
         None => None,
     };
     let mut notes = Vec::new();
-    let (kind, fileset, unpacked, own_manifest) = match source {
-        Source::Manifest(path) => {
-            let m = Manifest::read(path)?;
-            let fs = m
-                .fileset
-                .clone()
-                .ok_or_else(|| ReportError::NoFileSet { path: path.clone() })?;
-            if !fs.root.is_dir() {
+    let opened = open_input(source, scratch, registry)?;
+    let kind = opened.kind;
+    let fileset = opened.fileset;
+    let unpacked = opened.image;
+    let own_manifest = match (source, opened.manifest) {
+        (Source::Manifest(path), Some(m)) => {
+            if !fileset.root.is_dir() {
                 notes.push(format!(
                     "the content root {} of the manifest is not on this machine: ELF checks, symlink names and RPATH directories are skipped",
-                    fs.root.display()
+                    fileset.root.display()
                 ));
             }
-            (SourceKind::Manifest, fs, None, Some((m, path.clone())))
+            Some((m, path.clone()))
         }
-        Source::Tree(dir) => (SourceKind::Tree, FileSet::from_dir(dir)?, None, None),
-        Source::Image(img) => {
-            let u = read::unpack_with(img, scratch, registry)?;
-            let fs = FileSet::from_dir(u.root())?;
-            if let Some((m, path)) = &extra {
-                let label = u
-                    .config
-                    .config()
-                    .as_ref()
-                    .and_then(|c| c.labels().as_ref())
-                    .and_then(|l| l.get(LABEL_FILESET).cloned());
-                let digest = m.fileset.as_ref().map(|f| f.digest().to_string());
-                if let (Some(label), Some(digest)) = (&label, &digest) {
-                    if label != digest {
-                        notes.push(format!(
-                            "the manifest {} does not describe this image (its file set digest {digest} differs from the image's {LABEL_FILESET} label {label}): reasons may be wrong",
-                            path.display()
-                        ));
-                    }
-                }
-            }
-            (SourceKind::Image, fs, Some(u), None)
-        }
+        _ => None,
     };
+    if let (Some(u), Some((m, path))) = (&unpacked, &extra) {
+        let label = u
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.labels().as_ref())
+            .and_then(|l| l.get(LABEL_FILESET).cloned());
+        let digest = m.fileset.as_ref().map(|f| f.digest().to_string());
+        if let (Some(label), Some(digest)) = (&label, &digest) {
+            if label != digest {
+                notes.push(format!(
+                    "the manifest {} does not describe this image (its file set digest {digest} differs from the image's {LABEL_FILESET} label {label}): reasons may be wrong",
+                    path.display()
+                ));
+            }
+        }
+    }
     let mut loaded = Loaded {
         name: name.to_string(),
         kind,

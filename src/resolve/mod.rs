@@ -215,6 +215,19 @@ impl Root {
         fs::symlink_metadata(self.host_path(inner))
     }
 
+    /// The PATH search inside the root, the one all in-root lookups use
+    /// (argv[0] of an exec, `#!/usr/bin/env NAME`, an image's entrypoint):
+    /// `DIR/name` for each absolute entry of `path` (colon-separated;
+    /// relative and empty entries name the host's working directory, which
+    /// means nothing in the root, and are skipped), the first that resolves
+    /// to a regular file. Returns the candidate as named, not resolved.
+    pub fn find_in_path(&self, name: &std::ffi::OsStr, path: &[u8]) -> Option<PathBuf> {
+        path.split(|&b| b == b':')
+            .filter(|d| d.first() == Some(&b'/'))
+            .map(|d| Path::new(std::ffi::OsStr::from_bytes(d)).join(name))
+            .find(|cand| self.resolve(cand, Follow::Yes).outcome == Ok(FileType::File))
+    }
+
     /// Resolve an absolute in-root path. A relative `path` is taken from `/`.
     pub fn resolve(&self, path: &Path, follow: Follow) -> Resolved {
         let mut links = Vec::new();
@@ -400,6 +413,36 @@ fn append_rest(p: &mut PathBuf, todo: &mut Vec<OsString>) {
 /// The inode identity of a file, for caches keyed per file.
 pub fn file_id(meta: &Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
+}
+
+/// Identity of a file version, recognised without reading it: the inode
+/// plus what changes when the file is rewritten in place. The key of the
+/// ELF resolver's parse cache and of the digest cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(m: &Metadata) -> Stamp {
+        let (dev, ino) = file_id(m);
+        Stamp {
+            dev,
+            ino,
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// (device, inode).
+    pub fn id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
 }
 
 #[cfg(test)]

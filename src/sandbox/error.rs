@@ -26,13 +26,13 @@ pub enum SandboxError {
         reason: String,
     },
 
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     ReadRootFile {
         path: PathBuf,
         source: std::io::Error,
     },
 
-    #[error("cannot create the sandbox's scratch directory in {dir}: {source} (set TMPDIR to a writable directory)")]
+    #[error("cannot create the sandbox's scratch directory in {dir} (set TMPDIR to a writable directory)")]
     Scratch {
         dir: PathBuf,
         source: std::io::Error,

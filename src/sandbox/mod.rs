@@ -159,8 +159,9 @@ impl Spec {
 
 /// A callback run inside the sandbox, after the clone. The caller may be
 /// multi-threaded, so a hook must only do async-signal-safe work: no
-/// allocation, no locks, no stdio (prepare everything before [`spawn`]).
-pub type Hook = Box<dyn Fn() -> nix::Result<()> + Send + Sync>;
+/// allocation, no locks, no stdio (prepare everything before [`spawn`]);
+/// its `unsafe` constructor ([`ChildHook::new`](crate::sys::process::ChildHook::new)) carries that contract.
+pub type Hook = crate::sys::process::ChildHook;
 
 /// Callbacks for a tracer. An error aborts the run and is reported as
 /// [`SandboxError::Hook`].

@@ -47,7 +47,18 @@ struct CloneArgs {
 /// `fork(3)`, no `pthread_atfork` handler runs, so glibc's allocator is not
 /// made usable in the child; the contract above is what keeps the child from
 /// deadlocking on a lock a vanished thread held.
-pub fn clone_into(flags: CloneFlags, child: impl FnOnce() -> i32) -> nix::Result<(Pid, OwnedFd)> {
+///
+/// # Safety (crate-private contract)
+///
+/// Crate-private because its soundness rests on `child` being
+/// async-signal-safe, which the type cannot say: the only callers are the
+/// sandbox's init and payload closures, reviewed against that contract.
+/// Code outside the crate passes work into a child through [`ChildHook`],
+/// whose constructor is `unsafe`.
+pub(crate) fn clone_into(
+    flags: CloneFlags,
+    child: impl FnOnce() -> i32,
+) -> nix::Result<(Pid, OwnedFd)> {
     let mut pidfd: libc::c_int = -1;
     let args = CloneArgs {
         flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
@@ -290,7 +301,14 @@ impl Stopped {
 ///
 /// Everything the child needs is allocated before the fork: the child only
 /// makes syscalls.
-pub fn spawn_stopped(
+///
+/// # Safety (crate-private contract)
+///
+/// `pre_exec` runs in the forked child of a possibly multi-threaded
+/// process, so it must be async-signal-safe (syscalls only: no allocation,
+/// no locks, no stdio). Crate-private for that reason: the tracer's launch
+/// is the only caller.
+pub(crate) fn spawn_stopped(
     prog: &CStr,
     argv: &CStringArray,
     envp: &CStringArray,
@@ -365,4 +383,41 @@ pub fn has_cap_sys_admin() -> bool {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// Work run in a child created by [`clone_into`] (the sandbox's hooks): a
+/// closure that must be async-signal-safe, a contract carried by the
+/// `unsafe` constructor.
+pub struct ChildHook(Box<dyn Fn() -> nix::Result<()> + Send + Sync>);
+
+impl ChildHook {
+    /// Wrap `f` as work for a cloned child.
+    ///
+    /// # Safety
+    ///
+    /// `f` runs in a child cloned from a possibly multi-threaded process,
+    /// where another thread may have held the allocator's or stdio's lock at
+    /// the clone: it must only do async-signal-safe work (raw syscalls on
+    /// data prepared before the clone; no allocation, no locks, no stdio, no
+    /// panics that unwind).
+    pub unsafe fn new(f: impl Fn() -> nix::Result<()> + Send + Sync + 'static) -> ChildHook {
+        ChildHook(Box::new(f))
+    }
+
+    /// A hook that installs the seccomp filter `prog` (the tracer's filter,
+    /// installed in the payload just before its exec).
+    pub fn seccomp(prog: Vec<super::seccomp::Insn>) -> ChildHook {
+        // SAFETY: `seccomp::install` makes one prctl/seccomp syscall on the
+        // program prepared here, before the clone; it neither allocates nor
+        // locks.
+        unsafe { ChildHook::new(move || super::seccomp::install(&prog)) }
+    }
+}
+
+impl std::ops::Deref for ChildHook {
+    type Target = dyn Fn() -> nix::Result<()> + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
 }

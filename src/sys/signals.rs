@@ -21,6 +21,9 @@ pub const FORWARDED: [Signal; 4] = [
 static PENDING_USER: AtomicU64 = AtomicU64::new(0);
 /// Bit N set: signal N arrived from the kernel (a terminal).
 static PENDING_KERNEL: AtomicU64 = AtomicU64::new(0);
+/// Bit N set: signal N arrived at all since the handler was installed
+/// (never cleared): whether the command died of a signal jail got too.
+static SEEN: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     let code = if info.is_null() {
@@ -31,6 +34,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
         unsafe { (*info).si_code }
     };
     let bit = 1u64 << (sig as u64 & 63);
+    SEEN.fetch_or(bit, Ordering::SeqCst);
     if code == libc::SI_KERNEL {
         PENDING_KERNEL.fetch_or(bit, Ordering::SeqCst);
     } else {
@@ -75,4 +79,11 @@ pub fn take_pending() -> Vec<(Signal, bool)> {
         }
     }
     out
+}
+
+/// Whether signal `sig` (one of [`FORWARDED`]) reached jail while it was
+/// forwarding: a command killed by it was interrupted (Ctrl-C, kill), not
+/// failing on its own.
+pub fn seen(sig: i32) -> bool {
+    (0..64).contains(&sig) && SEEN.load(Ordering::SeqCst) & (1u64 << sig) != 0
 }

@@ -41,17 +41,17 @@ pub enum TraceError {
     },
     #[error("{0}")]
     BadArgument(String),
-    #[error("cannot start {}: {source}", program.display())]
+    #[error("cannot start {}", program.display())]
     Spawn {
         program: PathBuf,
         source: nix::errno::Errno,
     },
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}")]
     Setup {
         what: &'static str,
         source: nix::errno::Errno,
     },
-    #[error("{op} on pid {pid} failed: {source}; is another tracer (strace, gdb) attached, or ptrace restricted (kernel.yama.ptrace_scope)?")]
+    #[error("{op} on pid {pid} failed (is another tracer, strace or gdb, attached, or ptrace restricted by kernel.yama.ptrace_scope?)")]
     Ptrace {
         pid: i32,
         op: &'static str,
@@ -77,6 +77,12 @@ impl TraceError {
                 | TraceError::BadArgument(_)
                 | TraceError::Unsupported(_)
         )
+    }
+}
+
+impl crate::error::ExitCode for TraceError {
+    fn is_bad_input(&self) -> bool {
+        self.is_usage()
     }
 }
 

@@ -26,9 +26,9 @@ pub enum TreeError {
     NotEmpty(PathBuf),
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
-    #[error("cannot create the tree in {}: {source}", dir.display())]
+    #[error("cannot create the tree in {}", dir.display())]
     Staging { dir: PathBuf, source: io::Error },
-    #[error("cannot copy {} into the tree: {source}", path.display())]
+    #[error("cannot copy {} into the tree", path.display())]
     Copy { path: PathBuf, source: io::Error },
     #[error("{} changed since it was recorded (sha256 {expected}, now {found}); trace again", path.display())]
     Changed {
@@ -36,13 +36,13 @@ pub enum TreeError {
         expected: String,
         found: String,
     },
-    #[error("cannot set {what} of {} in the tree: {source}", path.display())]
+    #[error("cannot set {what} of {} in the tree", path.display())]
     Metadata {
         path: PathBuf,
         what: &'static str,
         source: io::Error,
     },
-    #[error("cannot move the tree into place at {}: {source}", dest.display())]
+    #[error("cannot move the tree into place at {}", dest.display())]
     Rename { dest: PathBuf, source: io::Error },
 }
 

@@ -127,18 +127,13 @@ impl Platform {
 }
 
 fn locate(root: &Root, program: &str, path: &str) -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![Path::new("/").join(program)]
+    let candidate = if program.contains('/') {
+        Path::new("/").join(program)
     } else {
-        path.split(':')
-            .filter(|d| d.starts_with('/'))
-            .map(|d| Path::new(d).join(program))
-            .collect()
+        root.find_in_path(program.as_ref(), path.as_bytes())?
     };
-    candidates.into_iter().find_map(|c| {
-        let r = root.resolve(&c, Follow::Yes);
-        r.exists().then_some(r.path)
-    })
+    let r = root.resolve(&candidate, Follow::Yes);
+    r.exists().then_some(r.path)
 }
 
 fn read_head(host: &Path, buf: &mut [u8]) -> io::Result<usize> {
