@@ -32,7 +32,7 @@ pub use text::write_text;
 
 use crate::digest::Digest;
 use crate::elf::{self, Linking, Parsed, Relro};
-use crate::fileset::build::Finding as BuildFinding;
+use crate::fileset::finding::Finding as BuildFinding;
 use crate::fileset::{Entry, Reason};
 use crate::paths::{serde_opt_path, serde_path};
 use crate::resolve::{FileType, Follow, Root};
