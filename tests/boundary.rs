@@ -227,10 +227,21 @@ fn image(
 
 #[test]
 fn a_hostile_image_entrypoint_cannot_reach_the_host_during_slim() {
-    let dir = test_dir("boundary").join("slim");
+    slim_attack("root", "0");
+}
+
+#[test]
+fn a_hostile_image_entrypoint_runs_as_the_image_user() {
+    slim_attack("nobody", "65534");
+}
+
+/// Slim an image whose entrypoint is the attack, running as `user`; the
+/// command must report uid `uid`.
+fn slim_attack(user: &str, uid: &str) {
+    let dir = test_dir("boundary").join(format!("slim-{user}"));
     fs::create_dir_all(&dir).unwrap();
     let (major, minor) = host_disk();
-    let sentinel = test_dir("boundary").join("sentinel-slim");
+    let sentinel = test_dir("boundary").join(format!("sentinel-slim-{user}"));
     let _ = fs::remove_file(&sentinel);
     let mut sleeper = Sleeper::new();
     let entrypoint: Vec<String> = vec![
@@ -247,13 +258,21 @@ fn a_hostile_image_entrypoint_cannot_reach_the_host_during_slim() {
         &[("hostile", &hostile(), 0o755)],
         &[("tmp", 0o1777)],
         &entrypoint,
-        "root",
+        user,
     );
     let out = dir.join("attack-slim.tar");
     let o = run(jail().arg("slim").arg(&img).arg("-o").arg(&out));
     ok(&o);
     let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
     check_report(&all, &[]);
+    let ids = all
+        .lines()
+        .find_map(|l| l.strip_prefix("status Uid:"))
+        .unwrap_or_else(|| panic!("no Uid line:\n{all}"));
+    assert!(
+        ids.split_whitespace().all(|id| id == uid),
+        "the command ran as {ids}, not as the image's User {user} ({uid})"
+    );
     assert!(!sentinel.exists(), "the sentinel was written on the host");
     assert!(sleeper.alive(), "the host process was killed");
 }
