@@ -137,18 +137,3 @@ pub fn limit_to(keep: CapSet) -> nix::Result<()> {
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
     Errno::result(r).map(drop)
 }
-
-/// The calling thread's bounding set, read with PR_CAPBSET_READ.
-pub fn bounding() -> CapSet {
-    let mut set = 0;
-    for cap in 0..=CAP_MAX {
-        // SAFETY: PR_CAPBSET_READ takes a capability number and no pointers.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
-        match r {
-            1 => set |= 1 << cap,
-            0 => {}
-            _ => break,
-        }
-    }
-    set
-}
