@@ -659,14 +659,15 @@ fn sigint_while_unpacking_removes_the_root() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Until the big file is being written, then signal.
+    // Until the big file is being written (the root is `rootfs` in the
+    // private jail-unpack-* directory), then signal.
     let mut started = false;
     for _ in 0..3000 {
         let roots: Vec<PathBuf> = fs::read_dir(&parent)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        if roots.iter().any(|r| r.join("tmp/random").exists()) {
+        if roots.iter().any(|r| r.join("rootfs/tmp/random").exists()) {
             started = true;
             break;
         }

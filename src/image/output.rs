@@ -47,16 +47,14 @@ impl Staging {
         let mut prefix = std::ffi::OsString::from(".");
         prefix.push(name);
         prefix.push(".jail-");
-        let dir = tempfile::Builder::new()
-            .prefix(&prefix)
-            .permissions(fs::Permissions::from_mode(0o777))
-            .tempdir_in(&parent)
-            .map_err(|e| {
-                bad(format!(
-                    "cannot create a temporary directory in {}: {e}",
-                    parent.display()
-                ))
-            })?;
+        // Private while it fills: no local user may add to it, whatever the
+        // umask. An oci-dir gets its final mode at the rename.
+        let dir = crate::sys::tempdir::private(&parent, &prefix).map_err(|e| {
+            bad(format!(
+                "cannot create a temporary directory in {}: {e}",
+                parent.display()
+            ))
+        })?;
         let s = Staging {
             dir,
             dest: dest.to_path_buf(),
@@ -109,6 +107,7 @@ impl Staging {
     pub fn finish_dir(self) -> Result<(), ImageError> {
         interrupt::check()?;
         let tmp = self.dir.path().to_path_buf();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(|e| self.io(e))?;
         if fs::symlink_metadata(&self.dest).is_ok() {
             // Swap atomically, then remove the old one (now at the staging
             // path, which the TempDir drop removes).

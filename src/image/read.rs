@@ -204,7 +204,10 @@ pub struct LayerInfo {
 /// config and digests.
 #[derive(Debug)]
 pub struct Unpacked {
+    /// The private (0700) directory that holds the root; removed on drop.
     pub root: tempfile::TempDir,
+    /// The image's root file system, `root/rootfs`.
+    pub rootfs: PathBuf,
     pub config: ImageConfiguration,
     /// The config digest (image ID).
     pub config_digest: Digest,
@@ -217,7 +220,7 @@ pub struct Unpacked {
 
 impl Unpacked {
     pub fn root(&self) -> &Path {
-        self.root.path()
+        &self.rootfs
     }
 }
 
@@ -361,15 +364,21 @@ fn apply(r: &Reader, plan: Plan, parent: &Path) -> Result<Unpacked, ReadError> {
             plan.layers.len()
         )));
     }
-    let root = tempfile::Builder::new()
-        .prefix("jail-unpack-")
-        .tempdir_in(parent)
-        .map_err(|source| ReadError::Write {
+    // The root goes in a private (0700) parent: local users must not reach
+    // the image's setuid files or world-writable directories.
+    let root = crate::sys::tempdir::private(parent, "jail-unpack-").map_err(|source| {
+        ReadError::Write {
             path: parent.to_path_buf(),
             source,
-        })?;
-    let mut ex = Extractor::new(root.path()).map_err(|source| ReadError::Write {
-        path: root.path().to_path_buf(),
+        }
+    })?;
+    let rootfs = root.path().join("rootfs");
+    std::fs::create_dir(&rootfs).map_err(|source| ReadError::Write {
+        path: rootfs.clone(),
+        source,
+    })?;
+    let mut ex = Extractor::new(&rootfs).map_err(|source| ReadError::Write {
+        path: rootfs.clone(),
         source,
     })?;
     let mut layers = Vec::new();
@@ -381,16 +390,14 @@ fn apply(r: &Reader, plan: Plan, parent: &Path) -> Result<Unpacked, ReadError> {
     ex.finish()
         .map_err(|e| r.extract_err("(directory times)", e))?;
     // The root of a container is 0755 whatever the temp dir was created as.
-    std::fs::set_permissions(
-        root.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .map_err(|source| ReadError::Write {
-        path: root.path().to_path_buf(),
-        source,
-    })?;
+    std::fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|source| ReadError::Write {
+            path: rootfs.clone(),
+            source,
+        })?;
     Ok(Unpacked {
         root,
+        rootfs,
         config: plan.config,
         config_digest: plan.config_digest,
         manifest_digest: plan.manifest_digest,

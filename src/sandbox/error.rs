@@ -64,6 +64,9 @@ pub enum SandboxError {
     #[error("cannot create directory {path} in the sandbox: {errno}")]
     Mkdir { path: PathBuf, errno: Errno },
 
+    #[error("cannot inspect {path} in the sandbox: {errno}")]
+    Stat { path: PathBuf, errno: Errno },
+
     #[error("{path} in the root is not a directory (a symlink or a file), but the sandbox mounts a file system there: replace it with a directory")]
     NotADirectory { path: PathBuf },
 
@@ -99,6 +102,13 @@ pub enum SandboxError {
     SetId {
         what: &'static str,
         id: u32,
+        errno: Errno,
+    },
+
+    #[error("cannot confine the command in {root}: {step}: {errno} (the kernel must support capabilities, no_new_privs and seccomp filters)")]
+    Boundary {
+        step: &'static str,
+        root: PathBuf,
         errno: Errno,
     },
 

@@ -15,7 +15,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{Hooks, Plan, FORWARDED};
+use super::{boundary, Hooks, Plan, FORWARDED};
 use crate::sys::process::{
     cloexec_from, clone_into, drop_credentials, dup_onto, execve, reset_signal_dispositions,
     CredStep,
@@ -62,6 +62,8 @@ pub(crate) const P_SETUID: u32 = 9;
 pub(crate) const P_EXEC: u32 = 10;
 pub(crate) const P_NOT_FOUND: u32 = 11;
 pub(crate) const P_NO_INTERPRETER: u32 = 12;
+pub(crate) const P_BOUNDING: u32 = 13;
+pub(crate) const P_SEAL: u32 = 14;
 
 pub(crate) const RECORD_SIZE: usize = 16;
 
@@ -264,6 +266,10 @@ fn payload_main(plan: &Plan, hooks: &Hooks, report: BorrowedFd) -> i32 {
     // Descriptors the caller left open without close-on-exec stay outside.
     let _ = cloexec_from(3);
     nix::sys::stat::umask(p.umask);
+    // The boundary, step one: while still root (CAP_SETPCAP).
+    if let Err(e) = boundary::drop_bounding() {
+        return fail(report, P_BOUNDING, 0, e, SETUP_FAILED);
+    }
     if let Some(hook) = &hooks.pre_exec {
         if let Err(e) = hook() {
             return fail(report, P_PRE_EXEC_HOOK, 0, e, SETUP_FAILED);
@@ -283,6 +289,10 @@ fn payload_main(plan: &Plan, hooks: &Hooks, report: BorrowedFd) -> i32 {
             };
             return fail(report, code, 0, e, SETUP_FAILED);
         }
+    }
+    // Step two: the rest of the capabilities, no_new_privs, the deny-list.
+    if let Err(e) = boundary::seal(&p.filter) {
+        return fail(report, P_SEAL, 0, e, SETUP_FAILED);
     }
 
     // execvp's search, inside the root, along the program's own PATH.

@@ -29,6 +29,7 @@
 //! close-on-exec pipe and become the [`SandboxError`] variant of the step
 //! that failed.
 
+pub mod boundary;
 mod error;
 mod init;
 mod setup;
@@ -78,6 +79,51 @@ pub const FORWARDED: [Signal; 6] = [
 
 /// Device nodes of the sandbox's `/dev`, bind-mounted from the host's.
 pub const DEV_NODES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Paths of /proc hidden from the command (as runc's default spec does).
+pub const MASKED_PROC: [&str; 9] = [
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
+];
+
+/// Paths of /proc the command may read but not write.
+pub const READ_ONLY_PROC: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+
+/// Paths of /sys hidden from the command.
+pub const MASKED_SYS: [&str; 2] = ["firmware", "devices/virtual/powercap"];
+
+/// The flags of the mount `path` is on that a bind remount must keep (in a
+/// user namespace they are locked): read-only, nosuid, nodev, noexec and the
+/// atime mode.
+fn mount_flags_of(path: &Path) -> MsFlags {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (have, want) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(have) {
+            out |= want;
+        }
+    }
+    out
+}
 
 /// Network access of the sandbox.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,6 +235,8 @@ pub(crate) struct Payload {
     /// gets a copy of the descriptor table at the clone).
     /// stdin, stdout, stderr.
     stdio: [Option<RawFd>; 3],
+    /// The boundary's seccomp deny-list ([`boundary::filter`]).
+    filter: Vec<crate::sys::seccomp::Insn>,
 }
 
 pub(crate) struct Ids {
@@ -312,6 +360,20 @@ impl Plan {
                 "/",
                 root,
             );
+            // The boundary: no device node and no setuid bit of the tree
+            // works in the sandbox. A remount must repeat the flags the
+            // tree's own mount has (a user namespace may not clear them).
+            step(
+                Action::Mount {
+                    source: c"none".into(),
+                    target: new_root_c.clone(),
+                    fstype: None,
+                    flags: MsFlags::MS_BIND | MsFlags::MS_REMOUNT | nodev | mount_flags_of(root),
+                    data: None,
+                },
+                "/",
+                root,
+            );
         } else {
             let meta = std::fs::metadata(root).map_err(|e| SandboxError::BadRoot {
                 root: root.to_path_buf(),
@@ -360,7 +422,9 @@ impl Plan {
                     source: c"jail".into(),
                     target: new_root_c.clone(),
                     fstype: Some(c"overlay".into()),
-                    flags: MsFlags::empty(),
+                    // The boundary: device nodes and setuid bits of the
+                    // tree do nothing in the sandbox.
+                    flags: nodev,
                     data: Some(data),
                 },
                 "/",
@@ -388,6 +452,29 @@ impl Plan {
             "/proc",
             Path::new("proc"),
         );
+        // What runtimes hide or freeze in /proc: kernel memory, keys, timer
+        // and scheduler internals; the sysctls, sysrq, irq affinity.
+        let devnull = cpath(Path::new("/dev/null"))?;
+        for name in MASKED_PROC {
+            step(
+                Action::Mask {
+                    path: inside(&format!("proc/{name}"))?,
+                    devnull: devnull.clone(),
+                },
+                &format!("/proc/{name}"),
+                Path::new("/dev/null"),
+            );
+        }
+        for name in READ_ONLY_PROC {
+            step(
+                Action::ReadOnly {
+                    path: inside(&format!("proc/{name}"))?,
+                    flags: noexec,
+                },
+                &format!("/proc/{name}"),
+                Path::new("proc"),
+            );
+        }
         step(
             Action::EnsureDir {
                 path: inside("dev")?,
@@ -491,6 +578,16 @@ impl Plan {
             "/sys",
             Path::new("sysfs"),
         );
+        for name in MASKED_SYS {
+            step(
+                Action::Mask {
+                    path: inside(&format!("sys/{name}"))?,
+                    devnull: devnull.clone(),
+                },
+                &format!("/sys/{name}"),
+                Path::new("tmpfs"),
+            );
+        }
         step(
             Action::TmpIfMissing {
                 path: inside("tmp")?,
@@ -592,6 +689,15 @@ impl Plan {
                 id: ids.map_or(0, |i| i.uid),
                 errno,
             },
+            init::P_BOUNDING | init::P_SEAL => SandboxError::Boundary {
+                step: if sub == init::P_BOUNDING {
+                    "shrinking the capability bounding set"
+                } else {
+                    "dropping capabilities, setting no_new_privs and installing the seccomp deny-list"
+                },
+                root: self.root.clone(),
+                errno,
+            },
             init::P_NOT_FOUND => SandboxError::CommandNotFound {
                 command: self.command.clone(),
                 root: self.root.clone(),
@@ -684,6 +790,7 @@ impl Payload {
                 spec.stdout.as_ref().map(|f| f.as_raw_fd()),
                 spec.stderr.as_ref().map(|f| f.as_raw_fd()),
             ],
+            filter: boundary::filter(),
         })
     }
 }
@@ -724,9 +831,7 @@ pub fn spawn(spec: &Spec, hooks: Hooks) -> Result<Child, SandboxError> {
     let root = check_root(&spec.root)?;
     let userns = !Uid::effective().is_root();
     let tmp = std::env::temp_dir();
-    let scratch = tempfile::Builder::new()
-        .prefix("jail-sandbox.")
-        .tempdir_in(&tmp)
+    let scratch = crate::sys::tempdir::private(&tmp, "jail-sandbox.")
         .map_err(|source| SandboxError::Scratch { dir: tmp, source })?;
     let plan = Plan::new(spec, &root, scratch.path(), userns)?;
 

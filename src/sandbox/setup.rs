@@ -62,6 +62,20 @@ pub(crate) enum Action {
     Sysfs {
         target: CString,
     },
+    /// Hide a path of /proc or /sys as runtimes do: a file under the host's
+    /// /dev/null, a directory under an empty read-only tmpfs. Missing paths
+    /// (kernel options) are skipped.
+    Mask {
+        path: CString,
+        devnull: CString,
+    },
+    /// Make a path of /proc read-only (a bind of itself, remounted with
+    /// `flags` added, which must repeat the flags the mount it lives on
+    /// already has). Missing paths are skipped.
+    ReadOnly {
+        path: CString,
+        flags: MsFlags,
+    },
     Hostname(OsString),
     LoopbackUp,
     /// Make `path` the root and detach the old one.
@@ -218,6 +232,29 @@ impl Action {
                     Err(e) => Err((SUB_MOUNT, e)),
                 }
             }
+            Action::Mask { path, devnull } => match lstat_kind(path) {
+                Err(Errno::ENOENT) => Ok(()),
+                Err(e) => Err((SUB_LSTAT, e)),
+                Ok(SFlag::S_IFDIR) => {
+                    let flags = MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC;
+                    mount(c"jail-masked", path, Some(c"tmpfs"), flags, Some(c"size=0"))
+                        .map_err(at(SUB_MOUNT))
+                }
+                Ok(_) => mount(devnull, path, None, MsFlags::MS_BIND, None).map_err(at(SUB_BIND)),
+            },
+            Action::ReadOnly { path, flags } => match lstat_kind(path) {
+                Err(Errno::ENOENT) => Ok(()),
+                Err(e) => Err((SUB_LSTAT, e)),
+                Ok(_) => {
+                    mount(path, path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                        .map_err(at(SUB_BIND))?;
+                    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | *flags;
+                    mount(c"none", path, None, ro, None).map_err(at(SUB_REMOUNT))
+                }
+            },
             Action::Hostname(name) => nix::unistd::sethostname(name).map_err(at(SUB_MAIN)),
             Action::LoopbackUp => crate::sys::netdev::loopback_up().map_err(at(SUB_MAIN)),
             Action::PivotRoot { path } => {
@@ -267,6 +304,14 @@ impl Step {
             Action::TmpIfMissing { .. } => SandboxError::Mkdir { path: about, errno },
             Action::Sysfs { .. } if sub == SUB_MOUNT => mount("sysfs", errno),
             Action::Sysfs { .. } => mount("bind (read-only)", errno),
+            Action::Mask { .. } if sub == SUB_MOUNT => mount("tmpfs (masking)", errno),
+            Action::Mask { .. } if sub == SUB_BIND => mount("bind of /dev/null (masking)", errno),
+            Action::Mask { .. } | Action::ReadOnly { .. } if sub == SUB_LSTAT => {
+                SandboxError::Stat { path: about, errno }
+            }
+            Action::Mask { .. } => mount("mask", errno),
+            Action::ReadOnly { .. } if sub == SUB_BIND => mount("bind", errno),
+            Action::ReadOnly { .. } => mount("bind (read-only)", errno),
             Action::Hostname(name) => SandboxError::Hostname {
                 name: name.clone(),
                 errno,

@@ -1,10 +1,12 @@
 //! The thin syscall layer: every `unsafe` block of the crate lives here, each
 //! with a `// SAFETY:` note, behind small safe wrappers.
 
+pub mod caps;
 pub mod interrupt;
 pub mod netdev;
 pub mod process;
 pub mod ptrace;
 pub mod seccomp;
 pub mod signals;
+pub mod tempdir;
 pub mod xattr;

@@ -7,6 +7,8 @@ pub use libc::sock_filter as Insn;
 
 pub const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 pub const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
+/// Fail the call with the errno in the low 16 bits, without running it.
+pub const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 /// `AUDIT_ARCH_X86_64`.
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 /// `AUDIT_ARCH_I386`.
@@ -18,9 +20,15 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 pub const OFF_NR: u32 = 0;
 pub const OFF_ARCH: u32 = 4;
 
+/// Offset of the low 32 bits of argument `n` (little-endian).
+pub const fn off_arg_low(n: u32) -> u32 {
+    16 + 8 * n
+}
+
 const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const BPF_JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 /// Load the 32-bit word at `off` of `seccomp_data`.
@@ -47,6 +55,16 @@ pub fn jeq(k: u32, jt: u8, jf: u8) -> Insn {
 pub fn jge(k: u32, jt: u8, jf: u8) -> Insn {
     Insn {
         code: BPF_JGE_K,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// `if A & k != 0 goto +jt else goto +jf`.
+pub fn jset(k: u32, jt: u8, jf: u8) -> Insn {
+    Insn {
+        code: BPF_JSET_K,
         jt,
         jf,
         k,

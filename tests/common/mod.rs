@@ -122,6 +122,12 @@ impl Podman {
         c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"));
         c.arg("--root").arg(self.dir.path().join("root"));
         c.arg("--runroot").arg(self.dir.path().join("runroot"));
+        // libpod's per-boot directory (exit files of running containers,
+        // the `alive` marker) is /run/libpod for every instance unless set:
+        // one test's `system reset` (in Drop) deleted it under another
+        // test's `podman run --rm`, which then failed with "no such exit
+        // code (container in state running)".
+        c.arg("--tmpdir").arg(self.dir.path().join("tmp"));
         c.arg("--storage-driver").arg("vfs");
         c
     }
