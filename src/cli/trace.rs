@@ -93,6 +93,7 @@ pub struct Args {
 enum BackendArg {
     Ptrace,
     Fanotify,
+    Ebpf,
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -438,6 +439,7 @@ fn runs(args: &Args, config: Option<&Config>) -> Result<Vec<TraceOptions>, Failu
             o.backend = match args.backend {
                 BackendArg::Ptrace => trace::Backend::Ptrace,
                 BackendArg::Fanotify => trace::Backend::Fanotify,
+                BackendArg::Ebpf => trace::Backend::Ebpf,
             };
             if let Some(c) = config.filter(|_| args.command.is_empty()) {
                 // A config's runs see what its tests see: PATH and the

@@ -184,6 +184,34 @@ pub struct AccessLog {
     pub stats: TraceStats,
 }
 
+/// Fold the entries of a later run (or another backend's view of the same
+/// run) into `mine`. A path one side created counts as created overall.
+pub fn merge_files(
+    mine: &mut BTreeMap<ImagePath, FileAccess>,
+    theirs: BTreeMap<ImagePath, FileAccess>,
+) {
+    for (path, a) in theirs {
+        match mine.entry(path) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(a);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                e.existed &= a.existed;
+                e.kinds.extend(a.kinds);
+                e.file_type = e.file_type.or(a.file_type);
+                e.target = e.target.take().or(a.target);
+                if e.kinds
+                    .iter()
+                    .any(|k| *k != AccessKind::Missing && *k != AccessKind::Symlink)
+                {
+                    e.errno = None;
+                }
+            }
+        }
+    }
+}
+
 /// The environment variables kept in [`AccessLog::env`].
 pub const LOOKUP_ENV: &[&str] = &[
     "PATH",
@@ -201,26 +229,7 @@ impl AccessLog {
     /// Fold a later run of the same jail into this log. A path one run
     /// created counts as created overall, even if a later run found it.
     pub fn merge(&mut self, other: AccessLog) {
-        for (path, a) in other.files {
-            match self.files.entry(path) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(a);
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    let e = o.get_mut();
-                    e.existed &= a.existed;
-                    e.kinds.extend(a.kinds);
-                    e.file_type = e.file_type.or(a.file_type);
-                    e.target = e.target.take().or(a.target);
-                    if e.kinds
-                        .iter()
-                        .any(|k| *k != AccessKind::Missing && *k != AccessKind::Symlink)
-                    {
-                        e.errno = None;
-                    }
-                }
-            }
-        }
+        merge_files(&mut self.files, other.files);
         for (n, p) in other.names {
             self.names.entry(n).or_insert(p);
         }
