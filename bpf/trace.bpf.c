@@ -73,6 +73,7 @@ struct fs_struct {
 
 struct file {
 	struct path f_path;
+	unsigned int f_mode;
 } __attribute__((preserve_access_index));
 
 struct fdtable {
@@ -129,6 +130,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define F_NULL2 (1 << 5)
 #define F_BASE1 (1 << 6)	// chain 1 present
 #define F_BASE2 (1 << 7)
+#define F_CREATED (1 << 8)	// the open created the file (FMODE_CREATED)
+
+#define FMODE_CREATED (1 << 20)
 
 // lost[] indexes
 #define LOST_RINGBUF 0
@@ -149,7 +153,7 @@ struct desc {
 	s8 path1, dirfd1, path2, dirfd2;
 	s8 fd;		// D_FD; with D_PATHS: a NULL path1 means this fd
 	s8 empty_flags;	// flags argument whose AT_EMPTY_PATH marks an fstat
-	u8 pad;
+	u8 fd_result;	// the result is an fd of the file opened
 };
 
 struct event {
@@ -497,6 +501,15 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	}
 
 	// D_PATHS / D_EXEC.
+	if (d->fd_result && ret >= 0) {
+		struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+		struct file **fds = BPF_CORE_READ(fdt, fd);
+		struct file *f = 0;
+		if (ret < BPF_CORE_READ(fdt, max_fds))
+			bpf_probe_read_kernel(&f, sizeof(f), &fds[ret]);
+		if (f && (BPF_CORE_READ(f, f_mode) & FMODE_CREATED))
+			e->flags |= F_CREATED;
+	}
 	int p1 = d->path1, p2 = d->path2, fd1 = d->dirfd1, fd2 = d->dirfd2;
 	int n1 = 0, n2 = 0;
 	if (p1 >= 0) {

@@ -212,6 +212,7 @@ pub fn run(args: Args) -> CmdResult {
             "kinds": log.counts(),
             "syscall_stops": log.stats.syscall_stops,
             "duration_ms": log.stats.duration_ms,
+            "setup_ms": log.stats.setup_ms,
             "fileset_ms": done.fileset_ms,
             "fileset": {
                 "entries": done.fileset.entries.len(),
@@ -485,8 +486,16 @@ pub(super) fn summary_line(log: &AccessLog) -> String {
             )
         })
         .collect();
+    let setup = if log.stats.setup_ms > 0 {
+        format!(
+            " (of which {} ms loading the BPF programs)",
+            log.stats.setup_ms
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "traced {} process{} in {} ms: {} paths ({}); command {}",
+        "traced {} process{} in {} ms{setup}: {} paths ({}); command {}",
         log.processes.len(),
         if log.processes.len() == 1 { "" } else { "es" },
         log.stats.duration_ms,

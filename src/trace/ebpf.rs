@@ -56,6 +56,7 @@ const F_OUTSIDE2: u32 = 1 << 3;
 const F_NULL1: u32 = 1 << 4;
 const F_BASE1: u32 = 1 << 6;
 const F_BASE2: u32 = 1 << 7;
+const F_CREATED: u32 = 1 << 8;
 const D_PATHS: u8 = 1;
 const D_FD: u8 = 2;
 const D_SOCKADDR: u8 = 3;
@@ -70,13 +71,13 @@ const LOST_REASONS: [&str; 4] = [
     "the map of traced processes was full",
 ];
 
-const AT_FDCWD: i32 = -100;
 const AT_EMPTY_PATH: u64 = 0x1000;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 const AT_SYMLINK_FOLLOW: u64 = 0x400;
 
 /// The descriptor of one syscall for the kernel side (`struct desc`):
-/// kind, path1, dirfd1, path2, dirfd2, fd, empty_flags, pad (-1: none).
+/// kind, path1, dirfd1, path2, dirfd2, fd, empty_flags, fd_result (-1:
+/// none).
 fn descriptor(op: &Op) -> [u8; 8] {
     let a = |o: Option<u8>| o.map_or(-1i8, |v| v as i8) as u8;
     let none = -1i8 as u8;
@@ -86,6 +87,7 @@ fn descriptor(op: &Op) -> [u8; 8] {
             d[0] = D_PATHS;
             d[1] = path;
             d[2] = a(dirfd);
+            d[7] = 1;
         }
         Op::Exec { dirfd, path, .. } => {
             d[0] = D_EXEC;
@@ -100,9 +102,7 @@ fn descriptor(op: &Op) -> [u8; 8] {
             d[2] = a(dirfd);
             d[6] = a(flags);
         }
-        Op::Readlink { dirfd, path }
-        | Op::Create { dirfd, path }
-        | Op::Delete { dirfd, path } => {
+        Op::Readlink { dirfd, path } | Op::Create { dirfd, path } | Op::Delete { dirfd, path } => {
             d[0] = D_PATHS;
             d[1] = path;
             d[2] = a(dirfd);
@@ -139,9 +139,7 @@ fn descriptor(op: &Op) -> [u8; 8] {
             d[1] = new;
             d[2] = a(newdir);
         }
-        Op::Modify {
-            dirfd, path, ..
-        } => {
+        Op::Modify { dirfd, path, .. } => {
             d[0] = D_PATHS;
             d[1] = path;
             d[2] = a(dirfd);
@@ -167,7 +165,6 @@ pub(super) struct Tracer {
 pub(super) struct Decoded {
     pub recorder: Recorder,
     pub warnings: Vec<String>,
-    pub events: u64,
 }
 
 fn failed(what: &'static str) -> impl Fn(String) -> TraceError {
@@ -226,8 +223,9 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
             .ok_or_else(|| failed("find a program")(prog.into()))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| failed("open a program")(chain(&e)))?;
-        p.load()
-            .map_err(|e| failed("load a program (is the kernel built with BTF and raw tracepoints?)")(chain(&e)))?;
+        p.load().map_err(|e| {
+            failed("load a program (is the kernel built with BTF and raw tracepoints?)")(chain(&e))
+        })?;
         p.attach(tp)
             .map_err(|e| failed("attach to a tracepoint")(format!("{tp}: {}", chain(&e))))?;
     }
@@ -237,21 +235,24 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
     // A duplicate of the ring's fd to poll on (the same open map).
     let ring_fd = match &events {
         aya::maps::Map::RingBuf(m) => m.fd().as_fd().try_clone_to_owned(),
-        _ => return Err(failed("open the ring buffer")("events is not a ring buffer".into())),
+        _ => {
+            return Err(failed("open the ring buffer")(
+                "events is not a ring buffer".into(),
+            ))
+        }
     }
     .map_err(|e| failed("duplicate the ring buffer's fd")(e.to_string()))?;
-    let ring =
-        RingBuf::try_from(events).map_err(|e| failed("open the ring buffer")(chain(&e)))?;
-    let (stop_rd, stop_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
-        TraceError::Setup {
+    let ring = RingBuf::try_from(events).map_err(|e| failed("open the ring buffer")(chain(&e)))?;
+    let (stop_rd, stop_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Setup {
             what: "create a pipe",
             source: e,
-        }
-    })?;
+        })?;
     let setup = t0.elapsed();
+    let start = super::fanotify::tick_boundary();
     let thread = std::thread::Builder::new()
         .name("jail-ebpf".into())
-        .spawn(move || read_loop(ring, ring_fd, stop_rd, Recorder::new(root)))
+        .spawn(move || read_loop(ring, ring_fd, stop_rd, Recorder::new(root), start))
         .map_err(|e| failed("start the ring buffer reader")(e.to_string()))?;
     Ok(Tracer {
         bpf,
@@ -314,33 +315,33 @@ fn read_loop(
     ring_fd: OwnedFd,
     stop: OwnedFd,
     rec: Recorder,
+    start: std::time::SystemTime,
 ) -> Result<Decoded, TraceError> {
     let mut d = Decoder {
         rec,
+        start,
         warnings: Vec::new(),
         warned_uring: false,
         warned_chroot: false,
-        events: 0,
     };
     let mut stopping = false;
     loop {
         while let Some(item) = ring.next() {
-            d.events += 1;
             d.event(&item);
         }
         if stopping {
             return Ok(Decoded {
                 recorder: d.rec,
                 warnings: d.warnings,
-                events: d.events,
             });
         }
-        let ready = crate::sys::process::poll_readable(&[ring_fd.as_fd(), stop.as_fd()]).map_err(
-            |e| TraceError::Setup {
-                what: "poll the BPF ring buffer",
-                source: e,
-            },
-        )?;
+        let ready =
+            crate::sys::process::poll_readable(&[ring_fd.as_fd(), stop.as_fd()]).map_err(|e| {
+                TraceError::Setup {
+                    what: "poll the BPF ring buffer",
+                    source: e,
+                }
+            })?;
         if ready.get(1).copied().unwrap_or(false) {
             // One more drain after the stop: everything is queued by now.
             stopping = true;
@@ -382,10 +383,7 @@ fn u16_at(b: &[u8], at: usize) -> usize {
 
 /// A chain of NUL-terminated components, leaf first, as an absolute path.
 fn chain_path(b: &[u8]) -> PathBuf {
-    let mut comps: Vec<&[u8]> = b
-        .split(|&c| c == 0)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let mut comps: Vec<&[u8]> = b.split(|&c| c == 0).filter(|c| !c.is_empty()).collect();
     comps.reverse();
     let mut p = PathBuf::from("/");
     for c in comps {
@@ -461,12 +459,36 @@ impl<'a> Event<'a> {
     }
 }
 
+/// What a syscall's result says about the path it named, when it was
+/// named: found (`Some(true)`), absent (`Some(false)`), or unknown.
+fn found(ret: i64) -> Option<bool> {
+    if ret >= 0 {
+        return Some(true);
+    }
+    match i32::try_from(-ret).unwrap_or(0) {
+        libc::ENOENT | libc::ENOTDIR | libc::ELOOP => Some(false),
+        _ => None,
+    }
+}
+
+/// The same for a call that creates the path on success.
+fn made(ret: i64) -> Option<bool> {
+    if ret >= 0 {
+        return Some(false);
+    }
+    match i32::try_from(-ret).unwrap_or(0) {
+        libc::EEXIST => Some(true),
+        _ => found(ret),
+    }
+}
+
 struct Decoder {
     rec: Recorder,
+    /// The trace's start on the file timestamp clock (rename targets).
+    start: std::time::SystemTime,
     warnings: Vec<String>,
     warned_uring: bool,
     warned_chroot: bool,
-    events: u64,
 }
 
 impl Decoder {
@@ -479,6 +501,23 @@ impl Decoder {
             KIND_SYSCALL => self.on_syscall(&ev),
             _ => {}
         }
+    }
+
+    /// Whether the file now at the in-root `path` was born after the trace
+    /// started (statx birth time, else ctime); `None` when it is gone. A
+    /// rename target's existence before the call is not in the result:
+    /// this tells a file the run made and renamed into place.
+    fn born_in_run(&self, path: &Path) -> Option<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(self.rec.root().host_path(path)).ok()?;
+        let born = meta.created().ok().or_else(|| {
+            let secs = u64::try_from(meta.ctime()).ok()?;
+            Some(
+                std::time::SystemTime::UNIX_EPOCH
+                    + std::time::Duration::new(secs, meta.ctime_nsec() as u32),
+            )
+        })?;
+        Some(born > self.start)
     }
 
     /// A successful exec: the name it was run by (a `/dev/fd/N` name of
@@ -529,9 +568,16 @@ impl Decoder {
                 } else {
                     Access::Read
                 };
-                let seen = self.rec.access(pid, &named, follow, access);
+                let then = if ev.ret >= 0 {
+                    Some(ev.flags & F_CREATED == 0)
+                } else if ev.ret == -i64::from(libc::EEXIST) {
+                    Some(true)
+                } else {
+                    found(ev.ret)
+                };
+                let seen = self.rec.access_at(pid, &named, follow, access, then);
                 if acc == libc::O_RDWR && seen.file_type.is_some() {
-                    self.rec.access(pid, &named, follow, Access::Read);
+                    self.rec.access_at(pid, &named, follow, Access::Read, then);
                 }
             }
             Op::Exec { flags, .. } => {
@@ -545,7 +591,8 @@ impl Decoder {
                 } else {
                     Follow::Yes
                 };
-                self.rec.access(pid, &named, follow, Access::Exec);
+                self.rec
+                    .access_at(pid, &named, follow, Access::Exec, found(ev.ret));
             }
             Op::Stat { flags, follow, .. } => {
                 let f = arg(flags);
@@ -557,46 +604,68 @@ impl Decoder {
                 } else {
                     Follow::Yes
                 };
-                self.rec.access(pid, &named, follow, Access::Stat);
+                self.rec
+                    .access_at(pid, &named, follow, Access::Stat, found(ev.ret));
             }
             Op::Readlink { .. } => {
                 if let Some(named) = ev.first(true) {
-                    self.rec.access(pid, &named, Follow::No, Access::Stat);
+                    self.rec.access_at(
+                        pid,
+                        &named,
+                        Follow::No,
+                        Access::Stat,
+                        found(ev.ret).or((ev.ret == -i64::from(libc::EINVAL)).then_some(true)),
+                    );
                 }
             }
             Op::Chdir { .. } => {
                 if let Some(named) = ev.first(false) {
-                    self.rec.access(pid, &named, Follow::Yes, Access::Stat);
+                    self.rec
+                        .access_at(pid, &named, Follow::Yes, Access::Stat, found(ev.ret));
                 }
             }
             Op::Fchdir { .. } => {
                 if let Some(p) = &ev.base1 {
-                    self.rec.access(pid, p, Follow::No, Access::Stat);
+                    self.rec
+                        .access_at(pid, p, Follow::No, Access::Stat, found(ev.ret));
                 }
             }
             Op::Getdents { .. } => {
                 if let Some(p) = &ev.base1 {
-                    self.rec.access(pid, p, Follow::No, Access::List);
+                    self.rec
+                        .access_at(pid, p, Follow::No, Access::List, found(ev.ret));
                 }
             }
             Op::Create { .. } | Op::Symlink { .. } => {
                 if let Some(named) = ev.first(false) {
-                    self.rec.access(pid, &named, Follow::No, Access::Create);
+                    self.rec
+                        .access_at(pid, &named, Follow::No, Access::Create, made(ev.ret));
                 }
             }
             Op::Delete { .. } => {
                 if let Some(named) = ev.first(false) {
-                    let seen = self.rec.access(pid, &named, Follow::No, Access::Delete);
+                    let seen =
+                        self.rec
+                            .access_at(pid, &named, Follow::No, Access::Delete, found(ev.ret));
                     self.rec.invalidate(&seen.path);
                 }
             }
             Op::Rename { .. } => {
                 if let Some(old) = ev.first(false) {
-                    let seen = self.rec.access(pid, &old, Follow::No, Access::Delete);
+                    let seen =
+                        self.rec
+                            .access_at(pid, &old, Follow::No, Access::Delete, found(ev.ret));
                     self.rec.invalidate(&seen.path);
                 }
                 if let Some(new) = ev.second(false) {
-                    let seen = self.rec.access(pid, &new, Follow::No, Access::Replace);
+                    let then = if ev.ret >= 0 {
+                        self.born_in_run(&new).map(|b| !b)
+                    } else {
+                        None
+                    };
+                    let seen = self
+                        .rec
+                        .access_at(pid, &new, Follow::No, Access::Replace, then);
                     self.rec.invalidate(&seen.path);
                 }
             }
@@ -608,10 +677,12 @@ impl Decoder {
                     } else {
                         Follow::No
                     };
-                    self.rec.access(pid, &old, follow, Access::Stat);
+                    self.rec
+                        .access_at(pid, &old, follow, Access::Stat, found(ev.ret));
                 }
                 if let Some(new) = ev.second(false) {
-                    self.rec.access(pid, &new, Follow::No, Access::Create);
+                    self.rec
+                        .access_at(pid, &new, Follow::No, Access::Create, made(ev.ret));
                 }
             }
             Op::Modify { flags, follow, .. } => {
@@ -628,14 +699,17 @@ impl Decoder {
                 } else {
                     Follow::Yes
                 };
-                self.rec.access(pid, &named, follow, Access::Write);
+                self.rec
+                    .access_at(pid, &named, follow, Access::Write, found(ev.ret));
             }
             Op::Sockaddr { create } => {
                 let Some(named) = ev.first(false) else { return };
                 if create {
-                    self.rec.access(pid, &named, Follow::No, Access::Create);
+                    self.rec
+                        .access_at(pid, &named, Follow::No, Access::Create, made(ev.ret));
                 } else {
-                    self.rec.access(pid, &named, Follow::Yes, Access::Stat);
+                    self.rec
+                        .access_at(pid, &named, Follow::Yes, Access::Stat, found(ev.ret));
                 }
             }
             Op::IoUring => {
@@ -648,7 +722,8 @@ impl Decoder {
             }
             Op::Chroot { .. } => {
                 let Some(named) = ev.first(false) else { return };
-                self.rec.access(pid, &named, Follow::Yes, Access::Stat);
+                self.rec
+                    .access_at(pid, &named, Follow::Yes, Access::Stat, found(ev.ret));
                 if !self.warned_chroot {
                     self.warned_chroot = true;
                     self.warnings.push(format!(
@@ -659,17 +734,12 @@ impl Decoder {
             }
             Op::Uselib { .. } => {
                 if let Some(named) = ev.first(false) {
-                    self.rec.access(pid, &named, Follow::Yes, Access::Read);
+                    self.rec
+                        .access_at(pid, &named, Follow::Yes, Access::Read, found(ev.ret));
                 }
             }
         }
     }
-}
-
-/// Whether `p` is a usable in-root path (absolute).
-#[allow(dead_code)]
-fn is_inroot(p: &Path) -> bool {
-    p.is_absolute()
 }
 
 #[cfg(test)]

@@ -146,6 +146,14 @@ pub struct TraceStats {
     pub syscall_stops: u64,
     /// Wall time of the traced run, in milliseconds.
     pub duration_ms: u64,
+    /// Of that, the time spent loading and attaching the tracer's kernel
+    /// programs (`ebpf`), in milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub setup_ms: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The whole log of one traced run.
@@ -242,6 +250,7 @@ impl AccessLog {
         }
         self.stats.syscall_stops += other.stats.syscall_stops;
         self.stats.duration_ms += other.stats.duration_ms;
+        self.stats.setup_ms += other.stats.setup_ms;
         if self.exit.success() {
             self.exit = other.exit;
         }

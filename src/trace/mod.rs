@@ -237,6 +237,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
     };
     let root_dir = root.dir().to_path_buf();
     let mut ebpf_extra = None;
+    let mut setup_ms = 0;
     let mut out = match opts.backend {
         Backend::Ptrace => {
             let _pinned = opts.one_cpu.then(OneCpu::pin).transpose()?;
@@ -283,6 +284,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             // In the sandbox jail forks its init, which forks the command.
             let hops = u64::from(opts.sandbox.is_some());
             let tracer = ebpf::start(root.clone(), hops)?;
+            setup_ms = tracer.setup.as_millis() as u64;
             launch.mode = ptrace::Mode::ProcessesOnly {
                 pids: Arc::new(Mutex::new(HashSet::new())),
             };
@@ -335,6 +337,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         stats: log::TraceStats {
             syscall_stops: out.syscall_stops,
             duration_ms,
+            setup_ms,
         },
     })
 }
