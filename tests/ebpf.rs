@@ -342,6 +342,29 @@ fn fork_storm_loses_nothing() {
 }
 
 #[test]
+fn a_full_ring_buffer_fails_the_trace() {
+    // JAIL_EBPF_TINY_RING: one page of ring, read only after the run.
+    let out = run(jail()
+        .env("JAIL_EBPF_TINY_RING", "1")
+        .args([
+            "trace",
+            "--no-image",
+            "--backend",
+            "ebpf",
+            "--",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg("for i in 1 2 3 4 5 6 7 8; do cat /etc/hostname /etc/passwd > /dev/null; done"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("lost events") && err.contains("ring buffer was full"),
+        "{err}"
+    );
+}
+
+#[test]
 fn io_uring_setup_warns() {
     let bin = fixture("trace_uring", &[]);
     let (_, log, _) = trace("ebpf", Path::new("/"), &[s(&bin)]);

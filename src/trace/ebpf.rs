@@ -183,7 +183,14 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
     }
     // The object parser wants the ELF aligned: copy it to the heap.
     let object = OBJECT.to_vec();
-    let mut bpf = EbpfLoader::new()
+    // A testing aid, not a user option (docs/tracing.md): a one-page ring
+    // drained only after the run, so that a real run overflows it.
+    let tiny = std::env::var_os("JAIL_EBPF_TINY_RING").is_some();
+    let mut loader = EbpfLoader::new();
+    if tiny {
+        loader.set_max_entries("events", 4096);
+    }
+    let mut bpf = loader
         .load(&object)
         .map_err(|e| failed("load bpf/trace.bpf.o")(chain(&e)))?;
     {
@@ -252,7 +259,7 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
     let start = super::fanotify::tick_boundary();
     let thread = std::thread::Builder::new()
         .name("jail-ebpf".into())
-        .spawn(move || read_loop(ring, ring_fd, stop_rd, Recorder::new(root), start))
+        .spawn(move || read_loop(ring, ring_fd, stop_rd, Recorder::new(root), start, tiny))
         .map_err(|e| failed("start the ring buffer reader")(e.to_string()))?;
     Ok(Tracer {
         bpf,
@@ -303,6 +310,12 @@ impl Tracer {
                 why.push(format!("{n} × {reason}"));
             }
         }
+        // Detaching waits for the kernel's tracepoint synchronization: let
+        // a thread do it while jail goes on (exiting closes the fds anyway).
+        let bpf = self.bpf;
+        let _ = std::thread::Builder::new()
+            .name("jail-ebpf-detach".into())
+            .spawn(move || drop(bpf));
         if !why.is_empty() {
             return Err(TraceError::Lost(why.join(", ")));
         }
@@ -316,6 +329,7 @@ fn read_loop(
     stop: OwnedFd,
     rec: Recorder,
     start: std::time::SystemTime,
+    only_at_stop: bool,
 ) -> Result<Decoded, TraceError> {
     let mut d = Decoder {
         rec,
@@ -326,8 +340,10 @@ fn read_loop(
     };
     let mut stopping = false;
     loop {
-        while let Some(item) = ring.next() {
-            d.event(&item);
+        if stopping || !only_at_stop {
+            while let Some(item) = ring.next() {
+                d.event(&item);
+            }
         }
         if stopping {
             return Ok(Decoded {
