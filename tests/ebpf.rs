@@ -521,3 +521,63 @@ fn two_runs_at_once_see_only_their_own_command() {
         }
     }
 }
+
+/// Every shipped config gives the same file set under both backends (the
+/// logs differ only in the random names of temp files the runs make and
+/// remove, which no file set keeps).
+#[test]
+fn configs_give_the_same_file_sets() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("jail-configs");
+    let mut names: Vec<PathBuf> = fs::read_dir(&configs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut diffs = Vec::new();
+    for c in &names {
+        let mut sets = Vec::new();
+        for backend in ["ptrace", "ebpf"] {
+            let m = dir.path().join(format!("{backend}.json"));
+            let out = run(jail()
+                .current_dir(dir.path())
+                .args([
+                    "trace",
+                    "--no-image",
+                    "--keep-going",
+                    "--backend",
+                    backend,
+                    "-c",
+                ])
+                .arg(c)
+                .arg("--manifest")
+                .arg(&m));
+            assert!(
+                m.exists(),
+                "{}: {backend}: {}",
+                c.display(),
+                text(&out.stderr)
+            );
+            let set: BTreeSet<PathBuf> = Manifest::read(&m)
+                .unwrap()
+                .fileset
+                .unwrap()
+                .entries
+                .into_keys()
+                .map(|k| k.0)
+                .collect();
+            sets.push(set);
+        }
+        if sets[0] != sets[1] {
+            diffs.push(format!(
+                "{}: only ptrace {:?}, only ebpf {:?}",
+                c.display(),
+                sets[0].difference(&sets[1]).collect::<Vec<_>>(),
+                sets[1].difference(&sets[0]).collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
