@@ -114,6 +114,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NAME_MAX 255
 #define MAX_DEPTH 64
 #define DATA_USED 16384
+#define RING_SIZE (32 << 20)
 #define DATA_SIZE (DATA_USED + PATH_MAX)
 #define AT_FDCWD -100
 #define EFAULT 14
@@ -234,7 +235,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 32 << 20);
+	__uint(max_entries, RING_SIZE);
 } events SEC(".maps");
 
 static __always_inline void count_lost(u32 why)
@@ -365,7 +366,13 @@ static __always_inline void send(struct event *e, u32 off)
 	// Keep the bound visible to the verifier (the compiler drops a mask
 	// it can prove redundant).
 	asm volatile("%0 &= %1" : "+r"(len) : "i"(DATA_USED - 1));
-	if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + len, 0))
+	// Wake the reader only when the ring is a quarter full; otherwise it
+	// polls every few milliseconds. A wake-up per event would cost the
+	// command a cross-CPU wake-up per path syscall, as ptrace's stops do.
+	u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > RING_SIZE / 4)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + len, flags))
 		count_lost(LOST_RINGBUF);
 }
 

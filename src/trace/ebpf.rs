@@ -35,6 +35,7 @@ use std::thread::JoinHandle;
 use aya::maps::{Array, MapData, RingBuf};
 use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::resolve::{Follow, Root};
 
@@ -47,6 +48,8 @@ static OBJECT: &[u8] = include_bytes!("../../bpf/trace.bpf.o");
 
 // Keep in step with bpf/trace.bpf.c.
 const MAX_NR: u32 = 512;
+/// How often the reader looks at the ring between wake-ups (ms).
+const POLL_MS: u8 = 5;
 const KIND_SYSCALL: u32 = 1;
 const KIND_EXEC: u32 = 2;
 const F_NO_BASE1: u32 = 1 << 0;
@@ -351,14 +354,22 @@ fn read_loop(
                 warnings: d.warnings,
             });
         }
-        let ready =
-            crate::sys::process::poll_readable(&[ring_fd.as_fd(), stop.as_fd()]).map_err(|e| {
-                TraceError::Setup {
+        // The kernel side wakes the reader only when the ring fills up: poll
+        // with a short timeout to keep the decoding close behind the run.
+        let mut fds = [
+            PollFd::new(ring_fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(POLL_MS)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(TraceError::Setup {
                     what: "poll the BPF ring buffer",
                     source: e,
-                }
-            })?;
-        if ready.get(1).copied().unwrap_or(false) {
+                })
+            }
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             // One more drain after the stop: everything is queued by now.
             stopping = true;
         }
