@@ -1,7 +1,7 @@
 //! The access log: what a traced run touched, as the tracer saw it.
 //!
-//! It is backend-independent (ptrace and fanotify write the same schema) and
-//! is the input of the file-set stage. Schema: docs/formats.md.
+//! It is backend-independent (ptrace, fanotify and ebpf write the same
+//! schema) and is the input of the file-set stage. Schema: docs/formats.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -168,7 +168,7 @@ pub struct AccessLog {
     /// The working directory it started in (in-root).
     #[serde(with = "serde_path")]
     pub cwd: PathBuf,
-    /// `ptrace` or `fanotify`.
+    /// `ptrace`, `fanotify` or `ebpf`.
     pub backend: String,
     /// The environment variables that steer file lookup (PATH,
     /// LD_LIBRARY_PATH, LD_PRELOAD, …) as the command saw them. The rest of
