@@ -114,7 +114,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NAME_MAX 255
 #define MAX_DEPTH 64
 #define DATA_USED 16384
-#define RING_SIZE (32 << 20)
+#define RING_SIZE (8 << 20)
 #define DATA_SIZE (DATA_USED + PATH_MAX)
 #define AT_FDCWD -100
 #define EFAULT 14
