@@ -5,8 +5,9 @@
 #   scripts/bench.sh trace      only the tracer workloads
 #   RUNS=30 scripts/bench.sh    more runs per command (default 20)
 #
-# Tracer: four workloads, each timed natively, under `jail trace`, under
-# `strace -f` and under `strace -f --seccomp-bpf`; ratios are medians over
+# Tracer: four workloads, each timed natively, under `jail trace` (ptrace),
+# under `jail trace --backend ebpf`, under `strace -f` and under
+# `strace -f --seccomp-bpf`; ratios are medians over
 # the native median. Then every fragment in scripts/bench.d/*.sh (ldd, pack,
 # fanotify, …) runs; each writes hyperfine JSON into $OUT, the first command
 # of each file being the baseline its ratios are computed against.
@@ -76,8 +77,19 @@ run_tracing() {
       hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$OUT/trace-$name.json" \
         -n native "$cmd" \
         -n jail "$JAIL trace --no-image --manifest $OUT/m-$name.yaml -- $cmd" \
+        -n jail-ebpf "$JAIL trace --backend ebpf --no-image --manifest $OUT/e-$name.yaml -- $cmd" \
         -n strace "strace -f -o /dev/null $cmd" \
         -n strace-seccomp "strace -f --seccomp-bpf -e trace=%file,%process -o /dev/null $cmd" >&2
+    )
+  done
+  # The ebpf backend's load+attach time, on its own (median of 5).
+  for i in "${!NAMES[@]}"; do
+    (
+      cd "${DIRS[$i]}"
+      for _ in 1 2 3 4 5; do
+        eval "$JAIL trace --backend ebpf --no-image --json --manifest $OUT/e.yaml -- ${CMDS[$i]}" 2>/dev/null |
+          $PY -c 'import json,sys; print(json.load(sys.stdin)["setup_ms"])'
+      done > "$OUT/setup-${NAMES[$i]}"
     )
   done
   # Peak memory of the tracer on the larger workloads.
@@ -126,14 +138,17 @@ print("Numbers are medians of wall time; ratios divide by the first row of each 
 traces = sorted(glob.glob(f"{out}/trace-*.json"))
 if traces:
     print("## Tracing overhead\n")
-    print("| workload | native | jail trace | strace -f | strace -f --seccomp-bpf |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| workload | native | jail trace | jail trace --backend ebpf | strace -f | strace -f --seccomp-bpf |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for path in traces:
         name = os.path.basename(path)[6:-5]
         res = {r["command"]: r for r in json.load(open(path))["results"]}
         base = median_ms(res["native"])
         cells = [f"{base:.1f} ms"]
-        for k in ["jail", "strace", "strace-seccomp"]:
+        for k in ["jail", "jail-ebpf", "strace", "strace-seccomp"]:
+            if k not in res:
+                cells.append("–")
+                continue
             m = median_ms(res[k])
             cells.append(f"{m:.1f} ms ({m / base:.2f}x)")
         print(f"| {name} | " + " | ".join(cells) + " |")
@@ -145,6 +160,13 @@ if traces:
             rss.append(f"{name}: {int(open(p).read().strip()) / 1024:.1f} MiB")
     if rss:
         print("Peak RSS of `jail trace` (GNU time): " + ", ".join(rss) + ".\n")
+    setup = []
+    for path in sorted(glob.glob(f"{out}/setup-*")):
+        vals = [int(v) for v in open(path).read().split()]
+        if vals:
+            setup.append(f"{os.path.basename(path)[6:]}: {statistics.median(vals):.0f} ms")
+    if setup:
+        print("Of the ebpf column, loading and attaching the BPF programs (the trace's `setup_ms`, median of 5): " + ", ".join(setup) + ".\n")
 
 others = sorted(set(glob.glob(f"{out}/*.json")) - set(traces))
 for path in others:
@@ -161,7 +183,7 @@ for path in others:
     print()
 
 print("## Command lines\n")
-print("Tracing workloads (each run natively, then as `jail trace --no-image --manifest FILE -- CMD`, `strace -f -o /dev/null CMD`, `strace -f --seccomp-bpf -e trace=%file,%process -o /dev/null CMD`):\n")
+print("Tracing workloads (each run natively, then as `jail trace --no-image --manifest FILE -- CMD`, the same with `--backend ebpf`, `strace -f -o /dev/null CMD`, `strace -f --seccomp-bpf -e trace=%file,%process -o /dev/null CMD`):\n")
 print("- python: `/usr/bin/python3 -c 'import json, ssl, sqlite3, decimal'`")
 print("- sh-loop: `sh -c 'for i in $(seq 200); do /bin/true; done'`")
 print("- gcc: `gcc -c small.c` (a 6-line file including stdio, stdlib, string, math)")

@@ -22,6 +22,10 @@ need=(
   perl:perl
   busybox:busybox-static
   setcap:libcap2-bin
+  # The ebpf backend: clang rebuilds bpf/trace.bpf.o (checked below);
+  # bpftool lists BPF programs in tests/ebpf.rs.
+  clang:clang
+  bpftool:bpftool
   # A real registry on 127.0.0.1 for tests/registry.rs.
   docker-registry:docker-registry
   # The programs the shipped jail configs trace (jail-configs/, tests/configs.rs).
@@ -48,6 +52,7 @@ done
 # Headers and libraries for the C fixtures.
 [ -e /usr/include/liburing.h ] || missing+=(liburing-dev)
 [ -e /usr/bin/python3 ] || missing+=(python3)
+[ -e /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
 # Files the configs need beyond their commands: /usr/bin/git itself (a
 # /usr/local/bin/git does not count), C headers for the gcc config and the
 # fixtures (libc6-dev is only a Recommends of gcc), zoneinfo, Perl modules.
@@ -69,6 +74,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The committed BPF object must be what its source compiles to (the build
+# embeds the object, so a stale one would trace with old code).
+bpf_check=$(mktemp)
+bpf/build.sh "$bpf_check"
+if ! cmp -s "$bpf_check" bpf/trace.bpf.o; then
+  rm -f "$bpf_check"
+  echo "scripts/test.sh: bpf/trace.bpf.o does not match bpf/trace.bpf.c; run bpf/build.sh and commit the object" >&2
+  exit 1
+fi
+rm -f "$bpf_check"
 
 cargo build --release --bins
 cargo test --release "$@"

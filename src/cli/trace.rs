@@ -122,6 +122,7 @@ impl From<NetworkArg> for jail::sandbox::Network {
 enum BackendArg {
     Ptrace,
     Fanotify,
+    Ebpf,
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -307,6 +308,7 @@ pub fn run(args: Args) -> CmdResult {
             "kinds": log.counts(),
             "syscall_stops": log.stats.syscall_stops,
             "duration_ms": log.stats.duration_ms,
+            "setup_ms": log.stats.setup_ms,
             "fileset_ms": done.fileset_ms,
             "fileset": {
                 "entries": done.fileset.entries.len(),
@@ -579,6 +581,7 @@ fn runs(args: &Args, config: Option<&Config>) -> Result<Vec<TraceOptions>, Failu
             o.backend = match args.backend {
                 BackendArg::Ptrace => trace::Backend::Ptrace,
                 BackendArg::Fanotify => trace::Backend::Fanotify,
+                BackendArg::Ebpf => trace::Backend::Ebpf,
             };
             if let Some(c) = config.filter(|_| args.command.is_empty()) {
                 // A config's runs see what its tests see: PATH and the
@@ -613,8 +616,16 @@ pub(super) fn summary_line(log: &AccessLog) -> String {
             )
         })
         .collect();
+    let setup = if log.stats.setup_ms > 0 {
+        format!(
+            " (of which {} ms loading the BPF programs)",
+            log.stats.setup_ms
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "traced {} process{} in {} ms: {} paths ({}); command {}",
+        "traced {} process{} in {} ms{setup}: {} paths ({}); command {}",
         log.processes.len(),
         if log.processes.len() == 1 { "" } else { "es" },
         log.stats.duration_ms,

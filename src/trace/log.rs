@@ -1,7 +1,7 @@
 //! The access log: what a traced run touched, as the tracer saw it.
 //!
-//! It is backend-independent (ptrace and fanotify write the same schema) and
-//! is the input of the file-set stage. Schema: docs/formats.md.
+//! It is backend-independent (ptrace, fanotify and ebpf write the same
+//! schema) and is the input of the file-set stage. Schema: docs/formats.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -153,6 +153,14 @@ pub struct TraceStats {
     pub syscall_stops: u64,
     /// Wall time of the traced run, in milliseconds.
     pub duration_ms: u64,
+    /// Of that, the time spent loading and attaching the tracer's kernel
+    /// programs (`ebpf`), in milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub setup_ms: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The whole log of one traced run.
@@ -167,7 +175,7 @@ pub struct AccessLog {
     /// The working directory it started in (in-root).
     #[serde(with = "serde_path")]
     pub cwd: PathBuf,
-    /// `ptrace` or `fanotify`.
+    /// `ptrace`, `fanotify` or `ebpf`.
     pub backend: String,
     /// The environment variables that steer file lookup (PATH,
     /// LD_LIBRARY_PATH, LD_PRELOAD, …) as the command saw them. The rest of
@@ -191,6 +199,34 @@ pub struct AccessLog {
     pub stats: TraceStats,
 }
 
+/// Fold the entries of a later run (or another backend's view of the same
+/// run) into `mine`. A path one side created counts as created overall.
+pub fn merge_files(
+    mine: &mut BTreeMap<ImagePath, FileAccess>,
+    theirs: BTreeMap<ImagePath, FileAccess>,
+) {
+    for (path, a) in theirs {
+        match mine.entry(path) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(a);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                e.existed &= a.existed;
+                e.kinds.extend(a.kinds);
+                e.file_type = e.file_type.or(a.file_type);
+                e.target = e.target.take().or(a.target);
+                if e.kinds
+                    .iter()
+                    .any(|k| *k != AccessKind::Missing && *k != AccessKind::Symlink)
+                {
+                    e.errno = None;
+                }
+            }
+        }
+    }
+}
+
 /// The environment variables kept in [`AccessLog::env`].
 pub const LOOKUP_ENV: &[&str] = &[
     "PATH",
@@ -208,26 +244,7 @@ impl AccessLog {
     /// Fold a later run of the same jail into this log. A path one run
     /// created counts as created overall, even if a later run found it.
     pub fn merge(&mut self, other: AccessLog) {
-        for (path, a) in other.files {
-            match self.files.entry(path) {
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(a);
-                }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
-                    let e = o.get_mut();
-                    e.existed &= a.existed;
-                    e.kinds.extend(a.kinds);
-                    e.file_type = e.file_type.or(a.file_type);
-                    e.target = e.target.take().or(a.target);
-                    if e.kinds
-                        .iter()
-                        .any(|k| *k != AccessKind::Missing && *k != AccessKind::Symlink)
-                    {
-                        e.errno = None;
-                    }
-                }
-            }
-        }
+        merge_files(&mut self.files, other.files);
         for (n, p) in other.names {
             self.names.entry(n).or_insert(p);
         }
@@ -240,6 +257,7 @@ impl AccessLog {
         }
         self.stats.syscall_stops += other.stats.syscall_stops;
         self.stats.duration_ms += other.stats.duration_ms;
+        self.stats.setup_ms += other.stats.setup_ms;
         if self.exit.success() {
             self.exit = other.exit;
         }

@@ -5,6 +5,7 @@
 //! [`syscalls`] (what each path syscall means); [`record`] turns accesses
 //! into log entries for every backend.
 
+mod ebpf;
 pub mod exec;
 mod fanotify;
 pub mod log;
@@ -65,6 +66,10 @@ pub enum TraceError {
     Sandbox(Box<crate::sandbox::SandboxError>),
     #[error("the fanotify event queue overflowed: events were lost and the jail would be incomplete; trace as root (unlimited queue) or with --backend ptrace")]
     Overflow,
+    #[error("--backend ebpf: cannot {what}: {cause}; use --backend ptrace")]
+    Ebpf { what: &'static str, cause: String },
+    #[error("--backend ebpf lost events ({0}): the jail would be incomplete; trace again, or with --backend ptrace")]
+    Lost(String),
 }
 
 impl TraceError {
@@ -92,6 +97,7 @@ pub enum Backend {
     #[default]
     Ptrace,
     Fanotify,
+    Ebpf,
 }
 
 /// What to trace and how.
@@ -241,6 +247,8 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         }
     };
     let root_dir = root.dir().to_path_buf();
+    let mut ebpf_extra = None;
+    let mut setup_ms = 0;
     let mut out = match opts.backend {
         Backend::Ptrace => {
             let _pinned = opts.one_cpu.then(OneCpu::pin).transpose()?;
@@ -278,11 +286,41 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             }
             out
         }
+        Backend::Ebpf => {
+            if opts.all_syscalls {
+                return Err(TraceError::BadArgument(
+                    "--syscalls needs --backend ptrace: the ebpf backend records path syscalls only".into(),
+                ));
+            }
+            // In the sandbox jail forks its init, which forks the command.
+            let hops = u64::from(opts.sandbox.is_some());
+            let tracer = ebpf::start(root.clone(), hops)?;
+            setup_ms = tracer.setup.as_millis() as u64;
+            launch.mode = ptrace::Mode::ProcessesOnly {
+                pids: Arc::new(Mutex::new(HashSet::new())),
+            };
+            let traced = ptrace::run(root, &launch);
+            let decoded = tracer.finish();
+            let mut out = traced?;
+            let decoded = decoded?;
+            out.warnings.extend(decoded.warnings);
+            ebpf_extra = Some(decoded.recorder);
+            out
+        }
     };
     out.warnings.sort();
     out.warnings.dedup();
     let duration_ms = start.elapsed().as_millis() as u64;
-    let (files, names) = out.recorder.finish();
+    let (mut files, mut names) = out.recorder.finish();
+    if let Some(rec) = ebpf_extra {
+        // The syscalls seen in the kernel, with what the process-only
+        // tracer saw the kernel load (interpreters).
+        let (f, n) = rec.finish();
+        log::merge_files(&mut files, f);
+        for (k, v) in n {
+            names.entry(k).or_insert(v);
+        }
+    }
     let env: BTreeMap<String, String> = log::LOOKUP_ENV
         .iter()
         .filter_map(|k| {
@@ -297,6 +335,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         backend: match opts.backend {
             Backend::Ptrace => "ptrace",
             Backend::Fanotify => "fanotify",
+            Backend::Ebpf => "ebpf",
         }
         .into(),
         env,
@@ -309,6 +348,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         stats: log::TraceStats {
             syscall_stops: out.syscall_stops,
             duration_ms,
+            setup_ms,
         },
     })
 }

@@ -72,6 +72,22 @@ impl Recorder {
     /// Record that process `pid` did `access` to the absolute in-root path
     /// `named` (as the program named it: `..` and symlinks unresolved).
     pub fn access(&mut self, pid: i32, named: &Path, follow: Follow, access: Access) -> Seen {
+        self.access_at(pid, named, follow, access, None)
+    }
+
+    /// [`Recorder::access`] for a backend that learns of the call after the
+    /// fact (ebpf): `existed` is what the call's result says about the path
+    /// when it was named (`Some(false)`: it failed with ENOENT or created
+    /// the path; `Some(true)`: it found it). It overrides what the root
+    /// shows now, which the run may have changed since.
+    pub fn access_at(
+        &mut self,
+        pid: i32,
+        named: &Path,
+        follow: Follow,
+        access: Access,
+        existed: Option<bool>,
+    ) -> Seen {
         if PSEUDO.iter().any(|p| named.starts_with(p)) {
             let path = paths::normalize(named);
             let e = self.entry(&path, pid, true, None);
@@ -81,7 +97,12 @@ impl Recorder {
                 file_type: None,
             };
         }
-        let r = self.root.resolve(named, follow);
+        let mut r = self.root.resolve(named, follow);
+        match (existed, r.outcome) {
+            (Some(false), Ok(_)) => r.outcome = Err(Missing::NotFound),
+            (Some(true), Err(_)) => r.outcome = Ok(FileType::File),
+            _ => {}
+        }
         for link in &r.links {
             let e = self.entry(&link.path, pid, true, Some(FileType::Symlink));
             e.kinds.insert(AccessKind::Symlink);

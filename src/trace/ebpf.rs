@@ -1,0 +1,793 @@
+//! The eBPF backend: the command's path syscalls recorded in the kernel and
+//! streamed to jail through a ring buffer; the command never stops at a
+//! path syscall.
+//!
+//! The kernel side is `bpf/trace.bpf.c` (compiled into `bpf/trace.bpf.o`,
+//! embedded here). It keeps the set of traced thread groups in a map,
+//! maintained by the sched fork/exit tracepoints, and at `sys_exit` of a
+//! path syscall of a traced group sends the arguments, the result, the
+//! names as written and — for a relative or dirfd-relative name — the
+//! dentry chain of the directory it was resolved against, walked in the
+//! kernel up to the task's root. A successful exec is reported by
+//! `sched_process_exec` (with the kernel's copy of the name, and the chain
+//! of the file loaded). Which syscalls are paths, and which argument is
+//! which, comes from [`super::syscalls::TABLE`], written into the `descs`
+//! map at load: one table for the seccomp filter, the ptrace decoder and
+//! this backend.
+//!
+//! Here a reader thread decodes the events while the command runs and feeds
+//! a [`Recorder`], as the ptrace backend does at each stop. The process tree
+//! (fork/exec/exit, argv, exit statuses, the ELF and `#!` interpreters the
+//! kernel loads without a syscall) comes from the ptrace backend in
+//! process-only mode, as for fanotify: the command stops at fork/clone/exec
+//! only. docs/tracing.md ("The ebpf backend") has the choices and the
+//! differences from ptrace.
+//!
+//! Nothing is pinned: programs, links and maps live in file descriptors of
+//! this process and go away with it, SIGKILL included.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use aya::maps::{Array, MapData, RingBuf};
+use aya::programs::RawTracePoint;
+use aya::{Ebpf, EbpfLoader};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::resolve::{Follow, Root};
+
+use super::record::{Access, Recorder};
+use super::syscalls::{self, Op, OpenFlags};
+use super::TraceError;
+
+/// The compiled kernel side (bpf/build.sh rebuilds it from the source).
+static OBJECT: &[u8] = include_bytes!("../../bpf/trace.bpf.o");
+
+// Keep in step with bpf/trace.bpf.c.
+const MAX_NR: u32 = 512;
+/// How often the reader looks at the ring between wake-ups (ms).
+const POLL_MS: u8 = 5;
+const KIND_SYSCALL: u32 = 1;
+const KIND_EXEC: u32 = 2;
+const F_NO_BASE1: u32 = 1 << 0;
+const F_NO_BASE2: u32 = 1 << 1;
+const F_OUTSIDE1: u32 = 1 << 2;
+const F_OUTSIDE2: u32 = 1 << 3;
+const F_NULL1: u32 = 1 << 4;
+const F_BASE1: u32 = 1 << 6;
+const F_BASE2: u32 = 1 << 7;
+const F_CREATED: u32 = 1 << 8;
+const D_PATHS: u8 = 1;
+const D_FD: u8 = 2;
+const D_SOCKADDR: u8 = 3;
+const D_MARK: u8 = 4;
+const D_EXEC: u8 = 5;
+/// Header size of `struct event` before `data`.
+const HEADER: usize = 4 * 4 + 8 * 2 + 8 * 6 + 2 * 4;
+const LOST_REASONS: [&str; 4] = [
+    "the ring buffer was full",
+    "a path name could not be read from the program's memory",
+    "a directory chain could not be read (too deep or too long)",
+    "the map of traced processes was full",
+];
+
+const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_SYMLINK_FOLLOW: u64 = 0x400;
+
+/// The descriptor of one syscall for the kernel side (`struct desc`):
+/// kind, path1, dirfd1, path2, dirfd2, fd, empty_flags, fd_result (-1:
+/// none).
+fn descriptor(op: &Op) -> [u8; 8] {
+    let a = |o: Option<u8>| o.map_or(-1i8, |v| v as i8) as u8;
+    let none = -1i8 as u8;
+    let mut d = [0, none, none, none, none, none, none, 0];
+    match *op {
+        Op::Open { dirfd, path, .. } => {
+            d[0] = D_PATHS;
+            d[1] = path;
+            d[2] = a(dirfd);
+            d[7] = 1;
+        }
+        Op::Exec { dirfd, path, .. } => {
+            d[0] = D_EXEC;
+            d[1] = path;
+            d[2] = a(dirfd);
+        }
+        Op::Stat {
+            dirfd, path, flags, ..
+        } => {
+            d[0] = D_PATHS;
+            d[1] = path;
+            d[2] = a(dirfd);
+            d[6] = a(flags);
+        }
+        Op::Readlink { dirfd, path } | Op::Create { dirfd, path } | Op::Delete { dirfd, path } => {
+            d[0] = D_PATHS;
+            d[1] = path;
+            d[2] = a(dirfd);
+        }
+        Op::Chdir { path } | Op::Chroot { path } | Op::Uselib { path } => {
+            d[0] = D_PATHS;
+            d[1] = path;
+        }
+        Op::Fchdir { fd } | Op::Getdents { fd } => {
+            d[0] = D_FD;
+            d[5] = fd;
+        }
+        Op::Rename {
+            olddir,
+            old,
+            newdir,
+            new,
+        }
+        | Op::Link {
+            olddir,
+            old,
+            newdir,
+            new,
+            ..
+        } => {
+            d[0] = D_PATHS;
+            d[1] = old;
+            d[2] = a(olddir);
+            d[3] = new;
+            d[4] = a(newdir);
+        }
+        Op::Symlink { newdir, new } => {
+            d[0] = D_PATHS;
+            d[1] = new;
+            d[2] = a(newdir);
+        }
+        Op::Modify { dirfd, path, .. } => {
+            d[0] = D_PATHS;
+            d[1] = path;
+            d[2] = a(dirfd);
+            // utimensat(fd, NULL, …) names the dirfd itself.
+            d[5] = a(dirfd);
+        }
+        Op::Sockaddr { .. } => d[0] = D_SOCKADDR,
+        Op::IoUring => d[0] = D_MARK,
+        // Not recorded in the kernel (kind 0): the ids a process runs as
+        // come from /proc at each exec, through ptrace's process-only mode
+        // (docs/tracing.md, "ebpf: differences").
+        Op::SetIds { .. } | Op::SetGroups => {}
+    }
+    d
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub(super) struct Tracer {
+    bpf: Ebpf,
+    stop: OwnedFd,
+    thread: JoinHandle<Result<Decoded, TraceError>>,
+    /// Load and attach time, for the summary and the benchmarks.
+    pub setup: std::time::Duration,
+}
+
+/// What the reader thread made of the events.
+pub(super) struct Decoded {
+    pub recorder: Recorder,
+    pub warnings: Vec<String>,
+}
+
+fn failed(what: &'static str) -> impl Fn(String) -> TraceError {
+    move |cause| TraceError::Ebpf { what, cause }
+}
+
+/// Load the programs, arm the launcher (the next process this one forks
+/// — or, with `hops` = 1, that process's first child — is the command),
+/// attach, and start decoding into a recorder over `root`.
+pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
+    let t0 = std::time::Instant::now();
+    if !nix::unistd::geteuid().is_root() {
+        return Err(TraceError::Unsupported(
+            "--backend ebpf needs root (loading BPF programs); use --backend ptrace".into(),
+        ));
+    }
+    // The object parser wants the ELF aligned: copy it to the heap.
+    let object = OBJECT.to_vec();
+    // A testing aid, not a user option (docs/tracing.md): a one-page ring
+    // drained only after the run, so that a real run overflows it.
+    let tiny = std::env::var_os("JAIL_EBPF_TINY_RING").is_some();
+    let mut loader = EbpfLoader::new();
+    if tiny {
+        loader.set_max_entries("events", 4096);
+    }
+    let mut bpf = loader
+        .load(&object)
+        .map_err(|e| failed("load bpf/trace.bpf.o")(chain(&e)))?;
+    {
+        let map = bpf
+            .map_mut("descs")
+            .ok_or_else(|| failed("find the descs map")("missing".into()))?;
+        let mut descs: Array<&mut MapData, [u8; 8]> =
+            Array::try_from(map).map_err(|e| failed("open the descs map")(chain(&e)))?;
+        for s in syscalls::TABLE {
+            let nr = s.nr as u32;
+            if nr < MAX_NR {
+                descs
+                    .set(nr, descriptor(&s.op), 0)
+                    .map_err(|e| failed("fill the descs map")(chain(&e)))?;
+            }
+        }
+    }
+    {
+        let map = bpf
+            .map_mut("config")
+            .ok_or_else(|| failed("find the config map")("missing".into()))?;
+        let mut config: Array<&mut MapData, [u64; 3]> =
+            Array::try_from(map).map_err(|e| failed("open the config map")(chain(&e)))?;
+        let me = u64::from(std::process::id());
+        config
+            .set(0, [me, 1, hops], 0)
+            .map_err(|e| failed("arm the launcher")(chain(&e)))?;
+    }
+    for (prog, tp) in [
+        ("jail_fork", "sched_process_fork"),
+        ("jail_exit", "sched_process_exit"),
+        ("jail_exec", "sched_process_exec"),
+        ("jail_sys_exit", "sys_exit"),
+    ] {
+        let p: &mut RawTracePoint = bpf
+            .program_mut(prog)
+            .ok_or_else(|| failed("find a program")(prog.into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| failed("open a program")(chain(&e)))?;
+        p.load().map_err(|e| {
+            failed("load a program (is the kernel built with BTF and raw tracepoints?)")(chain(&e))
+        })?;
+        p.attach(tp)
+            .map_err(|e| failed("attach to a tracepoint")(format!("{tp}: {}", chain(&e))))?;
+    }
+    let events = bpf
+        .take_map("events")
+        .ok_or_else(|| failed("find the events map")("missing".into()))?;
+    // A duplicate of the ring's fd to poll on (the same open map).
+    let ring_fd = match &events {
+        aya::maps::Map::RingBuf(m) => m.fd().as_fd().try_clone_to_owned(),
+        _ => {
+            return Err(failed("open the ring buffer")(
+                "events is not a ring buffer".into(),
+            ))
+        }
+    }
+    .map_err(|e| failed("duplicate the ring buffer's fd")(e.to_string()))?;
+    let ring = RingBuf::try_from(events).map_err(|e| failed("open the ring buffer")(chain(&e)))?;
+    let (stop_rd, stop_wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| TraceError::Setup {
+            what: "create a pipe",
+            source: e,
+        })?;
+    let setup = t0.elapsed();
+    let start = super::fanotify::tick_boundary();
+    let thread = std::thread::Builder::new()
+        .name("jail-ebpf".into())
+        .spawn(move || read_loop(ring, ring_fd, stop_rd, Recorder::new(root), start, tiny))
+        .map_err(|e| failed("start the ring buffer reader")(e.to_string()))?;
+    Ok(Tracer {
+        bpf,
+        stop: stop_wr,
+        thread,
+        setup,
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl Tracer {
+    /// Call once every traced process has exited: their events are all in
+    /// the ring by then. Drains it, detaches, and fails when any event was
+    /// lost.
+    pub fn finish(mut self) -> Result<Decoded, TraceError> {
+        let _ = nix::unistd::write(&self.stop, b"x");
+        let decoded = match self.thread.join() {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(failed("read the ring buffer")(
+                    "the reader thread panicked".into(),
+                ))
+            }
+        };
+        let map = self
+            .bpf
+            .map_mut("lost")
+            .ok_or_else(|| failed("find the lost map")("missing".into()))?;
+        let lost: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(|e| failed("open the lost map")(chain(&e)))?;
+        let mut why = Vec::new();
+        for (i, reason) in LOST_REASONS.iter().enumerate() {
+            let n = lost
+                .get(&(i as u32), 0)
+                .map_err(|e| failed("read the lost map")(chain(&e)))?;
+            if n > 0 {
+                why.push(format!("{n} × {reason}"));
+            }
+        }
+        // Detaching waits for the kernel's tracepoint synchronization: let
+        // a thread do it while jail goes on (exiting closes the fds anyway).
+        let bpf = self.bpf;
+        let _ = std::thread::Builder::new()
+            .name("jail-ebpf-detach".into())
+            .spawn(move || drop(bpf));
+        if !why.is_empty() {
+            return Err(TraceError::Lost(why.join(", ")));
+        }
+        Ok(decoded)
+    }
+}
+
+fn read_loop(
+    mut ring: RingBuf<MapData>,
+    ring_fd: OwnedFd,
+    stop: OwnedFd,
+    rec: Recorder,
+    start: std::time::SystemTime,
+    only_at_stop: bool,
+) -> Result<Decoded, TraceError> {
+    let mut d = Decoder {
+        rec,
+        start,
+        warnings: Vec::new(),
+        warned_uring: false,
+        warned_chroot: false,
+    };
+    let mut stopping = false;
+    loop {
+        if stopping || !only_at_stop {
+            while let Some(item) = ring.next() {
+                d.event(&item);
+            }
+        }
+        if stopping {
+            return Ok(Decoded {
+                recorder: d.rec,
+                warnings: d.warnings,
+            });
+        }
+        // The kernel side wakes the reader only when the ring fills up: poll
+        // with a short timeout to keep the decoding close behind the run.
+        let mut fds = [
+            PollFd::new(ring_fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(POLL_MS)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(TraceError::Setup {
+                    what: "poll the BPF ring buffer",
+                    source: e,
+                })
+            }
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            // One more drain after the stop: everything is queued by now.
+            stopping = true;
+        }
+    }
+}
+
+/// One event from the kernel, borrowed from the ring.
+struct Event<'a> {
+    kind: u32,
+    tgid: i32,
+    flags: u32,
+    nr: i64,
+    ret: i64,
+    args: [u64; 6],
+    name1: Option<&'a [u8]>,
+    name2: Option<&'a [u8]>,
+    base1: Option<PathBuf>,
+    base2: Option<PathBuf>,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).map_or(0, |s| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        u64::from_ne_bytes(a)
+    })
+}
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    b.get(at..at + 2)
+        .map_or(0, |s| u16::from_ne_bytes([s[0], s[1]]) as usize)
+}
+
+/// A chain of NUL-terminated components, leaf first, as an absolute path.
+fn chain_path(b: &[u8]) -> PathBuf {
+    let mut comps: Vec<&[u8]> = b.split(|&c| c == 0).filter(|c| !c.is_empty()).collect();
+    comps.reverse();
+    let mut p = PathBuf::from("/");
+    for c in comps {
+        p.push(OsStr::from_bytes(c));
+    }
+    p
+}
+
+impl<'a> Event<'a> {
+    fn parse(b: &'a [u8]) -> Option<Event<'a>> {
+        if b.len() < HEADER {
+            return None;
+        }
+        let kind = u32_at(b, 0);
+        let tgid = u32_at(b, 4) as i32;
+        let flags = u32_at(b, 12);
+        let nr = u64_at(b, 16) as i64;
+        let ret = u64_at(b, 24) as i64;
+        let mut args = [0u64; 6];
+        for (i, a) in args.iter_mut().enumerate() {
+            *a = u64_at(b, 32 + 8 * i);
+        }
+        let lens = [u16_at(b, 80), u16_at(b, 82), u16_at(b, 84), u16_at(b, 86)];
+        let data = &b[HEADER..];
+        let mut off = 0;
+        let mut take = |n: usize| -> Option<&'a [u8]> {
+            let s = data.get(off..off + n)?;
+            off += n;
+            Some(s)
+        };
+        let strip = |s: &'a [u8]| s.split(|&c| c == 0).next().unwrap_or(s);
+        let n1 = take(lens[0])?;
+        let n2 = take(lens[1])?;
+        let c1 = take(lens[2])?;
+        let c2 = take(lens[3])?;
+        let usable = |present: u32, none: u32, outside: u32| {
+            flags & present != 0 && flags & (none | outside) == 0
+        };
+        Some(Event {
+            kind,
+            tgid,
+            flags,
+            nr,
+            ret,
+            args,
+            name1: (lens[0] > 0).then(|| strip(n1)),
+            name2: (lens[1] > 0).then(|| strip(n2)),
+            base1: usable(F_BASE1, F_NO_BASE1, F_OUTSIDE1).then(|| chain_path(c1)),
+            base2: usable(F_BASE2, F_NO_BASE2, F_OUTSIDE2).then(|| chain_path(c2)),
+        })
+    }
+
+    /// The absolute in-root path a (name, base) pair names; `empty_is_base`:
+    /// an empty name means the base itself (AT_EMPTY_PATH).
+    fn path(name: Option<&[u8]>, base: &Option<PathBuf>, empty_is_base: bool) -> Option<PathBuf> {
+        let name = name?;
+        if name.first() == Some(&b'/') {
+            return Some(PathBuf::from(OsStr::from_bytes(name)));
+        }
+        let base = base.as_ref()?;
+        if name.is_empty() {
+            return empty_is_base.then(|| base.clone());
+        }
+        Some(base.join(OsStr::from_bytes(name)))
+    }
+
+    fn first(&self, empty_is_base: bool) -> Option<PathBuf> {
+        Self::path(self.name1, &self.base1, empty_is_base)
+    }
+
+    fn second(&self, empty_is_base: bool) -> Option<PathBuf> {
+        Self::path(self.name2, &self.base2, empty_is_base)
+    }
+}
+
+/// What a syscall's result says about the path it named, when it was
+/// named: found (`Some(true)`), absent (`Some(false)`), or unknown.
+fn found(ret: i64) -> Option<bool> {
+    if ret >= 0 {
+        return Some(true);
+    }
+    match i32::try_from(-ret).unwrap_or(0) {
+        libc::ENOENT | libc::ENOTDIR | libc::ELOOP => Some(false),
+        _ => None,
+    }
+}
+
+/// The same for a call that creates the path on success.
+fn made(ret: i64) -> Option<bool> {
+    if ret >= 0 {
+        return Some(false);
+    }
+    match i32::try_from(-ret).unwrap_or(0) {
+        libc::EEXIST => Some(true),
+        _ => found(ret),
+    }
+}
+
+struct Decoder {
+    rec: Recorder,
+    /// The trace's start on the file timestamp clock (rename targets).
+    start: std::time::SystemTime,
+    warnings: Vec<String>,
+    warned_uring: bool,
+    warned_chroot: bool,
+}
+
+impl Decoder {
+    fn event(&mut self, bytes: &[u8]) {
+        let Some(ev) = Event::parse(bytes) else {
+            return;
+        };
+        match ev.kind {
+            KIND_EXEC => self.on_exec(&ev),
+            KIND_SYSCALL => self.on_syscall(&ev),
+            _ => {}
+        }
+    }
+
+    /// Whether the file now at the in-root `path` was born after the trace
+    /// started (statx birth time, else ctime); `None` when it is gone. A
+    /// rename target's existence before the call is not in the result:
+    /// this tells a file the run made and renamed into place.
+    fn born_in_run(&self, path: &Path) -> Option<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(self.rec.root().host_path(path)).ok()?;
+        let born = meta.created().ok().or_else(|| {
+            let secs = u64::try_from(meta.ctime()).ok()?;
+            Some(
+                std::time::SystemTime::UNIX_EPOCH
+                    + std::time::Duration::new(secs, meta.ctime_nsec() as u32),
+            )
+        })?;
+        Some(born > self.start)
+    }
+
+    /// A successful exec: the name it was run by (a `/dev/fd/N` name of
+    /// execveat by fd is the file loaded).
+    fn on_exec(&mut self, ev: &Event<'_>) {
+        let by_fd = ev.name1.is_some_and(|n| n.starts_with(b"/dev/fd/"));
+        let named = if by_fd {
+            ev.base2.clone()
+        } else {
+            ev.first(false)
+        };
+        if let Some(p) = named {
+            self.rec.access(ev.tgid, &p, Follow::Yes, Access::Exec);
+        }
+    }
+
+    fn on_syscall(&mut self, ev: &Event<'_>) {
+        let Some(sc) = syscalls::lookup(ev.nr as u64) else {
+            return;
+        };
+        let pid = ev.tgid;
+        let args = &ev.args;
+        let arg = |i: Option<u8>| i.map_or(0, |i| args[i as usize]);
+        match sc.op {
+            Op::Open { flags, .. } => {
+                let flags = match flags {
+                    OpenFlags::Arg(i) => args[i as usize] as i32,
+                    OpenFlags::Fixed(f) => f,
+                    // openat2: the struct open_how is not copied to the
+                    // event; its flags are judged by the result below.
+                    OpenFlags::OpenHow(_) => 0,
+                };
+                let Some(named) = ev.first(false) else { return };
+                let creat = flags & libc::O_CREAT != 0;
+                let follow =
+                    if flags & libc::O_NOFOLLOW != 0 || (creat && flags & libc::O_EXCL != 0) {
+                        Follow::No
+                    } else {
+                        Follow::Yes
+                    };
+                let acc = flags & libc::O_ACCMODE;
+                let access = if flags & libc::O_PATH != 0 {
+                    Access::Stat
+                } else if creat {
+                    Access::WriteCreate
+                } else if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
+                let then = if ev.ret >= 0 {
+                    Some(ev.flags & F_CREATED == 0)
+                } else if ev.ret == -i64::from(libc::EEXIST) {
+                    Some(true)
+                } else {
+                    found(ev.ret)
+                };
+                let seen = self.rec.access_at(pid, &named, follow, access, then);
+                if acc == libc::O_RDWR && seen.file_type.is_some() {
+                    self.rec.access_at(pid, &named, follow, Access::Read, then);
+                }
+            }
+            Op::Exec { flags, .. } => {
+                // Only failures reach here (a success is an exec event).
+                let f = arg(flags);
+                let Some(named) = ev.first(f & AT_EMPTY_PATH != 0) else {
+                    return;
+                };
+                let follow = if f & AT_SYMLINK_NOFOLLOW != 0 {
+                    Follow::No
+                } else {
+                    Follow::Yes
+                };
+                self.rec
+                    .access_at(pid, &named, follow, Access::Exec, found(ev.ret));
+            }
+            Op::Stat { flags, follow, .. } => {
+                let f = arg(flags);
+                let Some(named) = ev.first(f & AT_EMPTY_PATH != 0) else {
+                    return;
+                };
+                let follow = if !follow || f & AT_SYMLINK_NOFOLLOW != 0 {
+                    Follow::No
+                } else {
+                    Follow::Yes
+                };
+                self.rec
+                    .access_at(pid, &named, follow, Access::Stat, found(ev.ret));
+            }
+            Op::Readlink { .. } => {
+                if let Some(named) = ev.first(true) {
+                    self.rec.access_at(
+                        pid,
+                        &named,
+                        Follow::No,
+                        Access::Stat,
+                        found(ev.ret).or((ev.ret == -i64::from(libc::EINVAL)).then_some(true)),
+                    );
+                }
+            }
+            Op::Chdir { .. } => {
+                if let Some(named) = ev.first(false) {
+                    self.rec
+                        .access_at(pid, &named, Follow::Yes, Access::Stat, found(ev.ret));
+                }
+            }
+            Op::Fchdir { .. } => {
+                if let Some(p) = &ev.base1 {
+                    self.rec
+                        .access_at(pid, p, Follow::No, Access::Stat, found(ev.ret));
+                }
+            }
+            Op::Getdents { .. } => {
+                if let Some(p) = &ev.base1 {
+                    self.rec
+                        .access_at(pid, p, Follow::No, Access::List, found(ev.ret));
+                }
+            }
+            Op::Create { .. } | Op::Symlink { .. } => {
+                if let Some(named) = ev.first(false) {
+                    self.rec
+                        .access_at(pid, &named, Follow::No, Access::Create, made(ev.ret));
+                }
+            }
+            Op::Delete { .. } => {
+                if let Some(named) = ev.first(false) {
+                    let seen =
+                        self.rec
+                            .access_at(pid, &named, Follow::No, Access::Delete, found(ev.ret));
+                    self.rec.invalidate(&seen.path);
+                }
+            }
+            Op::Rename { .. } => {
+                if let Some(old) = ev.first(false) {
+                    let seen =
+                        self.rec
+                            .access_at(pid, &old, Follow::No, Access::Delete, found(ev.ret));
+                    self.rec.invalidate(&seen.path);
+                }
+                if let Some(new) = ev.second(false) {
+                    let then = if ev.ret >= 0 {
+                        self.born_in_run(&new).map(|b| !b)
+                    } else {
+                        None
+                    };
+                    let seen = self
+                        .rec
+                        .access_at(pid, &new, Follow::No, Access::Replace, then);
+                    self.rec.invalidate(&seen.path);
+                }
+            }
+            Op::Link { flags, .. } => {
+                let f = arg(flags);
+                if let Some(old) = ev.first(f & AT_EMPTY_PATH != 0) {
+                    let follow = if f & AT_SYMLINK_FOLLOW != 0 {
+                        Follow::Yes
+                    } else {
+                        Follow::No
+                    };
+                    self.rec
+                        .access_at(pid, &old, follow, Access::Stat, found(ev.ret));
+                }
+                if let Some(new) = ev.second(false) {
+                    self.rec
+                        .access_at(pid, &new, Follow::No, Access::Create, made(ev.ret));
+                }
+            }
+            Op::Modify { flags, follow, .. } => {
+                let f = arg(flags);
+                let named = if ev.flags & F_NULL1 != 0 {
+                    // utimensat(fd, NULL, …): the fd itself.
+                    ev.base1.clone()
+                } else {
+                    ev.first(f & AT_EMPTY_PATH != 0)
+                };
+                let Some(named) = named else { return };
+                let follow = if !follow || f & AT_SYMLINK_NOFOLLOW != 0 {
+                    Follow::No
+                } else {
+                    Follow::Yes
+                };
+                self.rec
+                    .access_at(pid, &named, follow, Access::Write, found(ev.ret));
+            }
+            Op::Sockaddr { create } => {
+                let Some(named) = ev.first(false) else { return };
+                if create {
+                    self.rec
+                        .access_at(pid, &named, Follow::No, Access::Create, made(ev.ret));
+                } else {
+                    self.rec
+                        .access_at(pid, &named, Follow::Yes, Access::Stat, found(ev.ret));
+                }
+            }
+            Op::SetIds { .. } | Op::SetGroups => {}
+            Op::IoUring => {
+                if !self.warned_uring && ev.ret >= 0 {
+                    self.warned_uring = true;
+                    self.warnings.push(format!(
+                        "pid {pid} set up io_uring: files it opens through io_uring bypass the syscall tracepoints and may be missing from the jail; trace with --backend fanotify to see them"
+                    ));
+                }
+            }
+            Op::Chroot { .. } => {
+                let Some(named) = ev.first(false) else { return };
+                self.rec
+                    .access_at(pid, &named, Follow::Yes, Access::Stat, found(ev.ret));
+                if !self.warned_chroot {
+                    self.warned_chroot = true;
+                    self.warnings.push(format!(
+                        "pid {pid} called chroot({}): paths it names afterwards are recorded relative to its new root",
+                        named.display()
+                    ));
+                }
+            }
+            Op::Uselib { .. } => {
+                if let Some(named) = ev.first(false) {
+                    self.rec
+                        .access_at(pid, &named, Follow::Yes, Access::Read, found(ev.ret));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_are_leaf_first() {
+        assert_eq!(chain_path(b"c\0b\0a\0"), PathBuf::from("/a/b/c"));
+        assert_eq!(chain_path(b""), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn every_table_syscall_has_a_descriptor() {
+        for s in syscalls::TABLE {
+            assert_ne!(descriptor(&s.op)[0], 0, "{}", s.name);
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! The eBPF backend against the ptrace backend: the same access logs and
+//! file sets for every tracer fixture, sh and python3 (inside an image's
+//! sandbox: tests/ebpf_sandbox.rs); a fork storm loses nothing; SIGKILL leaves no program
+//! attached; two runs at once see only their own command.
+//!
+//! Allowed differences are listed in docs/tracing.md ("The ebpf backend");
+//! [`compare`] names each one it tolerates.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jail::manifest::Manifest;
+use jail::paths::ImagePath;
+use jail::trace::{AccessKind, AccessLog};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Run `jail trace --backend B --manifest M -- ARGS` in `cwd`; the log and
+/// the file set's paths.
+fn trace(backend: &str, cwd: &Path, args: &[&str]) -> (Output, AccessLog, BTreeSet<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.json");
+    let out = run(jail()
+        .current_dir(cwd)
+        .args(["trace", "--no-image", "--keep-going", "--backend", backend])
+        .arg("--manifest")
+        .arg(&m)
+        .arg("--")
+        .args(args));
+    assert!(
+        m.exists(),
+        "{backend}: no manifest\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    let man = Manifest::read(&m).unwrap();
+    let set = man
+        .fileset
+        .as_ref()
+        .map(|f| f.entries.keys().map(|k| k.0.clone()).collect())
+        .unwrap_or_default();
+    (out, man.trace.unwrap(), set)
+}
+
+type Summary = BTreeMap<PathBuf, (BTreeSet<AccessKind>, bool)>;
+
+fn summary(log: &AccessLog) -> Summary {
+    log.files
+        .iter()
+        .map(|(p, a)| (p.0.clone(), (a.kinds.clone(), a.existed)))
+        .collect()
+}
+
+/// Trace the same command under both backends, each in a fresh copy of the
+/// scene `setup` builds at the same path, and require the same logs (path,
+/// kinds, existed) and the same file sets, the same stdout and exit status.
+fn compare(name: &str, setup: impl Fn(&Path), cwd: Option<&str>, args: &[&str]) {
+    let base = test_dir("ebpf-compare").join(name);
+    let mut results = Vec::new();
+    for backend in ["ptrace", "ebpf"] {
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        setup(&base);
+        let cwd = cwd.map_or(base.clone(), |c| base.join(c));
+        let args: Vec<String> = args.iter().map(|a| a.replace("@", s(&base))).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        results.push(trace(backend, &cwd, &args));
+    }
+    let (p_out, p_log, p_set) = &results[0];
+    let (e_out, e_log, e_set) = &results[1];
+    assert_eq!(
+        p_out.status.code(),
+        e_out.status.code(),
+        "{name}: exit codes\nptrace: {}\nebpf: {}",
+        text(&p_out.stderr),
+        text(&e_out.stderr)
+    );
+    assert_eq!(text(&p_out.stdout), text(&e_out.stdout), "{name}: stdout");
+    assert_eq!(e_log.backend, "ebpf");
+    let (p, e) = (summary(p_log), summary(e_log));
+    let mut diffs = Vec::new();
+    for k in p.keys().chain(e.keys()).collect::<BTreeSet<_>>() {
+        if p.get(k) != e.get(k) {
+            diffs.push(format!(
+                "{}: ptrace {:?} ebpf {:?}",
+                k.display(),
+                p.get(k),
+                e.get(k)
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{name}: access logs differ:\n{}",
+        diffs.join("\n")
+    );
+    assert_eq!(p_set, e_set, "{name}: file sets differ");
+    assert_eq!(
+        p_log.processes.len(),
+        e_log.processes.len(),
+        "{name}: process counts"
+    );
+}
+
+fn data(base: &Path) {
+    fs::create_dir_all(base.join("sub")).unwrap();
+    fs::write(base.join("sub/data.txt"), "data\n").unwrap();
+    fs::write(base.join("sub/two.txt"), "two\n").unwrap();
+    fs::create_dir_all(base.join("other")).unwrap();
+    fs::write(base.join("other/o.txt"), "o").unwrap();
+}
+
+#[test]
+fn fixtures_give_the_same_logs_as_ptrace() {
+    let ops = fixture("trace_ops", &[]);
+    let ops = s(&ops);
+    let with_links = |b: &Path| {
+        data(b);
+        std::os::unix::fs::symlink("sub/data.txt", b.join("ln")).unwrap();
+        std::os::unix::fs::symlink("sub", b.join("ln2")).unwrap();
+        std::os::unix::fs::symlink("sub", b.join("link")).unwrap();
+    };
+    let cases: &[(&str, Option<&str>, Vec<&str>)] = &[
+        (
+            "openat",
+            None,
+            vec![
+                ops,
+                "openat",
+                "@",
+                "sub/data.txt",
+                "openat2",
+                "@/sub",
+                "two.txt",
+            ],
+        ),
+        (
+            "fchdir",
+            None,
+            vec![ops, "fchdir", "@/sub", "open-rel", "data.txt"],
+        ),
+        (
+            "chdir",
+            None,
+            vec![
+                ops,
+                "chdir",
+                "@/sub",
+                "open-rel",
+                "data.txt",
+                "open-rel",
+                "../other/o.txt",
+            ],
+        ),
+        ("relative", Some(""), vec![ops, "open-rel", "sub/data.txt"]),
+        (
+            "readlink-list",
+            None,
+            vec![
+                ops,
+                "readlink",
+                "@/ln",
+                "list",
+                "@/sub",
+                "statx",
+                "@/ln",
+                "statx-nofollow",
+                "@/ln2",
+                "open",
+                "@/link/data.txt",
+            ],
+        ),
+        (
+            "missing",
+            None,
+            vec![
+                ops,
+                "open",
+                "@/sub/nope.txt",
+                "open",
+                "@/sub/data.txt/x",
+                "stat",
+                "@/nothing/here",
+            ],
+        ),
+        (
+            "create-rename-remove",
+            None,
+            vec![
+                ops,
+                "creat",
+                "@/new.txt",
+                "open",
+                "@/new.txt",
+                "rename",
+                "@/new.txt",
+                "@/renamed.txt",
+                "open",
+                "@/renamed.txt",
+                "unlink",
+                "@/renamed.txt",
+            ],
+        ),
+        (
+            "other",
+            None,
+            vec![
+                ops,
+                "access",
+                "@/sub/data.txt",
+                "xattr",
+                "@/sub/data.txt",
+                "statfs",
+                "@",
+                "chmod",
+                "@/sub/data.txt",
+                "truncate",
+                "@/sub/two.txt",
+                "mkdir",
+                "@/made",
+                "rmdir",
+                "@/made",
+                "symlink",
+                "sub",
+                "@/sl",
+                "link",
+                "@/sub/data.txt",
+                "@/hard",
+                "lstat",
+                "@/sl",
+            ],
+        ),
+    ];
+    for (name, cwd, args) in cases {
+        compare(name, with_links, *cwd, args);
+    }
+    let threads_cwd = fixture("trace_threads_cwd", &["-pthread"]);
+    compare("threads-cwd", data, None, &[s(&threads_cwd), "@/sub"]);
+    let thread_exec = fixture("trace_thread_exec", &["-pthread"]);
+    compare(
+        "thread-exec",
+        data,
+        None,
+        &[s(&thread_exec), "/bin/cat", "@/sub/data.txt"],
+    );
+    let vfork = fixture("trace_vfork", &[]);
+    compare(
+        "vfork",
+        data,
+        None,
+        &[s(&vfork), "/bin/cat", "@/sub/data.txt", "@/sub/two.txt"],
+    );
+    let execveat = fixture("trace_execveat", &[]);
+    compare(
+        "execveat",
+        data,
+        None,
+        &[s(&execveat), "/bin/cat", "@/sub/data.txt"],
+    );
+    let signals = fixture("trace_signals", &[]);
+    compare("signals", data, None, &[s(&signals)]);
+}
+
+#[test]
+fn unix_socket_connect_is_the_same() {
+    let ops = fixture("trace_ops", &[]);
+    let base = test_dir("ebpf-compare").join("socket");
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).unwrap();
+    let sock = base.join("s.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (_, p, _) = trace("ptrace", &base, &[s(&ops), "connect", s(&sock)]);
+    let (_, e, _) = trace("ebpf", &base, &[s(&ops), "connect", s(&sock)]);
+    let key = ImagePath(sock.clone());
+    let (p, e) = (&p.files[&key], &e.files[&key]);
+    assert_eq!(
+        (&p.kinds, p.existed, p.file_type),
+        (&e.kinds, e.existed, e.file_type)
+    );
+    assert_eq!(e.kinds, [AccessKind::Stat].into());
+}
+
+#[test]
+fn sh_and_python_give_the_same_logs_as_ptrace() {
+    let script = |b: &Path| {
+        data(b);
+        let sc = b.join("script.sh");
+        fs::write(&sc, "#!/bin/sh\nset -e\ncd \"$1\"\nls sub > listing.txt\nwc -l < sub/data.txt\nsort listing.txt | head -n1\nrm listing.txt\n").unwrap();
+        fs::set_permissions(&sc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    compare("sh", script, None, &["@/script.sh", "@"]);
+    require("/usr/bin/python3", "python3");
+    compare(
+        "python3",
+        data,
+        None,
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import json, sqlite3, ssl, decimal; print('ok')",
+        ],
+    );
+}
+
+#[test]
+fn fork_storm_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(d.path()).unwrap();
+    let (procs, threads) = (40, 4);
+    for p in 0..procs {
+        for t in 0..threads {
+            fs::write(root.join(format!("f-{p}-{t}")), "").unwrap();
+        }
+    }
+    let bin = fixture("trace_storm", &["-pthread"]);
+    let (out, log, _) = trace(
+        "ebpf",
+        &root,
+        &[s(&bin), s(&root), &procs.to_string(), &threads.to_string()],
+    );
+    ok(&out);
+    for p in 0..procs {
+        for t in 0..threads {
+            let f = root.join(format!("f-{p}-{t}"));
+            let e = log.files.get(&ImagePath(f.clone()));
+            assert_eq!(
+                e.map(|e| e.kinds.clone()),
+                Some([AccessKind::Read].into()),
+                "{}",
+                f.display()
+            );
+        }
+    }
+    assert_eq!(log.processes.len(), procs + 1);
+}
+
+#[test]
+fn a_full_ring_buffer_fails_the_trace() {
+    // JAIL_EBPF_TINY_RING: one page of ring, read only after the run.
+    let out = run(jail()
+        .env("JAIL_EBPF_TINY_RING", "1")
+        .args([
+            "trace",
+            "--no-image",
+            "--backend",
+            "ebpf",
+            "--",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg("for i in 1 2 3 4 5 6 7 8; do cat /etc/hostname /etc/passwd > /dev/null; done"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("lost events") && err.contains("ring buffer was full"),
+        "{err}"
+    );
+}
+
+#[test]
+fn io_uring_setup_warns() {
+    let bin = fixture("trace_uring", &[]);
+    let (_, log, _) = trace("ebpf", Path::new("/"), &[s(&bin)]);
+    assert!(
+        log.warnings.iter().any(|w| w.contains("io_uring")),
+        "{:?}",
+        log.warnings
+    );
+}
+
+/// The BPF program and link ids held by a process's fds (from fdinfo).
+fn bpf_ids(pid: u32) -> (Vec<u32>, Vec<u32>) {
+    let (mut progs, mut links) = (Vec::new(), Vec::new());
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return (progs, links);
+    };
+    for e in dir.flatten() {
+        let info = fs::read_to_string(e.path()).unwrap_or_default();
+        for line in info.lines() {
+            let mut f = line.split_whitespace();
+            match (f.next(), f.next().and_then(|v| v.parse().ok())) {
+                (Some("prog_id:"), Some(id)) => progs.push(id),
+                (Some("link_id:"), Some(id)) => links.push(id),
+                _ => {}
+            }
+        }
+    }
+    progs.sort();
+    progs.dedup();
+    (progs, links)
+}
+
+fn bpftool_has(what: &str, id: u32) -> bool {
+    Command::new("bpftool")
+        .args([what, "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run bpftool")
+        .success()
+}
+
+#[test]
+fn sigkill_of_jail_leaves_no_program_attached() {
+    require("bpftool", "bpftool");
+    let mut child = jail()
+        .args([
+            "trace",
+            "--no-image",
+            "--backend",
+            "ebpf",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait (bounded) until it has attached its four programs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (progs, links) = loop {
+        let (p, l) = bpf_ids(pid);
+        if l.len() >= 4 {
+            break (p, l);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jail never attached: {p:?} {l:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(progs.len() >= 4, "{progs:?}");
+    for &id in &links {
+        assert!(bpftool_has("link", id), "link {id} not visible to bpftool");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel releases links from a work queue after the last fd closes:
+    // wait for that, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = links
+            .iter()
+            .filter(|&&id| bpftool_has("link", id))
+            .map(|id| format!("link {id}"))
+            .chain(
+                progs
+                    .iter()
+                    .filter(|&&id| bpftool_has("prog", id))
+                    .map(|id| format!("prog {id}")),
+            )
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still attached after jail was killed: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_runs_at_once_see_only_their_own_command() {
+    let d = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(d.path()).unwrap();
+    for f in ["a1", "a2", "b1", "b2"] {
+        fs::write(root.join(f), f).unwrap();
+    }
+    // Each waits for the other to have started: the runs overlap.
+    let script = |me: &str, other: &str| {
+        format!(
+            "cat {r}/{me}1; touch {r}/ready-{me}; while [ ! -e {r}/ready-{other} ]; do sleep 0.02; done; cat {r}/{me}2",
+            r = s(&root)
+        )
+    };
+    let spawn = |me: &str, other: &str| {
+        let m = root.join(format!("{me}.json"));
+        let child = jail()
+            .args([
+                "trace",
+                "--no-image",
+                "--keep-going",
+                "--backend",
+                "ebpf",
+                "--manifest",
+            ])
+            .arg(&m)
+            .args(["--", "sh", "-c", &script(me, other)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, m)
+    };
+    let (a, am) = spawn("a", "b");
+    let (b, bm) = spawn("b", "a");
+    for (c, m, mine, theirs) in [(a, am, "a", "b"), (b, bm, "b", "a")] {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let log = Manifest::read(&m).unwrap().trace.unwrap();
+        for n in ["1", "2"] {
+            let f = ImagePath(root.join(format!("{mine}{n}")));
+            assert!(
+                log.files.contains_key(&f),
+                "{mine}: {} missing",
+                f.0.display()
+            );
+            let f = ImagePath(root.join(format!("{theirs}{n}")));
+            assert!(!log.files.contains_key(&f), "{mine} saw {}", f.0.display());
+        }
+    }
+}
+
+/// Every shipped config gives the same file set under both backends (the
+/// logs differ only in the random names of temp files the runs make and
+/// remove, which no file set keeps).
+#[test]
+fn configs_give_the_same_file_sets() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("jail-configs");
+    let mut names: Vec<PathBuf> = fs::read_dir(&configs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut diffs = Vec::new();
+    for c in &names {
+        let mut sets = Vec::new();
+        for backend in ["ptrace", "ebpf"] {
+            let m = dir.path().join(format!("{backend}.json"));
+            let out = run(jail()
+                .current_dir(dir.path())
+                .args([
+                    "trace",
+                    "--no-image",
+                    "--keep-going",
+                    "--backend",
+                    backend,
+                    "-c",
+                ])
+                .arg(c)
+                .arg("--manifest")
+                .arg(&m));
+            assert!(
+                m.exists(),
+                "{}: {backend}: {}",
+                c.display(),
+                text(&out.stderr)
+            );
+            let set: BTreeSet<PathBuf> = Manifest::read(&m)
+                .unwrap()
+                .fileset
+                .unwrap()
+                .entries
+                .into_keys()
+                .map(|k| k.0)
+                .collect();
+            sets.push(set);
+        }
+        if sets[0] != sets[1] {
+            diffs.push(format!(
+                "{}: only ptrace {:?}, only ebpf {:?}",
+                c.display(),
+                sets[0].difference(&sets[1]).collect::<Vec<_>>(),
+                sets[1].difference(&sets[0]).collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
