@@ -38,6 +38,9 @@ done
 # Headers and libraries for the C fixtures.
 [ -e /usr/include/liburing.h ] || missing+=(liburing-dev)
 [ -e /usr/bin/python3 ] || missing+=(python3)
+# The SBOM validators (tests/verifiable.rs) go into a venv under target/:
+# Debian 12's pip refuses system-wide installs (PEP 668).
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 # Files the configs need beyond their commands: /usr/bin/git itself (a
 # /usr/local/bin/git does not count), C headers for the gcc config and the
 # fixtures (libc6-dev is only a Recommends of gcc), zoneinfo, Perl modules.
@@ -55,6 +58,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# pyspdxtools (SPDX 2.3) and cyclonedx-python-lib (the CycloneDX 1.6 JSON
+# schema) for tests/verifiable.rs, once, from PyPI.
+sbom_venv=target/test-data/sbom-venv
+if [ ! -x "$sbom_venv/bin/pyspdxtools" ] || ! "$sbom_venv/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+  mkdir -p target/test-data
+  /usr/bin/python3 -m venv "$sbom_venv"
+  "$sbom_venv/bin/pip" install -q spdx-tools 'cyclonedx-python-lib[json-validation]'
 fi
 
 cargo build --release --bins

@@ -14,6 +14,7 @@
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod attest;
 pub mod config;
 pub mod digest;
 pub mod elf;

@@ -46,6 +46,8 @@ pub struct Args {
     image: ImageOpts,
     #[command(flatten)]
     registry: RegistryOpts,
+    #[command(flatten)]
+    evidence: super::evidence::EvidenceOpts,
     /// Add files matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
@@ -101,6 +103,7 @@ pub fn run(args: Args) -> CmdResult {
         None => None,
     };
     let runs = runs(&args, config.as_ref())?;
+    args.evidence.sbom_format()?;
     // Bad image flags fail before anything runs.
     let write_opts = if args.no_image {
         None
@@ -199,6 +202,15 @@ pub fn run(args: Args) -> CmdResult {
         checks,
         image,
         push,
+        evidence: Some(super::evidence::EvidenceRequest {
+            opts: args.evidence.clone(),
+            build: args.evidence.build(
+                jail::attest::BuildKind::Trace,
+                &runs.iter().map(|r| r.argv.clone()).collect::<Vec<_>>(),
+                args.config.as_deref(),
+            ),
+            base_image: None,
+        }),
     })?;
 
     if args.json {
