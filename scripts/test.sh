@@ -15,6 +15,8 @@ need=(
   podman:podman
   runc:runc
   debootstrap:debootstrap
+  # A second machine with this one's package versions (tests/verifiable.rs).
+  dpkg-repack:dpkg-repack
   sqlite3:sqlite3
   openssl:openssl
   xz:xz-utils

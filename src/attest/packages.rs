@@ -21,7 +21,7 @@ use crate::digest::Digest;
 use crate::fileset::{Entry, FileSet, Reason};
 use crate::paths::ImagePath;
 use crate::report::dpkg::{parse_stanza, PackageDb, Stanza};
-use crate::resolve::{FileType, Root};
+use crate::resolve::{FileType, Follow, Root};
 
 /// A root's package database.
 pub enum PackageSource {
@@ -93,8 +93,17 @@ impl PackageSource {
         let mut kept: BTreeMap<String, u64> = BTreeMap::new();
         let mut refs: BTreeMap<String, (PackageRef, &Stanza)> = BTreeMap::new();
         for (path, e) in &fs.entries {
+            // os-release kept as evidence is a package's file like any
+            // other; the package database is not.
             if !matches!(e.file_type, FileType::File | FileType::Symlink)
-                || super::is_evidence_only(e)
+                || e.reasons.contains(&Reason::PackageDatabase)
+            {
+                continue;
+            }
+            // A symlink to a directory (usr-merge's /lib → usr/lib) is a
+            // directory to every package that lists it: nobody's file.
+            if e.file_type == FileType::Symlink
+                && root.resolve(path.as_path(), Follow::Yes).outcome == Ok(FileType::Dir)
             {
                 continue;
             }

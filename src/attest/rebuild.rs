@@ -62,7 +62,10 @@ pub fn rebuild(
     let mut fs = FileSet::new(root.dir());
     for (path, rec) in &evidence.files {
         let want = &rec.entry;
-        if is_evidence_only(want) {
+        // The package database is regenerated below, and so is the
+        // manifest; other evidence (os-release) must be the root's.
+        let regenerated = is_evidence_only(want);
+        if regenerated && want.reasons.contains(&Reason::PackageDatabase) {
             continue;
         }
         let mut reasons = want.reasons.clone();
@@ -90,6 +93,9 @@ pub fn rebuild(
         };
         for why in compare(want, &now, "in the root") {
             diffs.push(diff(path, &why));
+        }
+        if regenerated {
+            continue;
         }
         let mut e = want.clone();
         e.reasons = reasons;
