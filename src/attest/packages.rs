@@ -26,7 +26,7 @@ use crate::resolve::{FileType, Follow, Root};
 /// A root's package database.
 pub enum PackageSource {
     /// A full dpkg database.
-    Dpkg(PackageDb),
+    Dpkg(Box<PackageDb>),
     /// A jail image's: `status.d` stanzas and its embedded manifest.
     Carried {
         evidence: Box<Evidence>,
@@ -51,7 +51,7 @@ impl PackageSource {
     /// The package database of `root`, if it has one.
     pub fn open(root: &Root) -> Result<Option<PackageSource>, AttestError> {
         if PackageDb::present(root) {
-            return Ok(Some(PackageSource::Dpkg(PackageDb::load(root)?)));
+            return Ok(Some(PackageSource::Dpkg(Box::new(PackageDb::load(root)?))));
         }
         let dir = root.host_path(Path::new(STATUS_D));
         if !dir.is_dir() {

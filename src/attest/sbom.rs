@@ -377,9 +377,9 @@ fn cyclonedx(e: &Evidence, name: &str, digest: &Digest) -> Value {
             ],
         });
         if let Some(a) = &p.architecture {
-            c["properties"]
-                .as_array_mut()
-                .map(|v| v.push(json!({"name": "jail:architecture", "value": a})));
+            if let Some(v) = c["properties"].as_array_mut() {
+                v.push(json!({"name": "jail:architecture", "value": a}));
+            }
         }
         if !p.licenses.is_empty() {
             c["licenses"] = Value::Array(
