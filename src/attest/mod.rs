@@ -48,7 +48,7 @@ pub enum AttestError {
     },
     #[error("{} is not a jail manifest ({msg}): was the image built by jail 0.2 or later?", path.display())]
     Parse { path: PathBuf, msg: String },
-    #[error("{image} has no embedded manifest at {MANIFEST_PATH}: only images written by `jail trace`, `jail slim` or `jail pack` carry one")]
+    #[error("{image} has no embedded manifest at {MANIFEST_PATH}: only images written by `jail trace` or `jail slim` carry one (`jail pack` packs a tree as it is)")]
     NoManifest { image: String },
     #[error(transparent)]
     Dpkg(#[from] crate::report::dpkg::DpkgError),
