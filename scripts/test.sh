@@ -15,6 +15,8 @@ need=(
   podman:podman
   runc:runc
   debootstrap:debootstrap
+  # A second machine with this one's package versions (tests/verifiable.rs).
+  dpkg-repack:dpkg-repack
   sqlite3:sqlite3
   openssl:openssl
   xz:xz-utils
@@ -53,6 +55,9 @@ done
 [ -e /usr/include/liburing.h ] || missing+=(liburing-dev)
 [ -e /usr/bin/python3 ] || missing+=(python3)
 [ -e /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+# The SBOM validators (tests/verifiable.rs) go into a venv under target/:
+# Debian 12's pip refuses system-wide installs (PEP 668).
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 # Files the configs need beyond their commands: /usr/bin/git itself (a
 # /usr/local/bin/git does not count), C headers for the gcc config and the
 # fixtures (libc6-dev is only a Recommends of gcc), zoneinfo, Perl modules.
@@ -60,9 +65,8 @@ done
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 [ -e /usr/share/zoneinfo/US/Eastern ] || missing+=(tzdata)
 [ -e /usr/share/perl/5.36/JSON/PP.pm ] || missing+=(perl-modules-5.36)
-# tests/fidelity.rs: postgres' initdb, and python's venv module.
+# tests/fidelity.rs: postgres' initdb.
 [ -e /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
-/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -85,6 +89,14 @@ if ! cmp -s "$bpf_check" bpf/trace.bpf.o; then
   exit 1
 fi
 rm -f "$bpf_check"
+# pyspdxtools (SPDX 2.3) and cyclonedx-python-lib (the CycloneDX 1.6 JSON
+# schema) for tests/verifiable.rs, once, from PyPI.
+sbom_venv=target/test-data/sbom-venv
+if [ ! -x "$sbom_venv/bin/pyspdxtools" ] || ! "$sbom_venv/bin/python" -c 'import cyclonedx.validation.json' 2>/dev/null; then
+  mkdir -p target/test-data
+  /usr/bin/python3 -m venv "$sbom_venv"
+  "$sbom_venv/bin/pip" install -q spdx-tools 'cyclonedx-python-lib[json-validation]'
+fi
 
 cargo build --release --bins
 cargo test --release "$@"

@@ -24,6 +24,7 @@ compile_error!(
 );
 
 pub mod atomic;
+pub mod attest;
 pub mod config;
 pub mod digest;
 pub mod elf;

@@ -40,6 +40,8 @@ pub struct Emit<'a> {
     pub env: Option<EnvDecision>,
     /// A service check run in the finished jail (`slim --verify --probe`).
     pub service: Option<&'a dyn Fn(&Path) -> Result<(), String>>,
+    /// The embedded manifest, package database and documents (issue 15).
+    pub evidence: Option<super::evidence::EvidenceRequest>,
 }
 
 /// What was produced.
@@ -67,7 +69,9 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
     for f in &built.findings {
         warn(f);
     }
-    let fileset = built.fileset;
+    let mut fileset = built.fileset;
+    let evidence =
+        super::evidence::add(e.evidence.as_ref(), &mut fileset, e.root, e.image.as_ref())?;
     eprintln!(
         "jail: file set: {} paths, {} bytes of files ({fileset_ms} ms)",
         fileset.entries.len(),
@@ -145,6 +149,9 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         let mut s = image::write(&fileset, spec, wopts, output)
             .map_err(|err| image_failure(err, output))?;
         report(&s);
+        if let (Some(req), Some(ev)) = (&e.evidence, &evidence) {
+            super::evidence::documents(&req.opts, ev, &s, &fileset)?;
+        }
         if let Some((target, ropts)) = &e.push {
             if failed == 0 {
                 push_image(&mut s, target, ropts)?;

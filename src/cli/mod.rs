@@ -12,14 +12,17 @@ use clap::{Parser, Subcommand};
 
 mod diff;
 mod emit;
+mod evidence;
 mod image_opts;
 mod ldd;
 mod pack;
 mod registry_opts;
 mod report;
 mod run;
+mod sbom;
 mod slim;
 mod trace;
+mod verify;
 
 /// Build the smallest container image that still runs a program, by watching
 /// it run.
@@ -46,6 +49,11 @@ enum Command {
     Report(report::Args),
     /// File-level difference of two images, trees or manifests.
     Diff(diff::Args),
+    /// Rebuild an image from its embedded manifest and compare bit for bit,
+    /// or check its files against their packages.
+    Verify(verify::Args),
+    /// Write the SBOM (SPDX 2.3 or CycloneDX 1.6 JSON) of an image.
+    Sbom(sbom::Args),
     /// Probe a service for `jail slim --probe` (internal).
     #[command(hide = true)]
     ProbeRunner(slim::ProbeArgs),
@@ -115,6 +123,8 @@ pub fn main() -> i32 {
         Command::Slim(a) => slim::run(a),
         Command::Report(a) => report::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Sbom(a) => sbom::run(a),
         Command::ProbeRunner(a) => slim::probe_runner(a),
     };
     match result {

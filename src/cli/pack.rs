@@ -22,6 +22,8 @@ pub struct Args {
     image: ImageOpts,
     #[command(flatten)]
     registry: RegistryOpts,
+    #[command(flatten)]
+    evidence: super::evidence::EvidenceOpts,
     /// Print a JSON summary on stdout (docs/formats.md).
     #[arg(long)]
     json: bool,
@@ -32,6 +34,7 @@ pub fn run(a: Args) -> CmdResult {
     // check, with the same clean exit.
     jail::sys::interrupt::install();
     let opts = a.image.write_options()?;
+    a.evidence.sbom_format()?;
     let push = push_target(a.image.push.as_deref())?;
     let registry = a.registry.options()?;
     let root = Root::new(&a.dir).map_err(|e| {
@@ -77,6 +80,13 @@ pub fn run(a: Args) -> CmdResult {
     let mut summary =
         image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
     report(&summary);
+    if a.evidence.sbom.is_some() || a.evidence.provenance.is_some() {
+        // `jail pack` packs the tree as it is (an unpacked image packs back
+        // to the same image): its evidence is the tree's embedded manifest,
+        // or one made for the documents only, not added to the image.
+        let ev = super::evidence::for_tree(&a.evidence, &fs, &root, &spec, &opts)?;
+        super::evidence::documents(&a.evidence, &ev, &summary, &fs)?;
+    }
     if let Some(target) = &push {
         push_image(&mut summary, target, &registry)?;
     }

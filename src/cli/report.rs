@@ -100,7 +100,21 @@ pub fn run(a: Args) -> CmdResult {
     };
     let db = match &db_root {
         Some((r, label)) => Some(load_db(r, label, a.dpkg_root.is_some())?),
-        None => None,
+        // A jail image says itself which package each file came from.
+        None => jail::attest::Evidence::read_from_root(&subject.fileset.root)
+            .ok()
+            .flatten()
+            .map(|ev| {
+                PackageDb::from_claims(
+                    &subject.fileset.root,
+                    format!("{} (its embedded manifest)", subject.root_label()),
+                    ev.files.iter().filter_map(|(p, r)| {
+                        r.package
+                            .as_ref()
+                            .map(|k| (p.as_path().to_path_buf(), k.name.clone(), k.version.clone()))
+                    }),
+                )
+            }),
     };
     let mut review = report::review(&subject, db.as_ref());
     if let Some(o) = &original {

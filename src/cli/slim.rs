@@ -83,6 +83,8 @@ pub struct Args {
     image_opts: ImageOpts,
     #[command(flatten)]
     pull: PullOpts,
+    #[command(flatten)]
+    evidence: super::evidence::EvidenceOpts,
     /// The command to run [default: the image's Entrypoint + Cmd].
     #[arg(last = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -91,6 +93,7 @@ pub struct Args {
 use super::trace::NetworkArg;
 
 pub fn run(args: Args) -> CmdResult {
+    args.evidence.sbom_format()?;
     let config = match &args.config {
         Some(p) => Some(Config::load(p).map_err(Failure::usage)?),
         None => None,
@@ -276,6 +279,20 @@ pub fn run(args: Args) -> CmdResult {
         service: service_check
             .as_ref()
             .map(|f| f as &dyn Fn(&Path) -> Result<(), String>),
+        evidence: Some(super::evidence::EvidenceRequest {
+            opts: args.evidence.clone(),
+            build: args.evidence.build(
+                jail::attest::BuildKind::Slim,
+                std::slice::from_ref(&argv),
+                args.config.as_deref(),
+            ),
+            base_image: Some(
+                image
+                    .manifest_digest
+                    .unwrap_or(image.config_digest)
+                    .to_string(),
+            ),
+        }),
     })?;
 
     let after = done

@@ -47,6 +47,8 @@ pub struct Args {
     image: ImageOpts,
     #[command(flatten)]
     registry: RegistryOpts,
+    #[command(flatten)]
+    evidence: super::evidence::EvidenceOpts,
     /// Add files matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
@@ -131,6 +133,7 @@ pub fn run(args: Args) -> CmdResult {
         None => None,
     };
     let runs = runs(&args, config.as_ref())?;
+    args.evidence.sbom_format()?;
     // Every flag and destination is checked before anything runs: a bad
     // one must not cost a whole trace.
     let write_opts = if args.no_image {
@@ -296,6 +299,15 @@ pub fn run(args: Args) -> CmdResult {
         keep_going: args.keep_going,
         env: Some(env),
         service: None,
+        evidence: Some(super::evidence::EvidenceRequest {
+            opts: args.evidence.clone(),
+            build: args.evidence.build(
+                jail::attest::BuildKind::Trace,
+                &runs.iter().map(|r| r.argv.clone()).collect::<Vec<_>>(),
+                args.config.as_deref(),
+            ),
+            base_image: None,
+        }),
     })?;
 
     if args.json {

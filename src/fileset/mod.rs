@@ -62,6 +62,12 @@ pub enum Reason {
     /// the `.py` source of an imported `__pycache__/*.pyc` (Python stats it
     /// to validate the cache). Needed when the tracer cannot see stats.
     Companion,
+    /// Evidence jail adds about the image itself: the embedded manifest
+    /// (`/var/lib/jail/manifest.json`) and `/etc/os-release` (docs/verify.md).
+    Evidence,
+    /// A package database entry jail writes for the packages with kept
+    /// files (`/var/lib/dpkg/status.d/NAME`, `NAME.md5sums`).
+    PackageDatabase,
 }
 
 /// One path of the file set.

@@ -47,6 +47,9 @@ pub struct PackageDb {
     pub label: String,
     owners: HashMap<PathBuf, Vec<String>>,
     versions: HashMap<String, String>,
+    stanzas: HashMap<String, Stanza>,
+    /// The database directory on the host (`…/var/lib/dpkg`).
+    dir: PathBuf,
     packages: usize,
     pub diversions: Vec<Diversion>,
 }
@@ -92,6 +95,7 @@ impl PackageDb {
 
         let mut db = PackageDb {
             root: root.dir().to_path_buf(),
+            dir: dir.clone(),
             label: root.dir().display().to_string(),
             packages: lists.len(),
             ..PackageDb::default()
@@ -120,9 +124,34 @@ impl PackageDb {
 
         let status = dir.join("status");
         let text = fs::read(&status).map_err(io_err(&status))?;
-        db.versions = parse_status(&text);
+        db.stanzas = parse_stanzas(&text);
+        db.versions = db
+            .stanzas
+            .iter()
+            .map(|(k, s)| (k.clone(), s.version.clone()))
+            .collect();
         db.diversions = diversions;
         Ok(db)
+    }
+
+    /// A database of per-path claims: `(physical path, package, version)`,
+    /// as an image's embedded manifest records them (docs/verify.md).
+    pub fn from_claims(
+        root: &Path,
+        label: String,
+        claims: impl IntoIterator<Item = (PathBuf, String, String)>,
+    ) -> PackageDb {
+        let mut db = PackageDb {
+            root: root.to_path_buf(),
+            label,
+            ..PackageDb::default()
+        };
+        for (path, name, version) in claims {
+            db.owners.entry(path).or_default().push(name.clone());
+            db.versions.insert(name, version);
+        }
+        db.packages = db.versions.len();
+        db
     }
 
     /// The packages that installed the file at the physical in-root `path`
@@ -135,6 +164,70 @@ impl PackageDb {
     /// (`coreutils`, `libc6:amd64`).
     pub fn version(&self, package: &str) -> Option<&str> {
         self.versions.get(package).map(String::as_str)
+    }
+
+    /// The status stanza of a package, named as in its `.list` file.
+    pub fn stanza(&self, package: &str) -> Option<&Stanza> {
+        self.stanzas.get(package)
+    }
+
+    /// The package's own checksums (`info/NAME.md5sums`): each listed path
+    /// in its physical form (as [`PackageDb::owners`] keys it) with the md5
+    /// as lowercase hex. Empty when the package has none (conffiles only,
+    /// or a metapackage).
+    pub fn md5sums(&self, package: &str) -> Result<Vec<(PathBuf, String)>, DpkgError> {
+        let path = self.dir.join("info").join(format!("{package}.md5sums"));
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(DpkgError::Io { path, source }),
+        };
+        let root = match Root::new(&self.root) {
+            Ok(r) => r,
+            Err(source) => {
+                return Err(DpkgError::Io {
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
+        let mut parents = HashMap::new();
+        let mut out = Vec::new();
+        for line in bytes.split(|&b| b == b'\n') {
+            // `<32 hex>  <path relative to />`
+            if line.len() < 35 || &line[32..34] != b"  " {
+                continue;
+            }
+            let Ok(md5) = std::str::from_utf8(&line[..32]) else {
+                continue;
+            };
+            let listed = Path::new("/").join(OsStr::from_bytes(&line[34..]));
+            out.push((
+                physical(&root, &mut parents, &listed),
+                md5.to_ascii_lowercase(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every package named as in its `.list` file, sorted.
+    pub fn package_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.owners.values().flatten().map(String::as_str).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Every physical path a package installed (from its `.list`).
+    pub fn paths_of(&self, package: &str) -> Vec<&Path> {
+        let mut v: Vec<&Path> = self
+            .owners
+            .iter()
+            .filter(|(_, o)| o.iter().any(|p| p == package))
+            .map(|(p, _)| p.as_path())
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Number of packages with a file list.
@@ -177,30 +270,79 @@ fn parse_diversions(bytes: &[u8]) -> Vec<Diversion> {
         .collect()
 }
 
-/// Versions from `status`, keyed both `name:arch` and `name` (the `.list`
-/// files of `Multi-Arch: same` packages carry the architecture).
-fn parse_status(bytes: &[u8]) -> HashMap<String, String> {
+/// One package's stanza of `status`: the fields jail uses, and the text
+/// as dpkg wrote it (what `status.d/NAME` gets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stanza {
+    pub name: String,
+    pub version: String,
+    pub architecture: Option<String>,
+    /// The source package (`Source:` without its version), or the name.
+    pub source: String,
+    /// The source version when `Source: name (version)` gives one.
+    pub source_version: Option<String>,
+    /// The stanza's lines, without the blank line that ends it.
+    pub text: String,
+}
+
+/// Stanzas from `status` (only installed ones: `Status: … installed`, or
+/// no Status field as in `status.d`), keyed both `name:arch` and `name`
+/// (the `.list` files of `Multi-Arch: same` packages carry the
+/// architecture).
+pub fn parse_stanzas(bytes: &[u8]) -> HashMap<String, Stanza> {
     let text = String::from_utf8_lossy(bytes);
     let mut out = HashMap::new();
-    for stanza in text.split("\n\n") {
-        let (mut name, mut arch, mut version) = (None, None, None);
-        for line in stanza.lines() {
-            if let Some(v) = line.strip_prefix("Package: ") {
-                name = Some(v.trim());
-            } else if let Some(v) = line.strip_prefix("Architecture: ") {
-                arch = Some(v.trim());
-            } else if let Some(v) = line.strip_prefix("Version: ") {
-                version = Some(v.trim());
-            }
+    for raw in text.split("\n\n") {
+        let Some(s) = parse_stanza(raw) else {
+            continue;
+        };
+        if let Some(a) = &s.architecture {
+            out.insert(format!("{}:{a}", s.name), s.clone());
         }
-        if let (Some(n), Some(v)) = (name, version) {
-            if let Some(a) = arch {
-                out.insert(format!("{n}:{a}"), v.to_string());
-            }
-            out.entry(n.to_string()).or_insert_with(|| v.to_string());
-        }
+        out.entry(s.name.clone()).or_insert(s);
     }
     out
+}
+
+/// One stanza, when it names an installed package with a version.
+pub fn parse_stanza(raw: &str) -> Option<Stanza> {
+    let raw = raw.trim_matches('\n');
+    let (mut name, mut arch, mut version, mut source, mut status) = (None, None, None, None, None);
+    for line in raw.lines() {
+        if let Some(v) = line.strip_prefix("Package: ") {
+            name = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("Architecture: ") {
+            arch = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("Version: ") {
+            version = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("Source: ") {
+            source = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("Status: ") {
+            status = Some(v.trim());
+        }
+    }
+    if status.is_some_and(|s| !s.ends_with(" installed")) {
+        return None;
+    }
+    let (name, version) = (name?, version?);
+    let (src, src_version) = match source {
+        Some(s) => match s.split_once(' ') {
+            Some((n, v)) => (
+                n.to_string(),
+                Some(v.trim_matches(|c| c == '(' || c == ')').to_string()),
+            ),
+            None => (s.to_string(), None),
+        },
+        None => (name.to_string(), None),
+    };
+    Some(Stanza {
+        name: name.to_string(),
+        version: version.to_string(),
+        architecture: arch.map(str::to_string),
+        source: src,
+        source_version: src_version,
+        text: raw.to_string(),
+    })
 }
 
 /// The packages owning any of `paths` (for counts and summaries).

@@ -123,6 +123,13 @@ pub enum Kind {
     Skipped,
     CredentialExcluded,
     AccountsDropped,
+    /// A private key in the image (found by content, whatever its name).
+    PrivateKey,
+    /// A dotfile under a home directory: likely the build machine's
+    /// (a `.gitconfig` traced from the host).
+    HomeDotfile,
+    /// The image config runs the command as root.
+    RunsAsRoot,
 }
 
 impl Kind {
@@ -130,7 +137,8 @@ impl Kind {
         use Kind::*;
         match self {
             Setuid | Setgid | Capability | WorldWritable | WorldWritableDir | InsecureRpath
-            | ExecStack | SecretExcluded | CredentialExcluded => Severity::High,
+            | ExecStack | SecretExcluded | CredentialExcluded | PrivateKey => Severity::High,
+            HomeDotfile | RunsAsRoot => Severity::Medium,
             Shell | Interpreter | PackageManager | NetworkTool | Compiler | NoPie | NoRelro
             | MissingLibrary => Severity::Medium,
             PartialRelro | NoStackProtector | NoFortify | Skipped | AccountsDropped => {
@@ -165,6 +173,9 @@ impl Kind {
             CredentialExcluded => "credential-excluded",
             AccountsDropped => "accounts-dropped",
             Skipped => "skipped",
+            PrivateKey => "private-key",
+            HomeDotfile => "home-dotfile",
+            RunsAsRoot => "runs-as-root",
         }
     }
 
@@ -330,7 +341,47 @@ pub struct Report {
     pub files: Vec<FileReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub against: Option<Comparison>,
+    /// The image config (an image subject).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigInfo>,
     pub notes: Vec<String>,
+}
+
+/// A non-directory path under `/root` or `/home/USER` with a component
+/// starting with `.` (`.gitconfig`, `.ssh/id_ed25519`).
+fn home_dotfile(path: &Path) -> bool {
+    let rest = if let Ok(r) = path.strip_prefix("/root") {
+        r
+    } else if let Ok(r) = path.strip_prefix("/home") {
+        let mut c = r.components();
+        if c.next().is_none() {
+            return false;
+        }
+        c.as_path()
+    } else {
+        return false;
+    };
+    rest.components()
+        .any(|c| c.as_os_str().as_encoded_bytes().first() == Some(&b'.'))
+}
+
+/// The image config a report shows (an image subject only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConfigInfo {
+    pub user: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub exposed_ports: Vec<String>,
+}
+
+impl ConfigInfo {
+    /// Whether the command runs as root: no User, or user 0 / root.
+    pub fn runs_as_root(&self) -> bool {
+        let user = self.user.as_deref().unwrap_or("");
+        let name = user.split(':').next().unwrap_or("");
+        name.is_empty() || name == "root" || name == "0"
+    }
 }
 
 /// Review `subject`, attributing files with `packages` when given.
@@ -381,6 +432,18 @@ pub fn review(subject: &Loaded, packages: Option<&PackageDb>) -> Report {
     }
     if let Some(m) = &subject.manifest {
         findings.extend(m.findings.iter().map(build_finding));
+    }
+    if let Some(c) = subject.config.as_ref().filter(|c| c.runs_as_root()) {
+        findings.push(Finding::new(
+            Kind::RunsAsRoot,
+            Path::new("/"),
+            format!(
+                "User is {}: the command runs as root; set a user (--user)",
+                c.user
+                    .as_deref()
+                    .map_or("unset".to_string(), |u| format!("{u:?}"))
+            ),
+        ));
     }
     findings.sort_by(|a, b| {
         (a.severity, a.kind, &a.path, &a.detail).cmp(&(b.severity, b.kind, &b.path, &b.detail))
@@ -451,6 +514,7 @@ pub fn review(subject: &Loaded, packages: Option<&PackageDb>) -> Report {
         packages: package_uses,
         files,
         against: None,
+        config: subject.config.clone(),
         notes,
     }
 }
@@ -526,6 +590,28 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// The report of one path, its findings, and whether its content was
     /// expected but missing.
+    /// A PEM private key block near the start of the file (as the
+    /// file-set build's secrets rule sniffs).
+    fn holds_private_key(&self, path: &Path, e: &Entry) -> bool {
+        use std::io::Read;
+        let head: Vec<u8> = match &e.content {
+            Some(c) => c.as_bytes().iter().take(64 * 1024).copied().collect(),
+            None => {
+                let mut buf = Vec::new();
+                let host = self.subject.fileset.host_path(path);
+                let Ok(f) = std::fs::File::open(host) else {
+                    return false;
+                };
+                if f.take(64 * 1024).read_to_end(&mut buf).is_err() {
+                    return false;
+                }
+                buf
+            }
+        };
+        memchr::memmem::find(&head, b"PRIVATE KEY-----").is_some()
+            && memchr::memmem::find(&head, b"-----BEGIN").is_some()
+    }
+
     fn file(&self, path: &Path, e: &Entry) -> (FileReport, Vec<Finding>, bool) {
         let mut found = Vec::new();
         let is_file = e.file_type == FileType::File;
@@ -567,6 +653,20 @@ impl Ctx<'_> {
                 format!("mode {:04o}: anyone can change it", e.mode),
             )),
             _ => {}
+        }
+        if is_file && self.holds_private_key(path, e) {
+            found.push(Finding::new(
+                Kind::PrivateKey,
+                path,
+                "a PEM private key block: anyone with the image has the key",
+            ));
+        }
+        if e.file_type != FileType::Dir && home_dotfile(path) {
+            found.push(Finding::new(
+                Kind::HomeDotfile,
+                path,
+                "a dotfile in a home directory: probably the build machine's; leave it out with --exclude unless the program needs it",
+            ));
         }
         let program_dir = !NOT_PROGRAM_DIRS.iter().any(|d| path.starts_with(d));
         if is_file && e.mode & 0o111 != 0 && program_dir {
@@ -873,5 +973,33 @@ impl Report {
                 String::new()
             }
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_dotfiles() {
+        assert!(home_dotfile(Path::new("/root/.gitconfig")));
+        assert!(home_dotfile(Path::new("/home/ann/.ssh/id_ed25519")));
+        assert!(!home_dotfile(Path::new("/home/ann/notes.txt")));
+        assert!(!home_dotfile(Path::new("/home/.x")));
+        assert!(!home_dotfile(Path::new("/etc/.pwd.lock")));
+        assert!(!home_dotfile(Path::new("/rootfs/.x")));
+    }
+
+    #[test]
+    fn root_users() {
+        let c = |u: Option<&str>| ConfigInfo {
+            user: u.map(str::to_string),
+            ..ConfigInfo::default()
+        };
+        assert!(c(None).runs_as_root());
+        assert!(c(Some("0:0")).runs_as_root());
+        assert!(c(Some("root")).runs_as_root());
+        assert!(!c(Some("1000:1000")).runs_as_root());
+        assert!(!c(Some("app")).runs_as_root());
     }
 }

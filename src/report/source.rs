@@ -32,6 +32,8 @@ pub struct Loaded {
     pub manifest_path: Option<PathBuf>,
     /// What the reader of the report should know about how it was made.
     pub notes: Vec<String>,
+    /// The image config (an image subject).
+    pub config: Option<super::ConfigInfo>,
     /// Keeps an unpacked image's root alive.
     _unpacked: Option<Unpacked>,
 }
@@ -107,6 +109,18 @@ pub fn load(
             }
         }
     }
+    let config = unpacked.as_ref().map(|u| {
+        let c = u.config.config().clone().unwrap_or_default();
+        let mut ports = c.exposed_ports().clone().unwrap_or_default();
+        ports.sort();
+        super::ConfigInfo {
+            user: c.user().clone().filter(|u| !u.is_empty()),
+            entrypoint: c.entrypoint().clone(),
+            cmd: c.cmd().clone(),
+            env: c.env().clone().unwrap_or_default(),
+            exposed_ports: ports,
+        }
+    });
     let mut loaded = Loaded {
         name: name.to_string(),
         kind,
@@ -115,6 +129,7 @@ pub fn load(
         manifest: None,
         manifest_path: None,
         notes,
+        config,
         _unpacked: unpacked,
     };
     match (own_manifest, extra) {
@@ -133,6 +148,7 @@ pub fn load(
             loaded.manifest = Some(m);
             loaded.manifest_path = Some(path);
         }
+        (None, None) if adopt_embedded(&mut loaded) => {}
         (None, None) => {
             loaded.notes.push(format!(
                 "reasons unknown: {} is {} without a manifest; pass --manifest FILE (the one `jail trace` or `jail slim` wrote) to say why each file is there",
@@ -145,6 +161,46 @@ pub fn load(
         }
     }
     Ok(loaded)
+}
+
+/// Take each path's reasons from the image's embedded manifest
+/// (`/var/lib/jail/manifest.json`, docs/verify.md), when it has one.
+fn adopt_embedded(loaded: &mut Loaded) -> bool {
+    let ev = match crate::attest::Evidence::read_from_root(&loaded.fileset.root) {
+        Ok(Some(ev)) => ev,
+        Ok(None) => return false,
+        Err(e) => {
+            loaded
+                .notes
+                .push(format!("the embedded manifest is unreadable: {e}"));
+            return false;
+        }
+    };
+    let mut missing = 0;
+    for (p, e) in loaded.fileset.entries.iter_mut() {
+        if p.as_path() == Path::new(crate::attest::MANIFEST_PATH) {
+            e.reasons = [Reason::Evidence].into();
+            continue;
+        }
+        match ev.files.get(p) {
+            Some(r) => e.reasons = r.entry.reasons.clone(),
+            None => {
+                e.reasons.clear();
+                // Parent directories the layer adds are implied.
+                if !e.is_dir() {
+                    missing += 1;
+                }
+            }
+        }
+    }
+    loaded.reasons_known = true;
+    if missing > 0 {
+        loaded.notes.push(format!(
+            "{missing} files are not in the embedded manifest {}: their reasons are unknown",
+            crate::attest::MANIFEST_PATH
+        ));
+    }
+    true
 }
 
 /// Take each path's reasons from the manifest's file set; a path the

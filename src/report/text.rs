@@ -39,6 +39,25 @@ pub fn write_text(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         },
         bytes(s.bytes)
     )?;
+    if let Some(c) = &r.config {
+        let argv = |v: &Option<Vec<String>>| {
+            v.as_ref()
+                .map_or("(none)".to_string(), |v| format!("{v:?}"))
+        };
+        writeln!(
+            out,
+            "  config: User {}; Entrypoint {}; Cmd {}",
+            c.user.as_deref().unwrap_or("(unset: root)"),
+            argv(&c.entrypoint),
+            argv(&c.cmd)
+        )?;
+        if !c.env.is_empty() {
+            writeln!(out, "  env: {}", c.env.join(" "))?;
+        }
+        if !c.exposed_ports.is_empty() {
+            writeln!(out, "  exposed ports: {}", c.exposed_ports.join(" "))?;
+        }
+    }
     match r.package_line() {
         Some(line) => writeln!(out, "  packages: {line}")?,
         None => writeln!(
