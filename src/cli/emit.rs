@@ -39,10 +39,14 @@ pub struct Emit<'a> {
     /// What became of the traced environment, for the manifest.
     pub env: Option<EnvDecision>,
     /// A service check run in the finished jail (`slim --verify --probe`).
-    pub service: Option<&'a dyn Fn(&Path) -> Result<(), String>>,
+    pub service: Option<&'a ServiceCheck>,
     /// The embedded manifest, package database and documents (issue 15).
     pub evidence: Option<super::evidence::EvidenceRequest>,
 }
+
+/// Starts the finished jail as a service and probes it: `Err` says why it
+/// failed.
+pub type ServiceCheck = dyn Fn(&Path) -> Result<(), String>;
 
 /// What was produced.
 pub struct Emitted {

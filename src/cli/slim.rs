@@ -235,7 +235,7 @@ pub fn run(args: Args) -> CmdResult {
     let mut service = None;
     if args.verify {
         if probed.is_some() {
-            service = Some(ServiceCheck {
+            service = Some(ProbedService {
                 run: expectation,
                 probes: args.probe.clone(),
                 timeout: Duration::from_secs(args.probe_timeout),
@@ -278,7 +278,7 @@ pub fn run(args: Args) -> CmdResult {
         env: None,
         service: service_check
             .as_ref()
-            .map(|f| f as &dyn Fn(&Path) -> Result<(), String>),
+            .map(|f| f as &super::emit::ServiceCheck),
         evidence: Some(super::evidence::EvidenceRequest {
             opts: args.evidence.clone(),
             build: args.evidence.build(
@@ -416,14 +416,14 @@ fn slim_spec(
 
 /// `slim --verify --probe`: start the slim jail as the image runs it, probe
 /// it as the traced service was probed, stop it.
-struct ServiceCheck {
+struct ProbedService {
     run: jail::verify::Expectation,
     probes: Vec<String>,
     timeout: Duration,
     stop: Signal,
 }
 
-impl ServiceCheck {
+impl ProbedService {
     fn check(&self, tree: &Path) -> Result<(), String> {
         let spec = self
             .run

@@ -470,7 +470,11 @@ pub(super) fn ids_of_status(status: &str) -> (Vec<u32>, Vec<u32>) {
         status
             .lines()
             .find_map(|l| l.strip_prefix(key))
-            .map(|rest| rest.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut gids = ids("Gid:");
