@@ -27,6 +27,7 @@ pub mod atomic;
 pub mod attest;
 pub mod config;
 pub mod digest;
+pub mod dpkg;
 pub mod elf;
 pub mod environment;
 pub mod error;

@@ -560,10 +560,11 @@ fn bad_usage_exits_2() {
     );
     let file = test_dir("run").join("a-file");
     std::fs::write(&file, "x").unwrap();
+    // A file that is not a tree is read as an image, and is not one.
     let o = run(jail().arg("run").arg(&file).args(["--", "true"]));
     code(&o, 2);
     assert!(
-        text(&o.stderr).contains("not a directory"),
+        text(&o.stderr).contains("is not an image"),
         "{}",
         text(&o.stderr)
     );

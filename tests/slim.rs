@@ -457,8 +457,12 @@ fn nginx_image(port: u16) -> PathBuf {
         let _ = fs::remove_file(root.join("etc/resolv.conf"));
         fs::write(&done, "").unwrap();
     }
+    // sites-enabled/default is an absolute symlink: writing through it
+    // would write the host's file. Replace the link itself.
+    let site = root.join("etc/nginx/sites-enabled/default");
+    let _ = fs::remove_file(&site);
     fs::write(
-        root.join("etc/nginx/sites-enabled/default"),
+        &site,
         format!("server {{ listen 127.0.0.1:{port}; root /var/www/html; index index.html; }}\n"),
     )
     .unwrap();

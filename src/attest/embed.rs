@@ -66,6 +66,8 @@ pub fn embed(
     for (path, entry) in attribution.database(fs)? {
         fs.entries.insert(path, entry);
     }
+    // `/var/lib/dpkg/status.d` and `/var/lib/jail` may be new to the root.
+    fs.add_missing_parents(&[Path::new(MANIFEST_PATH)]);
 
     let files: BTreeMap<ImagePath, FileRecord> = fs
         .entries

@@ -51,7 +51,7 @@ pub enum AttestError {
     #[error("{image} has no embedded manifest at {MANIFEST_PATH}: only images written by `jail trace` or `jail slim` carry one (`jail pack` packs a tree as it is)")]
     NoManifest { image: String },
     #[error(transparent)]
-    Dpkg(#[from] crate::report::dpkg::DpkgError),
+    Dpkg(#[from] crate::dpkg::DpkgError),
     #[error("cannot serialize {what}: {msg}")]
     Json { what: &'static str, msg: String },
     #[error("{0}")]

@@ -18,9 +18,9 @@ use md5::Digest as _;
 
 use super::{AttestError, Evidence, PackageRecord, PackageRef, STATUS_D};
 use crate::digest::Digest;
+use crate::dpkg::{parse_stanza, PackageDb, Stanza};
 use crate::fileset::{Entry, FileSet, Reason};
 use crate::paths::ImagePath;
-use crate::report::dpkg::{parse_stanza, PackageDb, Stanza};
 use crate::resolve::{FileType, Follow, Root};
 
 /// A root's package database.

@@ -12,10 +12,10 @@ use super::embed::{self, entry_from_root, EmbedOptions};
 use super::packages::md5_file;
 use super::{is_evidence_only, AttestError, Evidence, MANIFEST_PATH, STATUS_D};
 use crate::digest::Digest;
+use crate::dpkg::PackageDb;
 use crate::fileset::{Entry, FileSet, Reason};
 use crate::image;
 use crate::paths::ImagePath;
-use crate::report::dpkg::PackageDb;
 use crate::resolve::{FileType, Root};
 
 /// One path that differs, and why.

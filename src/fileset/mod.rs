@@ -149,6 +149,55 @@ impl FileSet {
         }
     }
 
+    /// Give every entry (and `extra`, a path about to be added) its parent
+    /// directories: as the root has them (mode, owner), else root-owned
+    /// 0755; mtime 0, as a traced file set's directories have. For entries
+    /// jail generates under directories the root may lack
+    /// (`/var/lib/dpkg/status.d`), so a tree can be made of the set.
+    pub fn add_missing_parents(&mut self, extra: &[&Path]) {
+        use std::os::unix::fs::MetadataExt;
+        let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
+        let paths = self
+            .entries
+            .keys()
+            .map(|p| p.as_path())
+            .chain(extra.iter().copied());
+        for p in paths {
+            for dir in p.ancestors().skip(1) {
+                if dir != Path::new("/") && !dir.as_os_str().is_empty() {
+                    wanted.insert(dir.to_path_buf());
+                }
+            }
+        }
+        for dir in wanted {
+            let key = ImagePath(dir.clone());
+            if self.entries.contains_key(&key) {
+                continue;
+            }
+            let host = self.host_path(&dir);
+            let (mode, uid, gid) = match std::fs::symlink_metadata(&host) {
+                Ok(m) if m.is_dir() => (m.mode() & 0o7777, m.uid(), m.gid()),
+                _ => (0o755, 0, 0),
+            };
+            self.entries.insert(
+                key,
+                Entry {
+                    file_type: FileType::Dir,
+                    mode,
+                    uid,
+                    gid,
+                    size: 0,
+                    sha256: None,
+                    target: None,
+                    mtime: 0,
+                    capability: None,
+                    content: None,
+                    reasons: BTreeSet::from([Reason::ParentDir]),
+                },
+            );
+        }
+    }
+
     pub fn get(&self, path: &Path) -> Option<&Entry> {
         self.entries.get(&ImagePath(path.to_path_buf()))
     }

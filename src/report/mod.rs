@@ -15,7 +15,7 @@
 //! ```
 
 pub mod caps;
-pub mod dpkg;
+pub use crate::dpkg;
 pub mod names;
 pub mod seccomp;
 mod source;
