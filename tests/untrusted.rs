@@ -507,3 +507,44 @@ fn closed_output_streams_are_not_a_panic() {
     assert_eq!(o.status.code(), Some(0), "{:?}", o.status);
     assert!(out.is_file(), "no image written");
 }
+
+/// Seen 4: `jail trace -- sh -c 'sleep 100000 & exit 0'` ends once the
+/// command has exited: what it left running is reported, traced for the
+/// grace period, then killed (docs/tracing.md).
+#[test]
+fn trace_ends_when_the_command_exits_and_kills_what_it_left() {
+    let base = fresh("untrusted", "left-running");
+    let marker = base.join("marker");
+    let script = format!("sleep 100000 & echo $! > {}; exit 0", marker.display());
+    let mut child = jail()
+        .args(["trace", "--no-image", "--", "sh", "-c", &script])
+        .current_dir(&base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let killer = std::thread::spawn(move || {
+        if rx.recv_timeout(GUARD).is_err() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+    let o = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    killer.join().unwrap();
+    assert_exit(&o, 0, "left 1 process(es) running");
+    assert!(text(&o.stderr).contains("killed what the command left running"));
+    let bg: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    // Gone, or dead and waiting for its new parent (init) to reap it.
+    let state = fs::read_to_string(format!("/proc/{bg}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(") ").next().and_then(|r| r.chars().next()));
+    assert!(
+        matches!(state, None | Some('Z') | Some('X')),
+        "the background sleep {bg} is still running (state {state:?})"
+    );
+}
