@@ -45,6 +45,8 @@ done
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 [ -e /usr/share/zoneinfo/US/Eastern ] || missing+=(tzdata)
 [ -e /usr/share/perl/5.36/JSON/PP.pm ] || missing+=(perl-modules-5.36)
+# scripts/fuzz.sh: libfuzzer-sys builds libFuzzer with a C++ compiler.
+[ -x /usr/bin/g++ ] || missing+=(g++)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -59,3 +61,9 @@ fi
 
 cargo build --release --bins
 cargo test --release "$@"
+# The fuzz targets, 30 s each, on the full run only (not when test.sh is
+# given a filter); JAIL_SKIP_FUZZ=1 skips them. Needs the nightly toolchain
+# (fuzz.sh says how to install it) and installs cargo-fuzz when missing.
+if [ $# -eq 0 ] && [ -z "${JAIL_SKIP_FUZZ:-}" ]; then
+  "$(dirname "$0")/fuzz.sh" 30
+fi

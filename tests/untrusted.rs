@@ -132,10 +132,12 @@ fn docker_dir(dir: &Path, layer: &str, diff_id: &Digest) {
 /// guard only keeps the suite from hanging with it).
 fn report(src: &Path, tmp: &Path, guard: Duration) -> Output {
     fs::create_dir_all(tmp).unwrap();
-    let mut child = jail()
-        .arg("report")
-        .arg(src)
-        .env("TMPDIR", tmp)
+    guarded(jail().arg("report").arg(src).env("TMPDIR", tmp), guard)
+}
+
+/// Run `cmd`, killing it with SIGKILL if it has not exited after `guard`.
+fn guarded(cmd: &mut Command, guard: Duration) -> Output {
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -516,26 +518,12 @@ fn trace_ends_when_the_command_exits_and_kills_what_it_left() {
     let base = fresh("untrusted", "left-running");
     let marker = base.join("marker");
     let script = format!("sleep 100000 & echo $! > {}; exit 0", marker.display());
-    let mut child = jail()
-        .args(["trace", "--no-image", "--", "sh", "-c", &script])
-        .current_dir(&base)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let killer = std::thread::spawn(move || {
-        if rx.recv_timeout(GUARD).is_err() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    });
-    let o = child.wait_with_output().unwrap();
-    let _ = tx.send(());
-    killer.join().unwrap();
+    let o = guarded(
+        jail()
+            .args(["trace", "--no-image", "--", "sh", "-c", &script])
+            .current_dir(&base),
+        GUARD,
+    );
     assert_exit(&o, 0, "left 1 process(es) running");
     assert!(text(&o.stderr).contains("killed what the command left running"));
     let bg: i32 = fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
