@@ -697,7 +697,7 @@ mod tests {
         let long = [b"d/".to_vec(), vec![b'n'; 256]].concat();
         assert!(clean(&long, PATH_MAX).is_err());
         assert!(clean(&long[..257], PATH_MAX).is_ok());
-        let deep = b"a/".repeat(2047);
+        let deep = b"a/".repeat(2048);
         assert!(clean(&deep[..4093], PATH_MAX).is_ok());
         assert!(clean(&deep, PATH_MAX).is_err());
         assert!(clean(&deep[..4093], 100).is_err());
