@@ -67,6 +67,8 @@ done
 [ -e /usr/share/perl/5.36/JSON/PP.pm ] || missing+=(perl-modules-5.36)
 # tests/fidelity.rs: postgres' initdb.
 [ -e /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+# scripts/fuzz.sh: libfuzzer-sys builds libFuzzer with a C++ compiler.
+[ -x /usr/bin/g++ ] || missing+=(g++)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -100,3 +102,9 @@ fi
 
 cargo build --release --bins
 cargo test --release "$@"
+# The fuzz targets, 30 s each, on the full run only (not when test.sh is
+# given a filter); JAIL_SKIP_FUZZ=1 skips them. Needs the nightly toolchain
+# (fuzz.sh says how to install it) and installs cargo-fuzz when missing.
+if [ $# -eq 0 ] && [ -z "${JAIL_SKIP_FUZZ:-}" ]; then
+  "$(dirname "$0")/fuzz.sh" 30
+fi

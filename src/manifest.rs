@@ -100,15 +100,19 @@ impl Manifest {
             path: path.to_path_buf(),
             source,
         })?;
-        let parsed = if Self::is_json(path) {
-            serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-        } else {
-            serde_yaml_ng::from_slice(&bytes).map_err(|e| e.to_string())
-        };
-        parsed.map_err(|msg| ManifestError::Parse {
+        Self::parse(&bytes, Self::is_json(path)).map_err(|msg| ManifestError::Parse {
             path: path.to_path_buf(),
             msg,
         })
+    }
+
+    /// Parse manifest bytes (JSON or YAML); the error is the parser's message.
+    pub fn parse(bytes: &[u8], json: bool) -> Result<Manifest, String> {
+        if json {
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        } else {
+            serde_yaml_ng::from_slice(bytes).map_err(|e| e.to_string())
+        }
     }
 }
 

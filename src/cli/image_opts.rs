@@ -133,6 +133,7 @@ impl ImageOpts {
             source_date_epoch: image::source_date_epoch().map_err(Failure::usage)?,
             threads: self.threads,
             progress: std::io::stderr().is_terminal(),
+            replace: false,
         })
     }
 }

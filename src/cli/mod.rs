@@ -6,9 +6,35 @@
 //! traced command killed by a forwarded signal, or SIGINT/SIGTERM to jail
 //! during its own work).
 
-use std::io;
+use std::io::{self, Write};
 
 use clap::{Parser, Subcommand};
+
+// `print!`, `println!`, `eprint!` and `eprintln!` for every module of the
+// CLI, shadowing std's, which panic when the stream is closed
+// (`jail slim … 2>&1 | head -1` exited 101 and wrote no image). These drop
+// what cannot be written and carry on: a reader that went away is not an
+// error (ripgrep's rule), and the image is still written.
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::cli::write_quietly(&mut ::std::io::stdout(), format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { print!("\n") };
+    ($($arg:tt)*) => { print!("{}\n", format_args!($($arg)*)) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::cli::write_quietly(&mut ::std::io::stderr(), format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { eprint!("\n") };
+    ($($arg:tt)*) => { eprint!("{}\n", format_args!($($arg)*)) };
+}
+
+/// Write to stdout or stderr, ignoring a failure (closed pipe, full disk):
+/// what the print macros of the CLI call.
+pub fn write_quietly(w: &mut dyn Write, args: std::fmt::Arguments<'_>) {
+    let _ = w.write_fmt(args);
+}
 
 mod diff;
 mod emit;

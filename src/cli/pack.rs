@@ -27,13 +27,20 @@ pub struct Args {
     /// Print a JSON summary on stdout (docs/formats.md).
     #[arg(long)]
     json: bool,
+    /// Replace a non-empty directory that is not an OCI layout at -o
+    /// (--format oci-dir).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(a: Args) -> CmdResult {
     // From the start: a Ctrl-C while the tree is read stops at the first
     // check, with the same clean exit.
     jail::sys::interrupt::install();
-    let opts = a.image.write_options()?;
+    let opts = image::WriteOptions {
+        replace: a.force,
+        ..a.image.write_options()?
+    };
     a.evidence.sbom_format()?;
     let push = push_target(a.image.push.as_deref())?;
     let registry = a.registry.options()?;

@@ -57,7 +57,8 @@ pub struct Args {
     /// Also write the slim jail as a tree in DIR.
     #[arg(long, value_name = "DIR")]
     tree: Option<PathBuf>,
-    /// Replace a non-empty --tree directory.
+    /// Replace a non-empty --tree directory, or a non-empty directory
+    /// that is not an OCI layout at -o with --format oci-dir.
     #[arg(long)]
     force: bool,
     /// Add files matching this glob (repeatable).
@@ -98,7 +99,10 @@ pub fn run(args: Args) -> CmdResult {
         Some(p) => Some(Config::load(p).map_err(Failure::usage)?),
         None => None,
     };
-    let write_opts = args.image_opts.write_options()?;
+    let write_opts = jail::image::WriteOptions {
+        replace: args.force,
+        ..args.image_opts.write_options()?
+    };
     let registry = args.pull.options()?;
     let push = push_target(args.image_opts.push.as_deref())?.map(|t| (t, registry.clone()));
     let source = ImageSource::parse(&args.image).map_err(|e| match e {

@@ -33,7 +33,8 @@ pub struct Args {
     /// Also write the jail as a chroot tree in DIR.
     #[arg(long, value_name = "DIR")]
     tree: Option<PathBuf>,
-    /// Replace a non-empty --tree directory.
+    /// Replace a non-empty --tree directory, or a non-empty directory
+    /// that is not an OCI layout at -o with --format oci-dir.
     #[arg(long)]
     force: bool,
     /// Do not write an image.
@@ -139,7 +140,10 @@ pub fn run(args: Args) -> CmdResult {
     let write_opts = if args.no_image {
         None
     } else {
-        Some(args.image.write_options()?)
+        Some(jail::image::WriteOptions {
+            replace: args.force,
+            ..args.image.write_options()?
+        })
     };
     let push = match push_target(args.image.push.as_deref())? {
         Some(_) if args.no_image => {

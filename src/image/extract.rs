@@ -59,6 +59,9 @@ pub struct Extractor {
     dir_times: BTreeMap<Vec<u8>, i64>,
     /// Whether chown works (root); otherwise owners are left as they are.
     chown: bool,
+    /// The longest entry path (from the root, with a leading `/`) that
+    /// still fits in `PATH_MAX` below `root_path`.
+    max_path: usize,
 }
 
 const WHITEOUT: &[u8] = b".wh.";
@@ -82,6 +85,7 @@ impl Extractor {
             root_path: root.to_path_buf(),
             dir_times: BTreeMap::new(),
             chown: nix::unistd::geteuid().is_root(),
+            max_path: PATH_MAX.saturating_sub(root.as_os_str().len()),
         })
     }
 
@@ -121,12 +125,12 @@ impl Extractor {
         this_layer: &mut HashSet<Vec<u8>>,
     ) -> Result<(), ExtractError> {
         let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let shown = shown(&raw);
         let unsafe_entry = |what: &str| ExtractError::Unsafe {
             entry: shown.clone(),
             what: what.to_string(),
         };
-        let Some(comps) = clean(&raw).map_err(&unsafe_entry)? else {
+        let Some(comps) = clean(&raw, self.max_path).map_err(&unsafe_entry)? else {
             return Ok(()); // the root itself
         };
         let rel = comps.join(&b'/');
@@ -233,6 +237,11 @@ impl Extractor {
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry("symlink without a target"))?
                     .into_owned();
+                if target.contains(&0) || target.len() > PATH_MAX {
+                    return Err(unsafe_entry(
+                        "a symlink target with a NUL byte or longer than 4095 bytes",
+                    ));
+                }
                 self.remove(&parent, name, &rel)?;
                 symlinkat(os(&target), &parent, os(name)).map_err(|e| self.werr(&rel, e))?;
                 if self.chown {
@@ -265,8 +274,8 @@ impl Extractor {
                         String::from_utf8_lossy(&link)
                     )));
                 }
-                let Some(src) =
-                    clean(&link).map_err(|w| unsafe_entry(&format!("hard link target: {w}")))?
+                let Some(src) = clean(&link, self.max_path)
+                    .map_err(|w| unsafe_entry(&format!("hard link target: {w}")))?
                 else {
                     return Err(unsafe_entry("hard link to the root directory"));
                 };
@@ -409,22 +418,7 @@ impl Extractor {
     /// Remove `name` in `dir` (a whole tree if it is a directory), never
     /// following symlinks; a missing name is fine.
     fn remove(&self, dir: &OwnedFd, name: &[u8], rel: &[u8]) -> Result<(), ExtractError> {
-        match unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
-            Err(Errno::EISDIR) | Err(Errno::EPERM) => {
-                let sub = openat(
-                    dir,
-                    os(name),
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| self.werr(rel, e))?;
-                self.clear_dir(&sub, rel, &HashSet::new())?;
-                unlinkat(dir, os(name), UnlinkatFlags::RemoveDir).map_err(|e| self.werr(rel, e))?;
-                Ok(())
-            }
-            Err(e) => Err(self.werr(rel, e)),
-        }
+        remove_at(dir, name).map_err(|e| self.werr(rel, e))
     }
 
     /// Remove every child of `dir` (at `rel`) that this layer did not create.
@@ -434,19 +428,7 @@ impl Extractor {
         rel: &[u8],
         keep: &HashSet<Vec<u8>>,
     ) -> Result<(), ExtractError> {
-        // The fd's own directory (the magic link cannot be swapped for a
-        // symlink elsewhere), listed with std rather than nix's `dir`.
-        let listing = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for e in std::fs::read_dir(&listing).map_err(|e| self.werr(rel, e))? {
-            names.push(
-                e.map_err(|e| self.werr(rel, e))?
-                    .file_name()
-                    .as_bytes()
-                    .to_vec(),
-            );
-        }
-        for n in names {
+        for n in list(dir).map_err(|e| self.werr(rel, e))? {
             let mut child = rel.to_vec();
             if !child.is_empty() {
                 child.push(b'/');
@@ -472,6 +454,140 @@ impl Extractor {
             }
         }
         Ok(())
+    }
+}
+
+/// The names in the directory `dir`. Listed through the fd's own
+/// `/proc/self/fd` link (the magic link cannot be swapped for a symlink
+/// elsewhere), with std rather than nix's `dir`.
+fn list(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let listing = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&listing)? {
+        names.push(e?.file_name().as_bytes().to_vec());
+    }
+    Ok(names)
+}
+
+/// Remove `name` in `dir`, a whole tree if it is a directory, never
+/// following a symlink; a missing name is fine.
+fn remove_at(dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    match unlinkat(dir, os(name), UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::EISDIR) | Err(Errno::EPERM) => {
+            let sub = openat(
+                dir,
+                os(name),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            empty_dir(sub)?;
+            unlinkat(dir, os(name), UnlinkatFlags::RemoveDir)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A directory's identity, to check that `..` leads back where we came from.
+fn dir_id(fd: &OwnedFd) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Remove everything inside the open directory `top`, depth first, without
+/// recursion and with at most two directory fds open at a time, so that any
+/// depth of nesting (an image's, or one a traced command built) is removed
+/// without a stack overflow or running out of fds. Going back up is by
+/// `..`, checked against the identity each directory had on the way down.
+/// Not interruptible: it is the cleanup an interruption runs.
+fn empty_dir(top: OwnedFd) -> io::Result<()> {
+    struct Level {
+        /// Its name in its parent.
+        name: Vec<u8>,
+        id: (u64, u64),
+        /// Subdirectories still to remove.
+        subdirs: Vec<Vec<u8>>,
+    }
+    /// Unlink every non-directory of `dir`; return its subdirectories.
+    fn sweep(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+        // A directory without write or search permission (0555 in an image)
+        // cannot be emptied as a non-root user; it is going anyway.
+        let _ = fchmod(dir, Mode::from_bits_truncate(0o700));
+        let mut subdirs = Vec::new();
+        for n in list(dir)? {
+            match unlinkat(dir, os(&n), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(Errno::EISDIR) | Err(Errno::EPERM) => subdirs.push(n),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(subdirs)
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut cur = top;
+    let mut levels = vec![Level {
+        name: Vec::new(),
+        id: dir_id(&cur)?,
+        subdirs: sweep(&cur)?,
+    }];
+    loop {
+        let Some(level) = levels.last_mut() else {
+            return Ok(());
+        };
+        if let Some(sub) = level.subdirs.pop() {
+            match openat(&cur, os(&sub), flags, Mode::empty()) {
+                Ok(fd) => {
+                    cur = fd;
+                    levels.push(Level {
+                        name: sub,
+                        id: dir_id(&cur)?,
+                        subdirs: sweep(&cur)?,
+                    });
+                }
+                Err(Errno::ENOENT) => {}
+                // No longer a directory: an ordinary unlink.
+                Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => remove_at(&cur, &sub)?,
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        if levels.len() == 1 {
+            return Ok(());
+        }
+        let done = levels.pop().expect("more than one level");
+        let parent = openat(&cur, "..", flags, Mode::empty())?;
+        if Some(dir_id(&parent)?) != levels.last().map(|l| l.id) {
+            return Err(io::Error::other(format!(
+                "the directory holding {:?} was moved while it was being removed",
+                String::from_utf8_lossy(&done.name)
+            )));
+        }
+        cur = parent;
+        unlinkat(&cur, os(&done.name), UnlinkatFlags::RemoveDir)?;
+    }
+}
+
+/// Remove the directory tree at `path` (not following symlinks), at any
+/// depth: see [`empty_dir`]. A missing path is fine. Used to clean up
+/// unpack roots, which hold whatever an image (or a command traced in it)
+/// put there.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let fd = match openat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => return std::fs::remove_file(path),
+        Err(e) => return Err(e.into()),
+    };
+    empty_dir(fd)?;
+    match std::fs::remove_dir(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
     }
 }
 
@@ -513,21 +629,55 @@ fn capability<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<Vec<u8>> {
     None
 }
 
+/// The longest name a path component can have on Linux (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+/// The longest path (without its terminating NUL) Linux accepts in one
+/// system call (`PATH_MAX` - 1). A longer entry could be created one
+/// component at a time, but nothing could name it afterwards (the tracer,
+/// the file-set walk, `jail run`), so it is refused as bad input. Entries
+/// must fit with the unpack root's own path in front ([`Extractor::new`]).
+pub const PATH_MAX: usize = 4095;
+
 /// The components of an entry name: `./` and empty components dropped;
-/// `Ok(None)` for the root itself; an error for absolute names and `..`.
-fn clean(raw: &[u8]) -> Result<Option<Vec<&[u8]>>, &'static str> {
+/// `Ok(None)` for the root itself; an error for absolute names, `..`, NUL
+/// bytes, a component longer than [`NAME_MAX`] or a path (as it will be
+/// below the root, with a leading `/`) longer than `max_path`.
+fn clean(raw: &[u8], max_path: usize) -> Result<Option<Vec<&[u8]>>, &'static str> {
+    if raw.contains(&0) {
+        return Err("a NUL byte in the name: no file can be named that");
+    }
     if raw.first() == Some(&b'/') && raw.iter().any(|&b| b != b'/' && b != b'.') {
         return Err("absolute path: layer entries are relative to the root");
     }
     let mut comps = Vec::new();
+    let mut len = 0;
     for c in raw.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
             b".." => return Err("`..` component: it could leave the root"),
-            c => comps.push(c),
+            c if c.len() > NAME_MAX => {
+                return Err("a name component longer than 255 bytes (NAME_MAX)")
+            }
+            c => {
+                len += 1 + c.len();
+                comps.push(c)
+            }
         }
     }
+    if len > max_path {
+        return Err("a path too long for PATH_MAX (4096 bytes, with the unpack root's own path in front): nothing could open it once unpacked");
+    }
     Ok(if comps.is_empty() { None } else { Some(comps) })
+}
+
+/// An entry name as shown in messages: lossy UTF-8, NUL bytes escaped, and
+/// cut after 200 characters (a refused name can be 64 KiB long).
+fn shown(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw).replace('\0', "\\0");
+    match s.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…({} bytes)", &s[..at], raw.len()),
+        None => s,
+    }
 }
 
 #[cfg(test)]
@@ -536,14 +686,63 @@ mod tests {
 
     #[test]
     fn clean_names() {
-        assert_eq!(
-            clean(b"./usr/bin/").unwrap(),
-            Some(vec![&b"usr"[..], b"bin"])
-        );
-        assert_eq!(clean(b"./").unwrap(), None);
-        assert_eq!(clean(b"/").unwrap(), None);
-        assert!(clean(b"/etc/passwd").is_err());
-        assert!(clean(b"a/../../etc").is_err());
-        assert!(clean(b"..").is_err());
+        let c = |raw: &'static [u8]| clean(raw, PATH_MAX);
+        assert_eq!(c(b"./usr/bin/").unwrap(), Some(vec![&b"usr"[..], b"bin"]));
+        assert_eq!(c(b"./").unwrap(), None);
+        assert_eq!(c(b"/").unwrap(), None);
+        assert!(c(b"/etc/passwd").is_err());
+        assert!(c(b"a/../../etc").is_err());
+        assert!(c(b"..").is_err());
+        assert!(c(b"etc/pass\0wd").is_err());
+        let long = [b"d/".to_vec(), vec![b'n'; 256]].concat();
+        assert!(clean(&long, PATH_MAX).is_err());
+        assert!(clean(&long[..257], PATH_MAX).is_ok());
+        let deep = b"a/".repeat(2048);
+        assert!(clean(&deep[..4093], PATH_MAX).is_ok());
+        assert!(clean(&deep, PATH_MAX).is_err());
+        assert!(clean(&deep[..4093], 100).is_err());
+    }
+
+    /// Deeper than any recursion or fd limit would survive: removed.
+    #[test]
+    fn remove_tree_at_any_depth() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut fd = openat(
+            nix::fcntl::AT_FDCWD,
+            &root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        for i in 0..30_000 {
+            mkdirat(&fd, "d", Mode::from_bits_truncate(0o755)).unwrap();
+            if i % 1000 == 0 {
+                std::fs::write(format!("/proc/self/fd/{}/file", fd.as_raw_fd()), "x").unwrap();
+                symlinkat("/etc/passwd", &fd, "link").unwrap();
+            }
+            fd = openat(
+                &fd,
+                "d",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                Mode::empty(),
+            )
+            .unwrap();
+        }
+        // A wide level too.
+        for i in 0..100 {
+            mkdirat(
+                &fd,
+                format!("w{i}").as_str(),
+                Mode::from_bits_truncate(0o500),
+            )
+            .unwrap();
+        }
+        drop(fd);
+        remove_tree(&root).unwrap();
+        assert!(!root.exists());
+        assert!(Path::new("/etc/passwd").exists());
+        remove_tree(&root).unwrap();
     }
 }

@@ -215,6 +215,9 @@ pub struct WriteOptions {
     pub threads: Option<usize>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// `--format oci-dir`: replace an existing non-empty directory that is
+    /// not an OCI layout (`--force`).
+    pub replace: bool,
 }
 
 /// What was written: printed by the CLI, `--json` on stdout
@@ -272,7 +275,7 @@ pub fn write(
     dest: &Path,
 ) -> Result<ImageSummary, ImageError> {
     interrupt::install();
-    let staging = output::Staging::new(dest, opts.format == Format::OciDir)?;
+    let staging = output::Staging::new(dest, opts.format == Format::OciDir, opts.replace)?;
     let threads = opts
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -5,8 +5,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use super::ImageError;
 use crate::digest::Digest;
@@ -17,11 +20,14 @@ use crate::sys::interrupt;
 pub struct Staging {
     dir: tempfile::TempDir,
     dest: PathBuf,
+    _lock: Option<Flock<File>>,
 }
 
 impl Staging {
     /// Check the destination and create the staging directory beside it.
-    pub fn new(dest: &Path, want_dir: bool) -> Result<Staging, ImageError> {
+    /// `replace`: an existing non-empty directory that is not an OCI layout
+    /// may be replaced (`--force`).
+    pub fn new(dest: &Path, want_dir: bool, replace: bool) -> Result<Staging, ImageError> {
         let bad = |what: String| ImageError::Destination {
             path: dest.to_path_buf(),
             what,
@@ -39,14 +45,11 @@ impl Staging {
                 parent.display()
             )));
         }
-        if !want_dir && dest.is_dir() {
-            return Err(bad(
-                "is a directory: name a file, or use --format oci-dir".into()
-            ));
-        }
+        check_destination(dest, want_dir, replace).map_err(bad)?;
         let mut prefix = std::ffi::OsString::from(".");
         prefix.push(name);
         prefix.push(".jail-");
+        remove_stale(&parent, prefix.as_bytes());
         // Private while it fills: no local user may add to it, whatever the
         // umask. An oci-dir gets its final mode at the rename.
         let dir = crate::sys::tempdir::private(&parent, &prefix).map_err(|e| {
@@ -55,9 +58,15 @@ impl Staging {
                 parent.display()
             ))
         })?;
+        // Held until this staging directory is gone: a later run sees it
+        // is alive (a killed run's lock went with its process).
+        let lock = File::open(dir.path())
+            .ok()
+            .and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
         let s = Staging {
             dir,
             dest: dest.to_path_buf(),
+            _lock: lock,
         };
         fs::create_dir_all(s.path().join("blobs/sha256")).map_err(|e| s.io(e))?;
         Ok(s)
@@ -187,6 +196,78 @@ impl Staging {
         interrupt::check()?;
         fs::rename(&tar_path, &self.dest).map_err(|e| self.io(e))?;
         Ok(())
+    }
+}
+
+/// Whether jail may put an image at `dest`: nothing there, a regular file
+/// (replaced, as `cc -o` does), or for `--format oci-dir` an empty
+/// directory or an OCI layout (a previous output; anything else only with
+/// `replace`). Devices, FIFOs, sockets and symlinks (`/dev/stdout`) are
+/// never replaced: the rename would destroy them, not write through them.
+fn check_destination(dest: &Path, want_dir: bool, replace: bool) -> Result<(), String> {
+    let meta = match fs::symlink_metadata(dest) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot inspect it: {e}")),
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let to = fs::read_link(dest)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        return Err(format!(
+            "is a symlink{to}: jail writes an image only to a file or directory it can replace; name the real path"
+        ));
+    }
+    if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
+        return Err(
+            "is a device, FIFO or socket, not a file: name a regular file for the image".into(),
+        );
+    }
+    if ft.is_dir() {
+        if !want_dir {
+            return Err("is a directory: name a file, or use --format oci-dir".into());
+        }
+        let mut names = Vec::new();
+        for e in fs::read_dir(dest).map_err(|e| format!("cannot list it: {e}"))? {
+            let e = e.map_err(|e| format!("cannot list it: {e}"))?;
+            names.push(e.file_name());
+        }
+        let layout = ["blobs", "index.json", "oci-layout"];
+        let is_layout = !names.is_empty()
+            && names
+                .iter()
+                .all(|n| layout.iter().any(|l| n.as_bytes() == l.as_bytes()))
+            && dest.join("oci-layout").is_file();
+        if !names.is_empty() && !is_layout && !replace {
+            return Err(
+                "is a non-empty directory that is not an OCI layout: jail would replace all of it; pass --force to do so, or name another directory".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Remove `.NAME.jail-*` staging directories in `parent` that a killed run
+/// left (`prefix` is `.NAME.jail-`). A live run holds a lock on its staging
+/// directory, so only the dead ones are taken; failures are ignored (the
+/// next run tries again).
+fn remove_stale(parent: &Path, prefix: &[u8]) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().as_bytes().starts_with(prefix) {
+            continue;
+        }
+        let path = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(f) = File::open(&path) else { continue };
+        if let Ok(_held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            let _ = super::extract::remove_tree(&path);
+        }
     }
 }
 

@@ -14,8 +14,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use sha2::{Digest as _, Sha256};
@@ -224,22 +229,120 @@ impl Unpacked {
     }
 }
 
+impl Drop for Unpacked {
+    /// The root holds what the image (and anything traced in it) put there,
+    /// at any depth: removed without recursion before the `TempDir` tries.
+    fn drop(&mut self) {
+        let _ = extract::remove_tree(self.root.path());
+    }
+}
+
 /// Where blobs come from: a directory or an indexed tar.
 enum Store {
-    Dir(PathBuf),
+    /// An OCI layout (or the blob cache): names resolve beneath `fd`.
+    Dir { path: PathBuf, fd: OwnedFd },
     Tar {
         file: PathBuf,
         members: HashMap<String, (u64, u64)>,
     },
 }
 
+/// Why a member could not be opened.
+enum OpenError {
+    Missing,
+    /// The name or what it resolves to is not a file of the image (bad input).
+    Refused(String),
+    Io(io::Error),
+}
+
+/// The layout-relative name `name` as given by a manifest, index or
+/// archive, or why it is refused: absolute names, `..` components, NUL
+/// bytes and empty names could only point outside the image.
+fn confined(name: &str) -> Result<&str, String> {
+    let rel = name.strip_prefix("./").unwrap_or(name);
+    if rel.is_empty() || rel.contains('\0') {
+        return Err(format!("{name:?} is not a file name"));
+    }
+    if rel.starts_with('/') {
+        return Err(format!(
+            "{name:?} is an absolute path: an image names its files relative to itself"
+        ));
+    }
+    if rel.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "{name:?} has a `..` component: it could name a file outside the image"
+        ));
+    }
+    Ok(rel)
+}
+
+/// Open a file of the image for reading without blocking (a FIFO or a
+/// device must not hang or feed us forever) and check it is a regular file.
+fn regular(fd: OwnedFd, name: &str) -> Result<(File, u64), OpenError> {
+    let f = File::from(fd);
+    let meta = f.metadata().map_err(OpenError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(OpenError::Refused(format!(
+            "{name} is not a regular file (a device, FIFO, socket or directory cannot be part of an image)"
+        )));
+    }
+    Ok((f, meta.len()))
+}
+
+/// Open the file at `path` given by the user (an image archive): a regular
+/// file, opened without blocking.
+fn open_regular(path: &Path) -> Result<(File, u64), OpenError> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ENOENT => OpenError::Missing,
+        e => OpenError::Io(e.into()),
+    })?;
+    regular(fd, &path.display().to_string())
+}
+
 impl Store {
-    fn open_archive(path: &Path, image: &str) -> Result<Store, ReadError> {
-        let io_err = |source| ReadError::Io {
+    fn dir(path: &Path, image: &str) -> Result<Store, ReadError> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ReadError::Io {
             image: image.into(),
-            source,
+            source: e.into(),
+        })?;
+        Ok(Store::Dir {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    fn open_archive(path: &Path, image: &str) -> Result<Store, ReadError> {
+        let f = match open_regular(path) {
+            Ok((f, _)) => f,
+            Err(OpenError::Refused(what)) => {
+                return Err(ReadError::NotAnImage {
+                    image: image.into(),
+                    what,
+                })
+            }
+            Err(OpenError::Missing) => {
+                return Err(ReadError::NotFound {
+                    image: image.into(),
+                    what: "no such file".into(),
+                })
+            }
+            Err(OpenError::Io(source)) => {
+                return Err(ReadError::Io {
+                    image: image.into(),
+                    source,
+                })
+            }
         };
-        let f = File::open(path).map_err(io_err)?;
         let mut a = tar::Archive::new(f);
         let mut members = HashMap::new();
         let not_image = |what: String| ReadError::NotAnImage {
@@ -250,6 +353,7 @@ impl Store {
             .entries_with_seek()
             .map_err(|e| not_image(format!("not a tar archive ({e})")))?;
         for e in entries {
+            interrupt::check()?;
             let e = e.map_err(|e| not_image(format!("not a readable tar archive ({e})")))?;
             if e.header().entry_type() != tar::EntryType::Regular {
                 continue;
@@ -269,30 +373,42 @@ impl Store {
         })
     }
 
+    /// Whether the image has an entry `name` (a top-level name: `index.json`,
+    /// `manifest.json`), whatever it is; [`Store::open`] says if it is usable.
     fn has(&self, name: &str) -> bool {
         match self {
-            Store::Dir(d) => d.join(name).is_file(),
+            Store::Dir { fd, .. } => {
+                nix::sys::stat::fstatat(fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+            }
             Store::Tar { members, .. } => members.contains_key(name),
         }
     }
 
-    /// A reader over a member and its size.
-    fn open(&self, name: &str) -> io::Result<(Box<dyn Read + Send>, u64)> {
+    /// A reader over a member and its size. In a directory the name is
+    /// resolved beneath it (`RESOLVE_BENEATH`: no absolute symlink, no `..`
+    /// out of it, no magic link) and must be a regular file.
+    fn open(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64), OpenError> {
+        let rel = confined(name).map_err(OpenError::Refused)?;
         match self {
-            Store::Dir(d) => {
-                let f = File::open(d.join(name))?;
-                let len = f.metadata()?.len();
+            Store::Dir { path, fd } => {
+                let how = OpenHow::new()
+                    .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+                    .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+                let member = openat2(fd, rel, how).map_err(|e| match e {
+                    Errno::ENOENT => OpenError::Missing,
+                    Errno::EXDEV | Errno::ELOOP => OpenError::Refused(format!(
+                        "{name} resolves outside {} (a symlink leaving the image)",
+                        path.display()
+                    )),
+                    e => OpenError::Io(e.into()),
+                })?;
+                let (f, len) = regular(member, name)?;
                 Ok((Box::new(f), len))
             }
             Store::Tar { file, members } => {
-                let (off, len) = *members.get(name).ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("{name} is not in the archive"),
-                    )
-                })?;
-                let mut f = File::open(file)?;
-                f.seek(SeekFrom::Start(off))?;
+                let &(off, len) = members.get(rel).ok_or(OpenError::Missing)?;
+                let (mut f, _) = open_regular(file)?;
+                f.seek(SeekFrom::Start(off)).map_err(OpenError::Io)?;
                 Ok((Box::new(f.take(len)), len))
             }
         }
@@ -316,12 +432,12 @@ pub fn unpack_with(
     let image = source.name();
     let (store, select) = match source {
         ImageSource::Archive(p) => (Store::open_archive(p, &image)?, Select::Only),
-        ImageSource::Layout { dir, select } => (Store::Dir(dir.clone()), select.clone()),
+        ImageSource::Layout { dir, select } => (Store::dir(dir, &image)?, select.clone()),
         ImageSource::Registry(reference) => {
             // Pulled into the cache, which is laid out as a layout's blobs.
             let pulled = registry::pull(reference, opts)?;
             let r = Reader {
-                store: Store::Dir(pulled.cache.root().to_path_buf()),
+                store: Store::dir(pulled.cache.root(), &image)?,
                 image: image.clone(),
             };
             let name = match &reference.tag {
@@ -377,24 +493,15 @@ fn apply(r: &Reader, plan: Plan, parent: &Path) -> Result<Unpacked, ReadError> {
         path: rootfs.clone(),
         source,
     })?;
-    let mut ex = Extractor::new(&rootfs).map_err(|source| ReadError::Write {
-        path: rootfs.clone(),
-        source,
-    })?;
-    let mut layers = Vec::new();
-    for (i, (layer, diff_id)) in plan.layers.iter().zip(&diff_ids).enumerate() {
-        let want_diff = Digest::from_str(diff_id)
-            .map_err(|e| r.corrupt(format!("layer {i}: bad diff_id: {e}")))?;
-        layers.push(r.apply_layer(&mut ex, layer, want_diff)?);
-    }
-    ex.finish()
-        .map_err(|e| r.extract_err("(directory times)", e))?;
-    // The root of a container is 0755 whatever the temp dir was created as.
-    std::fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|source| ReadError::Write {
-            path: rootfs.clone(),
-            source,
-        })?;
+    let layers = match fill(r, &plan, &diff_ids, &rootfs) {
+        Ok(layers) => layers,
+        Err(e) => {
+            // tempfile's removal recurses and holds a directory fd a
+            // level: an image nested deeply enough would outlive it.
+            let _ = extract::remove_tree(root.path());
+            return Err(e);
+        }
+    };
     Ok(Unpacked {
         root,
         rootfs,
@@ -404,6 +511,35 @@ fn apply(r: &Reader, plan: Plan, parent: &Path) -> Result<Unpacked, ReadError> {
         reference: plan.reference,
         layers,
     })
+}
+
+/// Apply every layer of `plan` to the empty directory `root`.
+fn fill(
+    r: &Reader,
+    plan: &Plan,
+    diff_ids: &[String],
+    root: &Path,
+) -> Result<Vec<LayerInfo>, ReadError> {
+    let mut ex = Extractor::new(root).map_err(|source| ReadError::Write {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let mut layers = Vec::new();
+    for (i, (layer, diff_id)) in plan.layers.iter().zip(diff_ids).enumerate() {
+        let want_diff = Digest::from_str(diff_id)
+            .map_err(|e| r.corrupt(format!("layer {i}: bad diff_id: {e}")))?;
+        layers.push(r.apply_layer(&mut ex, layer, want_diff)?);
+    }
+    ex.finish()
+        .map_err(|e| r.extract_err("(directory times)", e))?;
+    // The root of a container is 0755 whatever the temp dir was created as.
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(
+        |source| ReadError::Write {
+            path: root.to_path_buf(),
+            source,
+        },
+    )?;
+    Ok(layers)
 }
 
 /// A layer to read: blob name, what its bytes must hash to (if known), size,
@@ -485,14 +621,14 @@ impl Reader {
         Ok((bytes, got))
     }
 
-    fn missing(&self, name: &str, e: io::Error) -> ReadError {
-        if e.kind() == io::ErrorKind::NotFound {
-            self.corrupt(format!("missing blob {name}"))
-        } else {
-            ReadError::Io {
+    fn missing(&self, name: &str, e: OpenError) -> ReadError {
+        match e {
+            OpenError::Missing => self.corrupt(format!("missing blob {name}")),
+            OpenError::Refused(what) => self.corrupt(format!("refusing to read {what}")),
+            OpenError::Io(source) => ReadError::Io {
                 image: self.image.clone(),
-                source: e,
-            }
+                source,
+            },
         }
     }
 
@@ -692,21 +828,76 @@ impl Reader {
         })
     }
 
+    /// Verify a layer, then apply it. Nothing from a layer lands on disk
+    /// before its blob has been read once in full and its size, digest and
+    /// diff_id checked (the first pass decompresses into a sink). The
+    /// extracting pass checks them again, so a blob changed in between
+    /// fails too, and its half-written content goes with the private
+    /// unpack root, which is removed on any error.
     fn apply_layer(
         &self,
         ex: &mut Extractor,
         layer: &LayerRef,
         want_diff: Digest,
     ) -> Result<LayerInfo, ReadError> {
-        let (raw, _) = self
+        let ((), checked) = self.read_layer(layer, |r| {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                interrupt::check()?;
+                match r.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(
+                            self.corrupt(format!("layer {}: cannot decompress: {e}", layer.name))
+                        )
+                    }
+                }
+            }
+        })?;
+        self.check_layer(layer, &want_diff, &checked)?;
+        let (applied, checked) = self.read_layer(layer, |r| {
+            ex.apply(r)
+                .map(|(a, _)| a)
+                .map_err(|e| self.extract_err(&layer.name, e))
+        })?;
+        self.check_layer(layer, &want_diff, &checked)?;
+        Ok(LayerInfo {
+            name: layer.name.clone(),
+            digest: layer.digest.map(|_| checked.digest),
+            diff_id: checked.diff_id,
+            compression: checked.compression,
+            size: checked.size,
+            uncompressed_size: checked.uncompressed_size,
+            applied,
+        })
+    }
+
+    /// Stream a layer's blob through its decompressor into `consume`,
+    /// hashing both sides. The stored size is checked against the
+    /// descriptor's before anything is read.
+    fn read_layer<T>(
+        &self,
+        layer: &LayerRef,
+        consume: impl FnOnce(&mut dyn Read) -> Result<T, ReadError>,
+    ) -> Result<(T, Checked), ReadError> {
+        let io_err = |source| ReadError::Io {
+            image: self.image.clone(),
+            source,
+        };
+        let (raw, len) = self
             .store
             .open(&layer.name)
             .map_err(|e| self.missing(&layer.name, e))?;
+        if let Some(want) = layer.size.filter(|w| *w != len) {
+            return Err(self.corrupt(format!(
+                "layer {}: {len} bytes, the manifest says {want}",
+                layer.name
+            )));
+        }
         let mut blob = BufReader::with_capacity(1 << 20, Hashing::new(raw));
-        let head = blob.fill_buf().map_err(|source| ReadError::Io {
-            image: self.image.clone(),
-            source,
-        })?;
+        let head = blob.fill_buf().map_err(io_err)?;
         let sniffed = if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -721,66 +912,77 @@ impl Reader {
                 layer.name
             )));
         }
-        let ctx = |e: ExtractError| self.extract_err(&layer.name, e);
-        let (applied, diff, usize_, mut blob) = match compression {
+        let (out, diff_id, uncompressed_size, mut blob) = match compression {
             Compression::Gzip => {
-                let (a, h) = ex
-                    .apply(Hashing::new(flate2::bufread::MultiGzDecoder::new(blob)))
-                    .map_err(ctx)?;
+                let mut h = Hashing::new(flate2::bufread::MultiGzDecoder::new(blob));
+                let out = consume(&mut h)?;
                 let (d, n, dec) = h.finish();
-                (a, d, n, dec.into_inner())
+                (out, d, n, dec.into_inner())
             }
             Compression::Zstd => {
-                let dec = zstd::stream::read::Decoder::with_buffer(blob).map_err(|source| {
-                    ReadError::Io {
-                        image: self.image.clone(),
-                        source,
-                    }
-                })?;
-                let (a, h) = ex.apply(Hashing::new(dec)).map_err(ctx)?;
+                let dec = zstd::stream::read::Decoder::with_buffer(blob).map_err(io_err)?;
+                let mut h = Hashing::new(dec);
+                let out = consume(&mut h)?;
                 let (d, n, dec) = h.finish();
-                (a, d, n, dec.finish())
+                (out, d, n, dec.finish())
             }
             Compression::None => {
-                let (a, h) = ex.apply(Hashing::new(blob)).map_err(ctx)?;
+                let mut h = Hashing::new(blob);
+                let out = consume(&mut h)?;
                 let (d, n, b) = h.finish();
-                (a, d, n, b)
+                (out, d, n, b)
             }
         };
         // Anything after the compressed stream still belongs to the blob.
-        io::copy(&mut blob, &mut io::sink()).map_err(|source| ReadError::Io {
-            image: self.image.clone(),
-            source,
-        })?;
+        io::copy(&mut blob, &mut io::sink()).map_err(io_err)?;
         let (digest, size, _) = blob.into_inner().finish();
-        if diff != want_diff {
-            return Err(self.corrupt(format!(
-                "layer {}: diff_id is {diff}, the config says {want_diff}",
-                layer.name
-            )));
-        }
-        if let Some(want) = layer.digest.filter(|w| *w != digest) {
-            return Err(self.corrupt(format!(
-                "layer {}: digest is {digest}, the manifest says {want}",
-                layer.name
-            )));
-        }
-        if let Some(want) = layer.size.filter(|w| *w != size) {
-            return Err(self.corrupt(format!(
-                "layer {}: {size} bytes, the manifest says {want}",
-                layer.name
-            )));
-        }
-        Ok(LayerInfo {
-            name: layer.name.clone(),
-            digest: layer.digest.map(|_| digest),
-            diff_id: diff,
-            compression,
-            size,
-            uncompressed_size: usize_,
-            applied,
-        })
+        Ok((
+            out,
+            Checked {
+                compression,
+                digest,
+                size,
+                diff_id,
+                uncompressed_size,
+            },
+        ))
     }
+
+    fn check_layer(
+        &self,
+        layer: &LayerRef,
+        want_diff: &Digest,
+        got: &Checked,
+    ) -> Result<(), ReadError> {
+        if got.diff_id != *want_diff {
+            return Err(self.corrupt(format!(
+                "layer {}: diff_id is {}, the config says {want_diff}",
+                layer.name, got.diff_id
+            )));
+        }
+        if let Some(want) = layer.digest.filter(|w| *w != got.digest) {
+            return Err(self.corrupt(format!(
+                "layer {}: digest is {}, the manifest says {want}",
+                layer.name, got.digest
+            )));
+        }
+        if let Some(want) = layer.size.filter(|w| *w != got.size) {
+            return Err(self.corrupt(format!(
+                "layer {}: {} bytes, the manifest says {want}",
+                layer.name, got.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a pass over a layer measured.
+struct Checked {
+    compression: Compression,
+    digest: Digest,
+    size: u64,
+    diff_id: Digest,
+    uncompressed_size: u64,
 }
 
 /// A local OCI image (archive or layout) opened for its blobs: what
@@ -802,7 +1004,7 @@ impl LocalImage {
         let image = source.name();
         let (store, select) = match source {
             ImageSource::Archive(p) => (Store::open_archive(p, &image)?, Select::Only),
-            ImageSource::Layout { dir, select } => (Store::Dir(dir.clone()), select.clone()),
+            ImageSource::Layout { dir, select } => (Store::dir(dir, &image)?, select.clone()),
             ImageSource::Registry(_) => {
                 return Err(ReadError::NotAnImage {
                     image,
@@ -844,11 +1046,16 @@ impl LocalImage {
 
 impl registry::BlobSource for LocalImage {
     fn open_blob(&self, d: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        let (r, _) = self
-            .reader
-            .store
-            .open(&format!("blobs/sha256/{}", d.hex()))?;
-        Ok(r)
+        let name = format!("blobs/sha256/{}", d.hex());
+        match self.reader.store.open(&name) {
+            Ok((r, _)) => Ok(r),
+            Err(OpenError::Missing) => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{name} is not in the image"),
+            )),
+            Err(OpenError::Refused(what)) => Err(io::Error::new(io::ErrorKind::InvalidData, what)),
+            Err(OpenError::Io(e)) => Err(e),
+        }
     }
 }
 

@@ -149,6 +149,10 @@ struct Tracer {
     sandboxed: bool,
 }
 
+/// How long the processes a command left running are still traced after it
+/// exited, before they are killed (docs/tracing.md).
+const LEFT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The seccomp program: trace the table's syscalls, allow the rest. 32-bit
 /// and x32 syscalls are always traced, so the tracer sees and refuses them.
 /// fstat-like calls (`newfstatat`/`statx` with AT_EMPTY_PATH) are allowed:
@@ -341,16 +345,63 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
 }
 
 impl Tracer {
+    /// Wait for and handle stops until every traced process is gone. Once
+    /// the command itself has exited, the processes it left running (`cmd
+    /// &`, daemons) are reported and traced for [`LEFT_GRACE`] more, then
+    /// killed; the first SIGINT/SIGTERM/SIGHUP/SIGQUIT after the command
+    /// exited kills them at once (docs/tracing.md).
     fn event_loop(&mut self) -> Result<(), TraceError> {
+        let mut left: Option<std::time::Instant> = None;
+        let mut killing = false;
+        let mut killed = false;
         loop {
             for (sig, from_process) in signals::take_pending() {
-                // A terminal's signal already reached the command's process
-                // group; only a signal sent to jail itself is forwarded.
-                if from_process {
+                if left.is_some() {
+                    killing = true;
+                } else if from_process {
+                    // A terminal's signal already reached the command's
+                    // process group; only a signal sent to jail itself is
+                    // forwarded.
                     let _ = kill(self.main, sig);
                 }
             }
-            let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+            if left.is_none() && self.main_wait.is_some() && !self.tasks.is_empty() {
+                left = Some(std::time::Instant::now());
+                let list = self.left_running();
+                self.warnings.push(format!(
+                    "the command exited and left {} process(es) running: {}; they are traced for {} s more, then killed",
+                    list.len(),
+                    list.join(", "),
+                    LEFT_GRACE.as_secs()
+                ));
+            }
+            if !killing && left.is_some_and(|t| t.elapsed() >= LEFT_GRACE) {
+                killing = true;
+            }
+            if killing && !self.tasks.is_empty() {
+                if !killed {
+                    killed = true;
+                    let list = self.left_running();
+                    self.warnings.push(format!(
+                        "killed what the command left running: {}",
+                        list.join(", ")
+                    ));
+                }
+                let tgids: HashSet<Pid> = self.tasks.values().map(|t| t.tgid).collect();
+                for tgid in tgids {
+                    let _ = kill(tgid, Signal::SIGKILL);
+                }
+            }
+            let mut flags = WaitPidFlag::__WALL;
+            if left.is_some() && !killing {
+                flags |= WaitPidFlag::WNOHANG;
+            }
+            let status = match waitpid(None, Some(flags)) {
+                Ok(WaitStatus::StillAlive) => {
+                    // The grace period: poll, so that its end is noticed.
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    continue;
+                }
                 Ok(s) => s,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ECHILD) => return Ok(()),
@@ -358,6 +409,28 @@ impl Tracer {
             };
             self.handle(status);
         }
+    }
+
+    /// The traced processes still running, as `pid (argv…)`.
+    fn left_running(&self) -> Vec<String> {
+        let tgids: std::collections::BTreeSet<i32> =
+            self.tasks.values().map(|t| t.tgid.as_raw()).collect();
+        tgids
+            .into_iter()
+            .map(|pid| {
+                let argv = self.procs.get(&pid).and_then(|p| p.execs.last()).map(|e| {
+                    e.argv
+                        .iter()
+                        .map(|a| a.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
+                match argv {
+                    Some(a) => format!("{pid} ({a})"),
+                    None => format!("{pid}"),
+                }
+            })
+            .collect()
     }
 
     fn handle(&mut self, status: WaitStatus) {
