@@ -26,7 +26,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 cd fuzz
-cargo +nightly fuzz build -O $TARGETS 2>&1 | tail -n 3
+# All targets at once; a failed build stops here (set -e, no pipe).
+cargo +nightly fuzz build -O
 BIN=target/x86_64-unknown-linux-gnu/release
 for t in $TARGETS; do
     mkdir -p "corpus-run/$t" "artifacts/$t"
