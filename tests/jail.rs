@@ -701,7 +701,7 @@ fn the_image_env_keeps_what_shapes_behaviour_and_never_a_credential() {
         &[
             "/bin/sh",
             "-c",
-            "echo $LANG $MYAPP_MODE ${TERM:-noterm} ${GITHUB_TOKEN:-notoken}",
+            "echo $LANG $MYAPP_MODE ${TERM:-noterm} ${GITHUB_TOKEN:+token}",
         ],
     );
     let stderr = text(&o.stderr);

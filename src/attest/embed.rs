@@ -66,8 +66,9 @@ pub fn embed(
     for (path, entry) in attribution.database(fs)? {
         fs.entries.insert(path, entry);
     }
-    // `/var/lib/dpkg/status.d` and `/var/lib/jail` may be new to the root.
-    fs.add_missing_parents(&[Path::new(MANIFEST_PATH)]);
+    // `/var/lib/dpkg/status.d` and `/var/lib/jail` may be new to the root:
+    // generated with the database (a rebuild makes them again).
+    fs.add_missing_parents(&[Path::new(MANIFEST_PATH)], Reason::PackageDatabase);
 
     let files: BTreeMap<ImagePath, FileRecord> = fs
         .entries

@@ -82,7 +82,7 @@ pub fn run(args: Args) -> CmdResult {
     }
     if command.is_empty() {
         return Err(Failure::usage(anyhow!(
-            "no command: give one after `--`{}",
+            "no command: give CMD after `--`{}",
             if image.is_some() {
                 " (the image has no Entrypoint or Cmd)"
             } else {

@@ -149,12 +149,13 @@ impl FileSet {
         }
     }
 
-    /// Give every entry (and `extra`, a path about to be added) its parent
-    /// directories: as the root has them (mode, owner), else root-owned
-    /// 0755; mtime 0, as a traced file set's directories have. For entries
-    /// jail generates under directories the root may lack
-    /// (`/var/lib/dpkg/status.d`), so a tree can be made of the set.
-    pub fn add_missing_parents(&mut self, extra: &[&Path]) {
+    /// Give every entry (and `extra`, a path about to be added) its missing
+    /// parent directories, with `reason`: as the root has them (mode,
+    /// owner), else root-owned 0755; mtime 0, as a traced file set's
+    /// directories have. For entries jail generates under directories the
+    /// root may lack (`/var/lib/dpkg/status.d`), so a tree can be made of
+    /// the set.
+    pub fn add_missing_parents(&mut self, extra: &[&Path], reason: Reason) {
         use std::os::unix::fs::MetadataExt;
         let mut wanted: BTreeSet<PathBuf> = BTreeSet::new();
         let paths = self
@@ -192,7 +193,7 @@ impl FileSet {
                     mtime: 0,
                     capability: None,
                     content: None,
-                    reasons: BTreeSet::from([Reason::ParentDir]),
+                    reasons: BTreeSet::from([reason]),
                 },
             );
         }
