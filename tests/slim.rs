@@ -431,30 +431,7 @@ fn nginx_image(port: u16) -> PathBuf {
             .arg("-a")
             .arg(debian_root())
             .arg(&root)));
-        fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).unwrap();
-        let proc_ = root.join("proc");
-        ok(&run(Command::new("mount")
-            .args(["-t", "proc", "proc"])
-            .arg(&proc_)));
-        let install = run(Command::new("chroot")
-            .arg(&root)
-            .args([
-                "apt-get",
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "nginx-light",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"));
-        let _ = run(Command::new("chroot").arg(&root).args(["apt-get", "clean"]));
-        let _ = run(Command::new("umount").arg(&proc_));
-        assert!(
-            install.status.success(),
-            "apt-get install nginx-light in the debootstrap root failed:\n{}",
-            text(&install.stderr)
-        );
-        let _ = fs::remove_file(root.join("etc/resolv.conf"));
+        apt_install_in(&root, &["nginx-light"]);
         fs::write(&done, "").unwrap();
     }
     // sites-enabled/default is an absolute symlink: writing through it

@@ -807,19 +807,7 @@ fn add_skeleton(fs_: &mut FileSet) {
     let e = fs_
         .entries
         .entry(ImagePath(PathBuf::from("/tmp")))
-        .or_insert_with(|| Entry {
-            file_type: FileType::Dir,
-            mode: 0o1777,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            sha256: None,
-            target: None,
-            mtime: 0,
-            capability: None,
-            content: None,
-            reasons: BTreeSet::new(),
-        });
+        .or_insert_with(|| Entry::dir(0o1777, 0, 0, Reason::Skeleton));
     if e.file_type == FileType::Dir {
         e.mode = 0o1777;
     }
@@ -949,23 +937,13 @@ mod tests {
         let (_d, root, mut set) = accounts_root((1001, 1001));
         let log = log_with_ids(&[1000], &[]);
         let findings = reduce_accounts(&mut set, &root, &log, None);
-        let names = |p: &str| -> Vec<String> {
-            set.get(Path::new(p))
-                .unwrap()
-                .content
-                .as_deref()
-                .unwrap()
-                .lines()
-                .map(|l| l.split(':').next().unwrap().to_string())
-                .collect()
-        };
         assert_eq!(
-            names("/etc/passwd"),
+            names_of(&set, "/etc/passwd"),
             ["root", "www-data", "alice", "bob", "nobody"]
         );
         // A kept user's primary group, and a group that lists one.
         assert_eq!(
-            names("/etc/group"),
+            names_of(&set, "/etc/group"),
             ["root", "www-data", "alice", "bob", "staff", "nogroup"]
         );
         assert!(findings.contains(&Finding::AccountsDropped {

@@ -109,6 +109,24 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Entry {
+    /// A directory jail adds itself (a parent, the skeleton): mtime 0, as a
+    /// traced file set's directories have.
+    pub fn dir(mode: u32, uid: u32, gid: u32, reason: Reason) -> Entry {
+        Entry {
+            file_type: FileType::Dir,
+            mode,
+            uid,
+            gid,
+            size: 0,
+            sha256: None,
+            target: None,
+            mtime: 0,
+            capability: None,
+            content: None,
+            reasons: BTreeSet::from([reason]),
+        }
+    }
+
     pub fn is_dir(&self) -> bool {
         self.file_type == FileType::Dir
     }
@@ -180,22 +198,7 @@ impl FileSet {
                 Ok(m) if m.is_dir() => (m.mode() & 0o7777, m.uid(), m.gid()),
                 _ => (0o755, 0, 0),
             };
-            self.entries.insert(
-                key,
-                Entry {
-                    file_type: FileType::Dir,
-                    mode,
-                    uid,
-                    gid,
-                    size: 0,
-                    sha256: None,
-                    target: None,
-                    mtime: 0,
-                    capability: None,
-                    content: None,
-                    reasons: BTreeSet::from([reason]),
-                },
-            );
+            self.entries.insert(key, Entry::dir(mode, uid, gid, reason));
         }
     }
 

@@ -142,19 +142,9 @@ fn with_parents<'a>(fs: &'a FileSet) -> Result<Ordered<'a>, PackError> {
                     })
                 }
                 None => {
-                    extra.entry(key).or_insert_with(|| Entry {
-                        file_type: FileType::Dir,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        size: 0,
-                        sha256: None,
-                        target: None,
-                        mtime: 0,
-                        capability: None,
-                        content: None,
-                        reasons: [Reason::ParentDir].into(),
-                    });
+                    extra
+                        .entry(key)
+                        .or_insert_with(|| Entry::dir(0o755, 0, 0, Reason::ParentDir));
                 }
             }
             parent = dir.parent();

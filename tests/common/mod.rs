@@ -160,6 +160,31 @@ impl Drop for Podman {
     }
 }
 
+/// `apt-get install PACKAGES` inside a Debian root (with the host's
+/// resolv.conf and /proc while it runs), then `apt-get clean`.
+pub fn apt_install_in(root: &Path, packages: &[&str]) {
+    std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).expect("resolv.conf");
+    let proc_ = root.join("proc");
+    ok(&run(Command::new("mount")
+        .args(["-t", "proc", "proc"])
+        .arg(&proc_)));
+    let install = run(Command::new("chroot")
+        .arg(root)
+        .args(["apt-get", "install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    let _ = run(Command::new("chroot").arg(root).args(["apt-get", "clean"]));
+    let _ = run(Command::new("umount").arg(&proc_));
+    let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
+    assert!(
+        install.status.success(),
+        "apt-get install {} in the debootstrap root {} failed:\n{}",
+        packages.join(" "),
+        root.display(),
+        text(&install.stderr)
+    );
+}
+
 /// A Debian bookworm minbase root with python3, made with debootstrap once
 /// and cached under target/test-data (building it takes about a minute and
 /// needs the Debian mirror this machine uses). Returns the root directory.
@@ -197,30 +222,7 @@ pub fn debian_root() -> PathBuf {
         "debootstrap failed:\n{}",
         text(&o.stderr)
     );
-    std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).expect("resolv.conf");
-    let proc_ = root.join("proc");
-    ok(&run(Command::new("mount")
-        .args(["-t", "proc", "proc"])
-        .arg(&proc_)));
-    let install = run(Command::new("chroot")
-        .arg(&root)
-        .args([
-            "apt-get",
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "python3",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive"));
-    let _ = run(Command::new("chroot").arg(&root).args(["apt-get", "clean"]));
-    let _ = run(Command::new("umount").arg(&proc_));
-    assert!(
-        install.status.success(),
-        "apt-get install python3 in the debootstrap root failed:\n{}",
-        text(&install.stderr)
-    );
-    let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
+    apt_install_in(&root, &["python3"]);
     std::fs::write(&done, "").expect("mark the root complete");
     root
 }
