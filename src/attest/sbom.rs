@@ -134,41 +134,122 @@ fn license_ref(name: &str) -> String {
     format!("LicenseRef-debian-{clean}")
 }
 
-/// A package's licenses as one SPDX expression (AND of every license its
-/// copyright file names: the files kept may fall under any of them).
+/// A package's licenses as one SPDX expression. Each copyright paragraph's
+/// `License:` value is itself a DEP-5 expression ("GPL-2+ or Artistic",
+/// "GPL-2+ or Artistic, and BSD-3-clause"); its `or`/`and` stay as they are
+/// (`, and`/`, or` close the group before them). The paragraphs are joined
+/// with AND: the files kept may fall under any of them.
 fn spdx_expression(p: &PackageRecord, refs: &mut Vec<(String, String)>) -> String {
-    if p.licenses.is_empty() {
-        return "NOASSERTION".into();
-    }
-    let mut terms: Vec<String> = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     for l in &p.licenses {
-        // A DEP-5 value may itself be an expression ("GPL-2+ or Artistic").
-        let words: Vec<&str> = l
-            .split_whitespace()
-            .filter(|w| !matches!(w.to_ascii_lowercase().as_str(), "or" | "and" | "with"))
-            .collect();
-        for w in words {
-            let w = w.trim_matches(|c| c == ',' || c == '(' || c == ')');
-            if w.is_empty() {
-                continue;
-            }
-            let term = match spdx_license(w) {
-                Some(id) => id.to_string(),
-                None => {
-                    let r = license_ref(w);
-                    if !refs.iter().any(|(id, _)| id == &r) {
-                        refs.push((r.clone(), w.to_string()));
-                    }
-                    r
-                }
-            };
-            if !terms.contains(&term) {
-                terms.push(term);
+        let Some(e) = dep5_expression(l, refs) else {
+            continue;
+        };
+        // An expression of ANDs only adds its terms one by one.
+        let terms: Vec<String> = if e.contains(" OR ") {
+            vec![format!("({e})")]
+        } else {
+            e.split(" AND ")
+                .map(|t| t.replace(['(', ')'], ""))
+                .collect()
+        };
+        for t in terms {
+            if !parts.contains(&t) {
+                parts.push(t);
             }
         }
     }
-    terms.sort();
-    terms.join(" AND ")
+    match parts.len() {
+        0 => "NOASSERTION".into(),
+        // A lone expression needs no parentheses.
+        1 => parts[0]
+            .strip_prefix('(')
+            .and_then(|e| e.strip_suffix(')'))
+            .unwrap_or(&parts[0])
+            .to_string(),
+        _ => {
+            parts.sort();
+            parts.join(" AND ")
+        }
+    }
+}
+
+/// One DEP-5 `License:` value as an SPDX expression, or None when it names
+/// nothing. A license with an exception ("GPL-2+ with OpenSSL exception")
+/// becomes one LicenseRef: SPDX 2.3 has no way to name an exception that is
+/// not on its list.
+fn dep5_expression(value: &str, refs: &mut Vec<(String, String)>) -> Option<String> {
+    let mut expr: Option<String> = None;
+    for (i, clause) in value.split(',').enumerate() {
+        let mut words: Vec<&str> = clause.split_whitespace().collect();
+        // ", and X" / ", or X": the operator joining this clause to the group before.
+        let mut join = "AND";
+        if i > 0 {
+            let first = words.first().map(|w| w.to_ascii_lowercase());
+            if let Some(op @ ("or" | "and")) = first.as_deref() {
+                join = if op == "or" { "OR" } else { "AND" };
+                words.remove(0);
+            }
+        }
+        let Some(clause) = dep5_clause(&words, refs) else {
+            continue;
+        };
+        expr = Some(match expr {
+            None => clause,
+            Some(before) => {
+                let wrap = |e: String| if e.contains(' ') { format!("({e})") } else { e };
+                format!("{} {join} {}", wrap(before), wrap(clause))
+            }
+        });
+    }
+    expr
+}
+
+/// The words of one clause: license names joined by `or`/`and`, each name
+/// possibly followed by `with EXCEPTION…`.
+fn dep5_clause(words: &[&str], refs: &mut Vec<(String, String)>) -> Option<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut name: Vec<&str> = Vec::new();
+    let flush = |name: &mut Vec<&str>, out: &mut Vec<String>, refs: &mut Vec<(String, String)>| {
+        let joined = name
+            .iter()
+            .map(|w| w.trim_matches(|c| c == '(' || c == ')'))
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        name.clear();
+        if joined.is_empty() {
+            return;
+        }
+        let term = match spdx_license(&joined) {
+            Some(id) => id.to_string(),
+            None => {
+                let r = license_ref(&joined);
+                if !refs.iter().any(|(id, _)| id == &r) {
+                    refs.push((r.clone(), joined.clone()));
+                }
+                r
+            }
+        };
+        out.push(term);
+    };
+    for w in words {
+        match w.to_ascii_lowercase().as_str() {
+            op @ ("or" | "and") => {
+                flush(&mut name, &mut out, refs);
+                if !out.is_empty() && !out.last().is_some_and(|t| t == "OR" || t == "AND") {
+                    out.push(op.to_ascii_uppercase());
+                }
+            }
+            // "with" keeps the exception in the same name.
+            _ => name.push(w),
+        }
+    }
+    flush(&mut name, &mut out, refs);
+    while out.last().is_some_and(|t| t == "OR" || t == "AND") {
+        out.pop();
+    }
+    (!out.is_empty()).then(|| out.join(" "))
 }
 
 fn sha1_of(content: &dyn Content, path: &Path) -> Result<String, AttestError> {
@@ -462,9 +543,25 @@ mod tests {
         let mut refs = Vec::new();
         assert_eq!(
             spdx_expression(&p, &mut refs),
-            "BSD-3-Clause AND GPL-2.0-or-later AND LicenseRef-debian-Artistic"
+            "(GPL-2.0-or-later OR LicenseRef-debian-Artistic) AND BSD-3-Clause"
         );
         assert_eq!(refs.len(), 1);
+        // DEP-5's comma closes the group before it.
+        p.licenses = vec!["GPL-2+ or Artistic, and BSD-3-clause".into()];
+        assert_eq!(
+            spdx_expression(&p, &mut refs),
+            "(GPL-2.0-or-later OR LicenseRef-debian-Artistic) AND BSD-3-Clause"
+        );
+        // An exception stays with its license, as one reference.
+        p.licenses = vec!["GPL-2+ with OpenSSL exception".into(), "MIT".into()];
+        assert_eq!(
+            spdx_expression(&p, &mut refs),
+            "LicenseRef-debian-GPL-2--with-OpenSSL-exception AND MIT"
+        );
+        p.licenses = vec!["Expat".into(), "Expat".into()];
+        assert_eq!(spdx_expression(&p, &mut refs), "MIT");
+        p.licenses = vec!["GPL-3+ and ISC".into(), "ISC".into()];
+        assert_eq!(spdx_expression(&p, &mut refs), "GPL-3.0-or-later AND ISC");
         p.licenses.clear();
         assert_eq!(spdx_expression(&p, &mut refs), "NOASSERTION");
     }
