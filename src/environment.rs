@@ -191,7 +191,7 @@ pub struct EnvRule {
 
 /// A bad `--env-keep`/`--env-drop` pattern.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {flag} pattern {pattern:?}: {source}")]
+#[error("invalid {flag} pattern {pattern:?}")]
 pub struct PatternError {
     flag: &'static str,
     pattern: String,

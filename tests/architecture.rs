@@ -294,3 +294,38 @@ fn one_rule_classifies_every_input() {
         Input::parse(layout.to_str().unwrap()).unwrap()
     );
 }
+
+/// Errors say their cause once: a thiserror message never formats its
+/// `source` field, which `source()` already returns and the CLI prints.
+#[test]
+fn no_error_message_formats_its_source() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut found = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("#[error(") && line.contains("{source") {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "error messages that repeat their cause:\n{}",
+        found.join("\n")
+    );
+}

@@ -36,12 +36,12 @@ pub const STATUS_D: &str = "/var/lib/dpkg/status.d";
 /// Why evidence could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum AttestError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
