@@ -17,6 +17,8 @@ need=(
   debootstrap:debootstrap
   # A second machine with this one's package versions (tests/verifiable.rs).
   dpkg-repack:dpkg-repack
+  # A local apt archive for `jail verify --fetch` (tests/verifiable.rs).
+  dpkg-scanpackages:dpkg-dev
   sqlite3:sqlite3
   openssl:openssl
   xz:xz-utils

@@ -243,7 +243,7 @@ impl PackageDb {
 /// The physical form of a listed path: every directory component resolved
 /// in the root, the last one kept (it may be a packaged symlink). `/.`
 /// (every package lists it) is the root.
-fn physical(root: &Root, parents: &mut HashMap<PathBuf, PathBuf>, listed: &Path) -> PathBuf {
+pub fn physical(root: &Root, parents: &mut HashMap<PathBuf, PathBuf>, listed: &Path) -> PathBuf {
     let (Some(parent), Some(name)) = (listed.parent(), listed.file_name()) else {
         return PathBuf::from("/");
     };

@@ -602,3 +602,132 @@ fn report_reads_the_embedded_manifest_and_the_config() {
     assert!(!has("private-key", "/root/.gitconfig"));
     assert!(!has("runs-as-root", "/"), "User 1000 is not root");
 }
+
+/// A flat apt archive of `debs` in `dir`, and an apt configuration that
+/// knows only it (`APT_CONFIG` for apt-get), with its lists fetched.
+fn local_archive(dir: &Path, debs: &[PathBuf]) -> PathBuf {
+    fs::create_dir_all(dir.join("pool")).unwrap();
+    for d in debs {
+        fs::copy(d, dir.join("pool").join(d.file_name().unwrap())).unwrap();
+    }
+    let o = run(Command::new("dpkg-scanpackages")
+        .args(["pool", "/dev/null"])
+        .current_dir(dir));
+    ok(&o);
+    fs::write(dir.join("Packages"), &o.stdout).unwrap();
+    for sub in ["lists/partial", "cache/archives/partial", "parts"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    fs::write(
+        dir.join("sources.list"),
+        format!("deb [trusted=yes] file:{} ./\n", dir.display()),
+    )
+    .unwrap();
+    let conf = dir.join("apt.conf");
+    let d = dir.display();
+    fs::write(
+        &conf,
+        format!(
+            "Dir::Etc::SourceList \"{d}/sources.list\";\nDir::Etc::SourceParts \"{d}/parts\";\nDir::State::Lists \"{d}/lists\";\nDir::Cache \"{d}/cache\";\nAPT::Sandbox::User \"root\";\n"
+        ),
+    )
+    .unwrap();
+    ok(&run(Command::new("apt-get")
+        .args(["update", "-qq"])
+        .env("APT_CONFIG", &conf)));
+    conf
+}
+
+/// `verify --packages --fetch` compares with the `.deb`s from an archive,
+/// not with the root's own md5sums: here a local archive (a `file:` apt
+/// source) with this machine's busybox-static and base-files repacked. The
+/// same files verify; an archive whose busybox differs by one byte names it
+/// although the local md5sums agree, and a package the archive lacks is
+/// listed as not fetched. Both fail the check.
+#[test]
+fn verify_fetch_compares_files_with_the_archive() {
+    require("dpkg-repack", "dpkg-repack");
+    require("dpkg-scanpackages", "dpkg-dev");
+    require("apt-get", "apt");
+    require("/bin/busybox", "busybox-static");
+    let d = tempfile::tempdir().unwrap();
+    let image = d.path().join("bb.tar");
+    ok(&run(jail()
+        .arg("trace")
+        .arg("-o")
+        .arg(&image)
+        .args(["--", "/bin/busybox", "echo", "hi"])
+        .current_dir("/")));
+
+    let debs = d.path().join("debs");
+    fs::create_dir_all(&debs).unwrap();
+    ok(&run(Command::new("dpkg-repack")
+        .args(["busybox-static", "base-files"])
+        .current_dir(&debs)));
+    let deb = |prefix: &str| {
+        fs::read_dir(&debs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+            .unwrap_or_else(|| panic!("dpkg-repack wrote no {prefix}*.deb"))
+    };
+    let (busybox, base_files) = (deb("busybox-static_"), deb("base-files_"));
+
+    let verify = |conf: &Path| {
+        run(jail()
+            .args(["verify", "--packages", "--fetch", "--json"])
+            .arg(&image)
+            .env("APT_CONFIG", conf))
+    };
+    let good = local_archive(&d.path().join("good"), &[busybox.clone(), base_files]);
+    let o = verify(&good);
+    ok(&o);
+    let c = json_of(&o);
+    let f = &c["fetched"];
+    assert_eq!(f["packages"], 2, "{c}");
+    assert_eq!(f["mismatched"], 0, "{c}");
+    assert_eq!(f["unfetched"].as_array().unwrap().len(), 0, "{c}");
+    assert_eq!(f["verified"], c["verified"], "{c}");
+
+    // The same busybox-static version with one byte changed, and no base-files.
+    let tampered = d.path().join("tampered");
+    ok(&run(Command::new("dpkg-deb")
+        .arg("-R")
+        .arg(&busybox)
+        .arg(&tampered)));
+    let bin = ["usr/bin/busybox", "bin/busybox"]
+        .iter()
+        .map(|p| tampered.join(p))
+        .find(|p| p.is_file() && !p.is_symlink())
+        .expect("busybox in the repacked .deb");
+    let mut b = fs::read(&bin).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    fs::write(&bin, b).unwrap();
+    let bad_deb = d.path().join(busybox.file_name().unwrap());
+    ok(&run(Command::new("dpkg-deb")
+        .arg("-b")
+        .arg(&tampered)
+        .arg(&bad_deb)));
+    let bad = local_archive(&d.path().join("bad"), &[bad_deb]);
+    let o = verify(&bad);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let c = json_of(&o);
+    assert_eq!(c["mismatched"], 0, "the local md5sums agree: {c}");
+    let f = &c["fetched"];
+    let mismatched: Vec<String> = f["mismatched_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(mismatched.len(), 1, "{c}");
+    assert!(mismatched[0].ends_with("bin/busybox"), "{c}");
+    let unfetched: Vec<&str> = f["unfetched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(unfetched, ["base-files"], "{c}");
+}

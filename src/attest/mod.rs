@@ -21,6 +21,7 @@ use crate::image::{Compression, ImageSpec, Platform, Reference, WriteOptions};
 use crate::paths::ImagePath;
 
 pub mod embed;
+pub mod fetch;
 pub mod packages;
 pub mod provenance;
 pub mod rebuild;
@@ -56,6 +57,14 @@ pub enum AttestError {
     Json { what: &'static str, msg: String },
     #[error("{0}")]
     Usage(String),
+    #[error("cannot run {tool}: {hint}")]
+    Tool {
+        tool: &'static str,
+        hint: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Interrupted(#[from] crate::sys::interrupt::Interrupted),
 }
 
 impl AttestError {
@@ -65,6 +74,19 @@ impl AttestError {
             self,
             AttestError::Parse { .. } | AttestError::NoManifest { .. } | AttestError::Usage(_)
         )
+    }
+}
+
+impl crate::error::ExitCode for AttestError {
+    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+        match self {
+            AttestError::Interrupted(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn is_bad_input(&self) -> bool {
+        AttestError::is_bad_input(self)
     }
 }
 

@@ -312,12 +312,29 @@ pub struct PackageCheck {
     pub derived_files: Vec<String>,
     pub not_from_a_package_files: Vec<String>,
     pub mismatched_files: Vec<Difference>,
+    /// With `--fetch`: the same files against the `.deb`s from the archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<super::fetch::FetchCheck>,
+}
+
+impl PackageCheck {
+    /// No file differs from its package, and with `--fetch` every package
+    /// was fetched and matched.
+    pub fn ok(&self) -> bool {
+        self.mismatched == 0 && self.fetched.as_ref().is_none_or(|f| f.ok())
+    }
 }
 
 /// Check every regular file of the unpacked image at `image_root` against
 /// the checksums of the package that owns it in `root` (`info/*.md5sums`,
-/// and `Conffiles:` for configuration files).
-pub fn check_packages(image_root: &Path, root: &Root) -> Result<PackageCheck, AttestError> {
+/// and `Conffiles:` for configuration files). With `fetch` (a scratch
+/// directory), also against the `.deb` of each package's exact version
+/// (`fetch::compare_with_debs`).
+pub fn check_packages(
+    image_root: &Path,
+    root: &Root,
+    fetch: Option<&Path>,
+) -> Result<PackageCheck, AttestError> {
     if !PackageDb::present(root) {
         return Err(AttestError::Usage(format!(
             "{} has no dpkg database (/var/lib/dpkg/status): pass --root DIR with the root the image was built from",
@@ -332,6 +349,7 @@ pub fn check_packages(image_root: &Path, root: &Root) -> Result<PackageCheck, At
     let mut sums: HashMap<String, HashMap<PathBuf, String>> = HashMap::new();
     let mut out = PackageCheck::default();
     let mut verified: HashMap<PathBuf, ()> = HashMap::new();
+    let mut owned: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut pycs = Vec::new();
     for (path, e) in &image.entries {
         if e.file_type != FileType::File {
@@ -358,6 +376,10 @@ pub fn check_packages(image_root: &Path, root: &Root) -> Result<PackageCheck, At
         }
         match expected {
             Some((owner, want)) => {
+                owned
+                    .entry(owner.clone())
+                    .or_default()
+                    .push(p.to_path_buf());
                 let have = md5_file(&image.host_path(p))?;
                 if have == want {
                     out.verified += 1;
@@ -394,6 +416,11 @@ pub fn check_packages(image_root: &Path, root: &Root) -> Result<PackageCheck, At
             out.not_from_a_package += 1;
             out.not_from_a_package_files.push(p.display().to_string());
         }
+    }
+    if let Some(scratch) = fetch {
+        out.fetched = Some(super::fetch::compare_with_debs(
+            &db, root, image_root, &owned, scratch,
+        )?);
     }
     Ok(out)
 }

@@ -28,6 +28,10 @@ pub struct Args {
     /// rebuilding.
     #[arg(long)]
     packages: bool,
+    /// With --packages: also download the .deb of each package's exact
+    /// version with apt and compare every file's sha256 with it.
+    #[arg(long, requires = "packages")]
+    fetch: bool,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -36,11 +40,7 @@ pub struct Args {
 }
 
 fn attest_failure(e: AttestError) -> Failure {
-    if e.is_bad_input() {
-        Failure::usage(e)
-    } else {
-        Failure::failed(e)
-    }
+    Failure::of(e)
 }
 
 fn unpack(s: &str, scratch: &Path, pull: &PullOpts) -> Result<(ImageSource, Unpacked), Failure> {
@@ -80,7 +80,9 @@ pub fn run(a: Args) -> CmdResult {
     };
 
     if a.packages {
-        let check = rebuild::check_packages(image.root(), &root).map_err(attest_failure)?;
+        let fetch = a.fetch.then(|| scratch.path().join("fetch"));
+        let check = rebuild::check_packages(image.root(), &root, fetch.as_deref())
+            .map_err(attest_failure)?;
         if a.json {
             let line = serde_json::to_string(&check).map_err(Failure::failed)?;
             println!("{line}");
@@ -95,8 +97,23 @@ pub fn run(a: Args) -> CmdResult {
             for d in &check.mismatched_files {
                 println!("  MISMATCHED: {}: {}", d.path.display(), d.why);
             }
+            if let Some(f) = &check.fetched {
+                println!(
+                    "fetched: {} package(s) from the archive: {} file(s) verified, {} mismatched, {} package(s) not fetched",
+                    f.packages,
+                    f.verified,
+                    f.mismatched,
+                    f.unfetched.len()
+                );
+                for d in &f.mismatched_files {
+                    println!("  MISMATCHED (archive): {}: {}", d.path.display(), d.why);
+                }
+                for u in &f.unfetched {
+                    println!("  NOT FETCHED: {}_{}: {}", u.package, u.version, u.why);
+                }
+            }
         }
-        if check.mismatched > 0 {
+        if !check.ok() {
             return Err(Failure::silent(1));
         }
         return Ok(());
