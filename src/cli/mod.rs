@@ -37,11 +37,12 @@ pub fn write_quietly(w: &mut dyn Write, args: std::fmt::Arguments<'_>) {
 }
 
 mod diff;
-mod emit;
 mod evidence;
+mod files_opts;
 mod image_opts;
 mod ldd;
 mod pack;
+mod probe;
 mod registry_opts;
 mod report;
 mod run;
@@ -82,7 +83,7 @@ enum Command {
     Sbom(sbom::Args),
     /// Probe a service for `jail slim --probe` (internal).
     #[command(hide = true)]
-    ProbeRunner(slim::ProbeArgs),
+    ProbeRunner(probe::ProbeArgs),
 }
 
 /// A failed command: what went wrong and the exit code it maps to.
@@ -151,7 +152,7 @@ pub fn main() -> i32 {
         Command::Diff(a) => diff::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Sbom(a) => sbom::run(a),
-        Command::ProbeRunner(a) => slim::probe_runner(a),
+        Command::ProbeRunner(a) => probe::run(a),
     };
     match result {
         Ok(()) => 0,
@@ -188,66 +189,52 @@ pub fn warn(msg: impl std::fmt::Display) {
     eprintln!("jail: warning: {msg}");
 }
 
-/// Check the destinations of a command before it does any work: each one's
-/// directory exists, an image archive or manifest is not a directory, and a
-/// `--tree` directory is empty unless `--force`. (Writing them is still
-/// atomic: these checks only spare a long run that could not be saved.)
-pub fn check_destinations(
-    image: Option<&std::path::Path>,
-    tree: Option<&std::path::Path>,
-    manifest: Option<&std::path::Path>,
-    force: bool,
-) -> CmdResult {
-    use anyhow::anyhow;
-    let parent_exists = |what: &str, p: &std::path::Path| -> CmdResult {
-        let parent = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if parent.is_dir() {
-            Ok(())
-        } else {
-            Err(Failure::usage(anyhow!(
-                "{what} {}: the directory {} does not exist; create it or choose another path",
-                p.display(),
-                parent.display()
-            )))
-        }
-    };
-    if let Some(p) = image {
-        parent_exists("image destination", p)?;
-    }
-    if let Some(p) = manifest {
-        parent_exists("manifest destination", p)?;
-        if p.is_dir() {
-            return Err(Failure::usage(anyhow!(
-                "manifest destination {} is a directory; give a file name",
-                p.display()
-            )));
+/// `--network`: none or host.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum NetworkArg {
+    None,
+    Host,
+}
+
+impl From<NetworkArg> for jail::sandbox::Network {
+    fn from(n: NetworkArg) -> Self {
+        match n {
+            NetworkArg::None => jail::sandbox::Network::None,
+            NetworkArg::Host => jail::sandbox::Network::Host,
         }
     }
-    if let Some(p) = tree {
-        parent_exists("tree destination", p)?;
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if !m.is_dir() => {
-                return Err(Failure::usage(anyhow!(
-                    "tree destination {} exists and is not a directory",
-                    p.display()
-                )))
-            }
-            Ok(_) if !force => {
-                let empty = std::fs::read_dir(p)
-                    .map(|mut d| d.next().is_none())
-                    .unwrap_or(false);
-                if !empty {
-                    return Err(Failure::usage(anyhow!(
-                        "tree destination {} is not empty; pass --force to replace it",
-                        p.display()
-                    )));
-                }
-            }
-            _ => {}
+}
+
+/// The pipeline's notes on stderr: `jail: …`, `jail: warning: …`, and an
+/// image's summary.
+pub struct Stderr;
+
+impl jail::pipeline::Notes for Stderr {
+    fn note(&self, msg: std::fmt::Arguments<'_>) {
+        eprintln!("jail: {msg}");
+    }
+
+    fn warn(&self, msg: std::fmt::Arguments<'_>) {
+        warn(msg);
+    }
+
+    fn image(&self, summary: &jail::image::ImageSummary) {
+        image_opts::report(summary);
+    }
+}
+
+impl From<jail::pipeline::Failure> for Failure {
+    fn from(f: jail::pipeline::Failure) -> Failure {
+        Failure {
+            code: f.code,
+            error: anyhow::Error::from_boxed(f.error),
         }
     }
+}
+
+/// Print a `--json` summary on stdout, one line.
+pub fn print_json(v: &impl serde::Serialize) -> CmdResult {
+    let line = serde_json::to_string(v).map_err(Failure::failed)?;
+    println!("{line}");
     Ok(())
 }
