@@ -68,6 +68,29 @@ fn the_probe_runner_without_probes_is_a_usage_error_not_a_panic() {
     );
 }
 
+/// The binary stays thin (issue 13): `src/cli/*.rs` parse flags and print
+/// what the library's pipeline returns, under 1,000 lines together.
+#[test]
+fn the_cli_stays_under_a_thousand_lines() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    let mut sizes: Vec<(String, usize)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .map(|p| {
+            let lines = std::fs::read_to_string(&p).unwrap().lines().count();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), lines)
+        })
+        .collect();
+    sizes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let total: usize = sizes.iter().map(|(_, n)| n).sum();
+    assert!(
+        total < 1000,
+        "src/cli/*.rs have {total} lines (largest: {sizes:?}); move the policy into src/pipeline/"
+    );
+    assert!(sizes.len() > 5, "src/cli/ was not found: {sizes:?}");
+}
+
 // ------------------------------------------------ errors said once ---
 
 /// `jail ARGS…`: (exit code, stderr).

@@ -1,8 +1,7 @@
-//! The image options shared by `trace`, `pack` and `slim`, and how an
-//! image write is reported: one definition, so the three commands accept
-//! the same flags and print the same summary.
+//! The image options shared by `trace`, `pack` and `slim`: one definition,
+//! so the three commands accept the same flags.
 
-use jail::image::{Compression, Format, ImageSummary};
+use jail::image::{Compression, Format};
 use jail::pipeline::ImageRequest;
 
 /// Image metadata and output format.
@@ -62,47 +61,5 @@ impl ImageOpts {
             threads: self.threads,
             push: self.push.clone(),
         }
-    }
-}
-
-/// Human summary on stderr.
-pub fn report(s: &ImageSummary) {
-    eprintln!(
-        "jail: wrote {} ({}, {}) as {}",
-        s.output.display(),
-        serde_plain(&s.format),
-        serde_plain(&s.compression),
-        s.reference
-    );
-    eprintln!("  image id:        {}", s.image_id);
-    eprintln!("  manifest digest: {}", s.manifest_digest);
-    eprintln!("  platform:        {}", s.platform);
-    eprintln!("  files:           {}", s.files);
-    eprintln!(
-        "  size:            {} uncompressed, {} compressed",
-        human(s.uncompressed_size),
-        human(s.compressed_size)
-    );
-}
-
-fn serde_plain(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {} ({n} bytes)", UNITS[u])
     }
 }

@@ -86,49 +86,9 @@ enum Command {
     ProbeRunner(probe::ProbeArgs),
 }
 
-/// A failed command: what went wrong and the exit code it maps to.
-pub struct Failure {
-    pub code: i32,
-    pub error: anyhow::Error,
-}
-
-impl Failure {
-    /// Bad usage or bad input: exit 2.
-    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            code: 2,
-            error: error.into(),
-        }
-    }
-
-    /// Exit with `code`, having already said why on stderr.
-    pub fn silent(code: i32) -> Failure {
-        Failure {
-            code,
-            error: anyhow::anyhow!(""),
-        }
-    }
-
-    /// The work failed: exit 1.
-    pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            code: 1,
-            error: error.into(),
-        }
-    }
-
-    /// The exit code the error's type maps it to (`jail::error::ExitCode`:
-    /// 128+N interrupted, 2 bad input, 1 failed).
-    pub fn of<E>(error: E) -> Failure
-    where
-        E: jail::error::ExitCode + Send + Sync + 'static,
-    {
-        Failure {
-            code: error.exit_code(),
-            error: error.into(),
-        }
-    }
-}
+/// A failed command: the error (printed with each cause once) and its
+/// exit code.
+pub use jail::pipeline::Failure;
 
 pub type CmdResult = Result<(), Failure>;
 
@@ -157,12 +117,12 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(f) => {
-            if is_broken_pipe(&f.error) {
+            if is_broken_pipe(&*f.error) {
                 return 0;
             }
             // The context, then each cause once (no message repeats its
             // cause: jail::error).
-            let msg = format!("{:#}", f.error);
+            let msg = jail::error::Chain(&*f.error).to_string();
             if !msg.is_empty() {
                 eprintln!("jail: error: {msg}");
             }
@@ -177,8 +137,8 @@ pub fn main() -> i32 {
 }
 
 /// A reader that went away (`jail … | head`) is not an error.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|c| {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
@@ -219,16 +179,7 @@ impl jail::pipeline::Notes for Stderr {
     }
 
     fn image(&self, summary: &jail::image::ImageSummary) {
-        image_opts::report(summary);
-    }
-}
-
-impl From<jail::pipeline::Failure> for Failure {
-    fn from(f: jail::pipeline::Failure) -> Failure {
-        Failure {
-            code: f.code,
-            error: anyhow::Error::from_boxed(f.error),
-        }
+        eprint!("{}", jail::pipeline::Written(summary));
     }
 }
 

@@ -72,6 +72,6 @@ impl PullOpts {
 
     /// The library's options (a malformed `--creds` or `--platform`: exit 2).
     pub fn options(&self) -> Result<jail::registry::RegistryOptions, Failure> {
-        Ok(self.request().options()?)
+        self.request().options()
     }
 }

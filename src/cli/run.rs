@@ -3,11 +3,9 @@
 //! in private namespaces), passing stdio and the exit status through
 //! (`jail::pipeline::run`).
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::anyhow;
 use jail::pipeline::run::{run as run_jail, RunRequest};
 
 use super::{CmdResult, Failure, NetworkArg};
@@ -47,13 +45,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    let env = a.env.iter().map(split_env).collect::<Result<_, _>>()?;
     let code = run_jail(RunRequest {
         jail: a.tree,
         user: a.user,
         network: a.network.into(),
         writable: a.writable,
-        env,
+        env: a.env,
         workdir: a.workdir,
         hostname: a.hostname,
         command: a.command,
@@ -62,31 +59,4 @@ pub fn run(a: Args) -> CmdResult {
         0 => Ok(()),
         code => Err(Failure::silent(code)),
     }
-}
-
-/// `K=V`, or `K` passed from this environment.
-fn split_env(kv: &OsString) -> Result<(OsString, OsString), Failure> {
-    let b = kv.as_bytes();
-    let (k, v) = match b.iter().position(|&c| c == b'=') {
-        Some(i) => (
-            OsStr::from_bytes(&b[..i]).to_owned(),
-            OsStr::from_bytes(&b[i + 1..]).to_owned(),
-        ),
-        None => {
-            let v = std::env::var_os(kv).ok_or_else(|| {
-                Failure::usage(anyhow!(
-                    "--env {}: not set here; use --env K=V",
-                    kv.to_string_lossy()
-                ))
-            })?;
-            (kv.clone(), v)
-        }
-    };
-    if k.is_empty() {
-        return Err(Failure::usage(anyhow!(
-            "--env {}: empty variable name",
-            kv.to_string_lossy()
-        )));
-    }
-    Ok((k, v))
 }

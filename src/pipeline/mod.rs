@@ -25,10 +25,12 @@ pub mod evidence;
 pub mod ldd;
 pub mod pack;
 pub mod push;
+pub mod report;
 pub mod request;
 pub mod run;
 pub mod slim;
 pub mod trace;
+pub mod verify;
 
 pub use destinations::Destinations;
 pub use request::{FilesRequest, ImageRequest, RegistryRequest};
@@ -69,6 +71,14 @@ impl Failure {
         }
     }
 
+    /// Exit with `code`, having already said why.
+    pub fn silent(code: i32) -> Failure {
+        Failure {
+            code,
+            error: Box::new(Silent),
+        }
+    }
+
     /// The code the error's type maps it to (`error::ExitCode`).
     pub fn of<E: ExitCode + Send + Sync + 'static>(error: E) -> Failure {
         Failure {
@@ -89,6 +99,11 @@ impl fmt::Display for Failure {
         self.error.fmt(f)
     }
 }
+
+/// A failure already explained: prints nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("")]
+struct Silent;
 
 /// What the pipeline itself refuses or reports as failed (the stages'
 /// own errors travel in [`Failure`] as they are).
@@ -160,6 +175,8 @@ pub enum JobError {
     },
     #[error("{failed} of {run} checks failed inside the jail (each failure above says why)")]
     ChecksFailed { failed: usize, run: usize },
+    #[error("cannot write {}", .0.display())]
+    WriteFile(PathBuf, #[source] std::io::Error),
     #[error("cannot write the {what} {}", .path.display())]
     Write {
         what: &'static str,
@@ -210,6 +227,7 @@ impl ExitCode for JobError {
                 | JobError::HostTest { .. }
                 | JobError::ChecksFailed { .. }
                 | JobError::Write { .. }
+                | JobError::WriteFile(..)
                 | JobError::PushReread(_)
                 | JobError::PushChanged { .. }
                 | JobError::ProbePanicked
@@ -240,5 +258,56 @@ pub(crate) fn parent_of(p: &Path) -> &Path {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
+    }
+}
+
+/// An image's summary for people, as `jail: wrote …` and indented lines.
+pub struct Written<'a>(pub &'a ImageSummary);
+
+impl fmt::Display for Written<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        writeln!(
+            f,
+            "jail: wrote {} ({}, {}) as {}",
+            s.output.display(),
+            plain(&s.format),
+            plain(&s.compression),
+            s.reference
+        )?;
+        writeln!(f, "  image id:        {}", s.image_id)?;
+        writeln!(f, "  manifest digest: {}", s.manifest_digest)?;
+        writeln!(f, "  platform:        {}", s.platform)?;
+        writeln!(f, "  files:           {}", s.files)?;
+        writeln!(
+            f,
+            "  size:            {} uncompressed, {} compressed",
+            human(s.uncompressed_size),
+            human(s.compressed_size)
+        )
+    }
+}
+
+/// A value serialized as a plain string (`oci-archive`, `gzip`).
+fn plain(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `1.5 MiB (1572864 bytes)`, or `12 B`.
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {} ({n} bytes)", UNITS[u])
     }
 }

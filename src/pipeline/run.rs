@@ -3,7 +3,9 @@
 //! runs it: the image's Env, User, WorkingDir and, without a command, its
 //! Entrypoint + Cmd; the flags override.
 
+use std::ffi::OsStr;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::image::read::{self, ImageSource, Unpacked};
@@ -19,8 +21,8 @@ pub struct RunRequest {
     pub user: Option<String>,
     pub network: Network,
     pub writable: bool,
-    /// `(K, V)`, over the image's.
-    pub env: Vec<(OsString, OsString)>,
+    /// `K=V`, or `K` to pass this environment's value; over the image's.
+    pub env: Vec<OsString>,
     pub workdir: Option<PathBuf>,
     pub hostname: Option<OsString>,
     pub command: Vec<OsString>,
@@ -31,10 +33,20 @@ pub struct RunRequest {
 pub enum RunError {
     #[error("no command: give CMD after `--`{}", if *.image { " (the image has no Entrypoint or Cmd)" } else { "" })]
     NoCommand { image: bool },
+    #[error("--env {0}: not set here; use --env K=V")]
+    EnvNotSet(String),
+    #[error("--env {0}: empty variable name")]
+    EnvNoName(String),
 }
 
 /// Run the command; its exit code (the status as a shell reports it).
 pub fn run(req: RunRequest) -> Result<i32, Failure> {
+    let vars = req
+        .env
+        .iter()
+        .map(split_env)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::usage)?;
     let (root, image) = open(&req.jail)?;
     let config = image.as_ref().and_then(|i| i.config.config().clone());
     let mut command = req.command.clone();
@@ -82,9 +94,9 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     spec.writable = req.writable;
     spec.hostname = req.hostname.clone();
     spec.network = req.network;
-    for (k, v) in &req.env {
-        spec.env.retain(|(name, _)| name != k);
-        spec.env.push((k.clone(), v.clone()));
+    for (k, v) in vars {
+        spec.env.retain(|(name, _)| *name != k);
+        spec.env.push((k, v));
     }
     let user = req.user.clone().or_else(|| {
         config
@@ -126,4 +138,24 @@ fn sandbox_failure(e: sandbox::SandboxError) -> Failure {
         code: e.exit_code(),
         error: Box::new(e),
     }
+}
+
+/// `K=V`, or `K` passed from this environment.
+fn split_env(kv: &OsString) -> Result<(OsString, OsString), RunError> {
+    let b = kv.as_bytes();
+    let shown = || kv.to_string_lossy().into_owned();
+    let (k, v) = match b.iter().position(|&c| c == b'=') {
+        Some(i) => (
+            OsStr::from_bytes(&b[..i]).to_owned(),
+            OsStr::from_bytes(&b[i + 1..]).to_owned(),
+        ),
+        None => {
+            let v = std::env::var_os(kv).ok_or_else(|| RunError::EnvNotSet(shown()))?;
+            (kv.clone(), v)
+        }
+    };
+    if k.is_empty() {
+        return Err(RunError::EnvNoName(shown()));
+    }
+    Ok((k, v))
 }
