@@ -131,6 +131,28 @@ pub fn probe_traced(started: &mpsc::Receiver<i32>, probes: &Probes) -> Result<()
     }
 }
 
+/// The probe runner's work (`jail probe-runner`): probe the service whose
+/// sandbox init is `init`, stop it, and return the report to print
+/// ([`RUNNER_OK`] or why not). `None`: `stop_signal` is not a signal.
+pub fn runner_report(
+    init: i32,
+    commands: Vec<String>,
+    timeout: Duration,
+    stop_signal: &str,
+    ok: &dyn Fn(&str),
+) -> Option<String> {
+    let stop = parse_signal(Some(stop_signal))?;
+    let probes = Probes {
+        commands,
+        timeout,
+        stop,
+    };
+    Some(match run_probes(init, &probes, ok) {
+        Ok(()) => RUNNER_OK.to_string(),
+        Err(why) => why.to_string(),
+    })
+}
+
 /// Run the probes against the service in the sandbox whose init is `init`
 /// (on the host, in the sandbox's network namespace), then stop it.
 /// `ok(probe)` is told each probe that succeeded.

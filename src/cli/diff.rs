@@ -25,19 +25,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    let d = diff(&a.a, &a.b, a.mtime, &a.pull.options()?)?;
+    let d = diff(&a.a, &a.b, a.mtime, &a.pull.request())?;
     if a.json {
         print_json(&d)?;
     } else {
-        for p in &d.removed {
-            println!("- {}", p.0.display());
-        }
-        for p in &d.added {
-            println!("+ {}", p.0.display());
-        }
-        for c in &d.changed {
-            println!("~ {} ({})", c.path.0.display(), c.changes.join(", "));
-        }
+        // A closed stdout drops the rest, as the print macros do.
+        let _ = d.write_text(&mut std::io::stdout().lock());
     }
     eprintln!(
         "jail: {} added, {} removed, {} changed",

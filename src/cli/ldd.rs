@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use jail::pipeline::ldd::{ldd, LddRequest};
+use jail::pipeline::ldd::{ldd, LddOutput, LddRequest};
 
 use super::{CmdResult, Failure};
 
@@ -55,18 +55,13 @@ pub fn run(a: Args) -> CmdResult {
         eprintln!("jail: {d}");
         code = code.max(d.code());
     }
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let written = if a.json {
-        serde_json::to_writer_pretty(&mut out, &done.json())
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else if a.list {
-        done.write_list(&mut out)
-    } else {
-        done.write_tree(&mut out)
+    let how = match (a.json, a.list) {
+        (true, _) => LddOutput::Json,
+        (_, true) => LddOutput::List,
+        _ => LddOutput::Tree,
     };
-    written
+    let mut out = BufWriter::new(io::stdout().lock());
+    done.write(&mut out, how)
         .and_then(|()| out.flush())
         .map_err(Failure::failed)?;
     match code {

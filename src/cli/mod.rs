@@ -6,7 +6,7 @@
 //! traced command killed by a forwarded signal, or SIGINT/SIGTERM to jail
 //! during its own work).
 
-use std::io::{self, Write};
+use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
@@ -36,9 +36,8 @@ pub fn write_quietly(w: &mut dyn Write, args: std::fmt::Arguments<'_>) {
     let _ = w.write_fmt(args);
 }
 
+mod build_opts;
 mod diff;
-mod evidence;
-mod files_opts;
 mod image_opts;
 mod ldd;
 mod pack;
@@ -116,51 +115,14 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
+        Err(f) if f.is_broken_pipe() => 0,
         Err(f) => {
-            if is_broken_pipe(&*f.error) {
-                return 0;
-            }
-            // The context, then each cause once (no message repeats its
-            // cause: jail::error).
+            // The context, then each cause once (jail::error).
             let msg = jail::error::Chain(&*f.error).to_string();
             if !msg.is_empty() {
                 eprintln!("jail: error: {msg}");
             }
-            // Whatever failed after SIGINT/SIGTERM arrived failed because
-            // of it: the same 128+N in every command.
-            match jail::sys::interrupt::received() {
-                Some(sig) if f.code == 1 || f.code == 2 => 128 + sig as i32,
-                _ => f.code,
-            }
-        }
-    }
-}
-
-/// A reader that went away (`jail … | head`) is not an error.
-fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(e), |e| e.source()).any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Print a warning on stderr.
-pub fn warn(msg: impl std::fmt::Display) {
-    eprintln!("jail: warning: {msg}");
-}
-
-/// `--network`: none or host.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum NetworkArg {
-    None,
-    Host,
-}
-
-impl From<NetworkArg> for jail::sandbox::Network {
-    fn from(n: NetworkArg) -> Self {
-        match n {
-            NetworkArg::None => jail::sandbox::Network::None,
-            NetworkArg::Host => jail::sandbox::Network::Host,
+            f.exit_code()
         }
     }
 }
@@ -175,7 +137,7 @@ impl jail::pipeline::Notes for Stderr {
     }
 
     fn warn(&self, msg: std::fmt::Arguments<'_>) {
-        warn(msg);
+        eprintln!("jail: warning: {msg}");
     }
 
     fn image(&self, summary: &jail::image::ImageSummary) {

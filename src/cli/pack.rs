@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use jail::pipeline::pack::{PackJob, PackRequest};
 
-use super::evidence::EvidenceOpts;
+use super::build_opts::EvidenceOpts;
 use super::image_opts::ImageOpts;
 use super::registry_opts::RegistryOpts;
 use super::{print_json, CmdResult, Stderr};

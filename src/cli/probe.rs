@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jail::pipeline::JobError;
-use jail::probe::{parse_signal, run_probes, Probes, RUNNER_OK};
+use jail::probe::runner_report;
 
 use super::{CmdResult, Failure};
 
@@ -24,17 +24,10 @@ pub struct ProbeArgs {
 
 /// Prints `ok`, or why not, on stdout.
 pub fn run(a: ProbeArgs) -> CmdResult {
-    let stop = parse_signal(Some(&a.stop_signal))
-        .ok_or_else(|| Failure::usage(JobError::StopSignal(a.stop_signal.clone())))?;
-    let probes = Probes {
-        commands: a.probes,
-        timeout: Duration::from_secs(a.timeout),
-        stop,
-    };
     let ok = |p: &str| eprintln!("jail: probe ok: {p}");
-    match run_probes(a.pid, &probes, &ok) {
-        Ok(()) => println!("{RUNNER_OK}"),
-        Err(why) => println!("{why}"),
-    }
+    let timeout = Duration::from_secs(a.timeout);
+    let report = runner_report(a.pid, a.probes, timeout, &a.stop_signal, &ok)
+        .ok_or_else(|| Failure::usage(JobError::StopSignal(a.stop_signal.clone())))?;
+    println!("{report}");
     Ok(())
 }

@@ -2,11 +2,8 @@
 //! registries (`RegistryOpts`: trace, pack) and what to pull from an index
 //! (`PullOpts`: slim, diff, report, verify, sbom).
 
-use std::str::FromStr;
-
 use jail::pipeline::RegistryRequest;
-
-use super::Failure;
+use jail::registry::auth::Secret;
 
 /// How to reach registries.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -18,34 +15,17 @@ pub struct RegistryOpts {
     /// Registry credentials, over those of the auth files
     /// ($REGISTRY_AUTH_FILE, ~/.docker/config.json). Other users can see a
     /// command line: prefer `podman login` or an auth file.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub creds: Option<CredsArg>,
-}
-
-/// `--creds` as given: never printed (clap would quote a value it refuses,
-/// so this parser refuses nothing; the pipeline checks it).
-#[derive(Clone)]
-pub struct CredsArg(String);
-
-impl FromStr for CredsArg {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(CredsArg(s.to_string()))
-    }
-}
-
-impl std::fmt::Debug for CredsArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
+    // Never printed: clap would quote a value it refuses, so this parser
+    // refuses nothing; the pipeline checks it.
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = secret)]
+    pub creds: Option<Secret>,
 }
 
 impl RegistryOpts {
     pub fn request(&self) -> RegistryRequest {
         RegistryRequest {
             insecure: self.insecure_registry.clone(),
-            creds: self.creds.as_ref().map(|c| c.0.clone()),
+            creds: self.creds.clone(),
             platform: None,
         }
     }
@@ -69,9 +49,8 @@ impl PullOpts {
             ..self.registry.request()
         }
     }
+}
 
-    /// The library's options (a malformed `--creds` or `--platform`: exit 2).
-    pub fn options(&self) -> Result<jail::registry::RegistryOptions, Failure> {
-        self.request().options()
-    }
+fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(s))
 }

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use jail::pipeline::run::{run as run_jail, RunRequest};
 
-use super::{CmdResult, Failure, NetworkArg};
+use jail::sandbox::Network;
+
+use super::{CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,7 +24,7 @@ pub struct Args {
     user: Option<String>,
     /// Network access: `none` (only a private loopback) or `host`.
     #[arg(long, value_enum, default_value = "none")]
-    network: NetworkArg,
+    network: Network,
     /// Let the command write to the tree itself. By default it sees a
     /// throwaway writable view and the tree is never modified.
     #[arg(long)]
@@ -48,7 +50,7 @@ pub fn run(a: Args) -> CmdResult {
     let code = run_jail(RunRequest {
         jail: a.tree,
         user: a.user,
-        network: a.network.into(),
+        network: a.network,
         writable: a.writable,
         env: a.env,
         workdir: a.workdir,

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use jail::pipeline::slim::{SlimJob, SlimRequest};
 
-use super::evidence::EvidenceOpts;
-use super::files_opts::FilesOpts;
+use super::build_opts::{EvidenceOpts, FilesOpts};
 use super::image_opts::ImageOpts;
 use super::registry_opts::PullOpts;
-use super::{print_json, CmdResult, NetworkArg, Stderr};
+use jail::sandbox::Network;
+
+use super::{print_json, CmdResult, Stderr};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -39,7 +40,7 @@ pub struct Args {
     /// Network of the traced command: none (default; probes still reach it
     /// on loopback) or host.
     #[arg(long, value_enum, default_value = "none")]
-    network: NetworkArg,
+    network: Network,
     /// Write the manifest (access log and file set) here.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -77,7 +78,7 @@ pub fn run(a: Args) -> CmdResult {
         config: a.config,
         probe: a.probe,
         probe_timeout: Duration::from_secs(a.probe_timeout),
-        network: a.network.into(),
+        network: a.network,
         manifest: a.manifest,
         tree: a.tree,
         force: a.force,

@@ -6,13 +6,13 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use jail::pipeline::trace::{TraceJob, TraceRequest};
+use jail::sandbox::Network;
 use jail::trace::Backend;
 
-use super::evidence::EvidenceOpts;
-use super::files_opts::FilesOpts;
+use super::build_opts::{EvidenceOpts, FilesOpts};
 use super::image_opts::ImageOpts;
 use super::registry_opts::RegistryOpts;
-use super::{print_json, CmdResult, NetworkArg, Stderr};
+use super::{print_json, CmdResult, Stderr};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -70,13 +70,13 @@ pub struct Args {
     /// Network of the checks in the finished jail (--verify, config tests):
     /// none, or host for a program that talks to a server.
     #[arg(long, value_enum, default_value = "none")]
-    network: NetworkArg,
+    network: Network,
     /// Do not run the config's tests in the finished jail.
     #[arg(long)]
     no_test: bool,
     /// Tracer backend.
     #[arg(long, value_enum, default_value = "ptrace")]
-    backend: BackendArg,
+    backend: Backend,
     /// Run the ptrace tracer and the command on one CPU: each stop then
     /// costs a switch on that CPU instead of a cross-CPU wake-up (about
     /// half the overhead on VMs). The command sees a one-CPU affinity mask
@@ -87,13 +87,6 @@ pub struct Args {
     /// The command to trace and its arguments (default: the config's).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<OsString>,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum BackendArg {
-    Ptrace,
-    Fanotify,
-    Ebpf,
 }
 
 pub fn run(a: Args) -> CmdResult {
@@ -113,13 +106,9 @@ pub fn run(a: Args) -> CmdResult {
         json: a.json,
         syscalls: a.syscalls,
         verify: a.verify,
-        network: a.network.into(),
+        network: a.network,
         no_test: a.no_test,
-        backend: match a.backend {
-            BackendArg::Ptrace => Backend::Ptrace,
-            BackendArg::Fanotify => Backend::Fanotify,
-            BackendArg::Ebpf => Backend::Ebpf,
-        },
+        backend: a.backend,
         one_cpu: a.one_cpu,
         command: a.command,
     })?;

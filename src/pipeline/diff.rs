@@ -9,9 +9,8 @@ use serde::Serialize;
 use crate::fileset::Entry;
 use crate::input::open_with;
 use crate::paths::ImagePath;
-use crate::registry::RegistryOptions;
 
-use super::Failure;
+use super::{Failure, RegistryRequest};
 
 /// What differs (`jail diff --json`, docs/formats.md).
 #[derive(Debug, Default, Serialize)]
@@ -32,6 +31,20 @@ pub struct Changed {
 }
 
 impl Difference {
+    /// For people: `- removed`, `+ added`, `~ changed (what)`.
+    pub fn write_text(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        for p in &self.removed {
+            writeln!(out, "- {}", p.0.display())?;
+        }
+        for p in &self.added {
+            writeln!(out, "+ {}", p.0.display())?;
+        }
+        for c in &self.changed {
+            writeln!(out, "~ {} ({})", c.path.0.display(), c.changes.join(", "))?;
+        }
+        Ok(())
+    }
+
     /// Nothing differs.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
@@ -43,11 +56,12 @@ pub fn diff(
     a: &str,
     b: &str,
     mtime: bool,
-    registry: &RegistryOptions,
+    registry: &RegistryRequest,
 ) -> Result<Difference, Failure> {
+    let registry = &registry.options()?;
     // Ctrl-C while an image is unpacked: unwind, remove the temporary
     // root, exit 128+N.
-    crate::sys::interrupt::install();
+    crate::sys::signals::install();
     let scratch = std::env::temp_dir();
     let a = open_with(a, Path::new(&scratch), registry).map_err(Failure::of)?;
     let b = open_with(b, Path::new(&scratch), registry).map_err(Failure::of)?;

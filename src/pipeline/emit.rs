@@ -169,7 +169,7 @@ pub(crate) fn emit(e: Emit<'_>, notes: &dyn Notes) -> Result<Emitted, Failure> {
             ));
         }
     } else if let Some((spec, output, wopts)) = &e.image {
-        crate::sys::interrupt::install();
+        crate::sys::signals::install();
         let mut s = image::write(&fileset, spec, wopts, output)
             .map_err(|err| image_failure(err, output))?;
         notes.image(&s);

@@ -192,7 +192,30 @@ fn loader_env(req: &LddRequest) -> Result<LoaderEnv, LddError> {
     Ok(env)
 }
 
+/// How `jail ldd` prints the closures.
+#[derive(Debug, Clone, Copy)]
+pub enum LddOutput {
+    /// lddtree-like.
+    Tree,
+    /// `--list`.
+    List,
+    /// `--json`.
+    Json,
+}
+
 impl Ldd {
+    /// Print the closures.
+    pub fn write(&self, out: &mut dyn Write, how: LddOutput) -> io::Result<()> {
+        match how {
+            LddOutput::Tree => self.write_tree(out),
+            LddOutput::List => self.write_list(out),
+            LddOutput::Json => {
+                serde_json::to_writer_pretty(&mut *out, &self.json()).map_err(io::Error::from)?;
+                writeln!(out)
+            }
+        }
+    }
+
     /// What to say about each file, in order.
     pub fn diagnostics(&self) -> Vec<Diagnostic<'_>> {
         let mut out = Vec::new();

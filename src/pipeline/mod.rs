@@ -79,6 +79,24 @@ impl Failure {
         }
     }
 
+    /// The exit code: whatever failed after SIGINT/SIGTERM arrived failed
+    /// because of it (128+N, the same in every command), else `code`.
+    pub fn exit_code(&self) -> i32 {
+        match crate::sys::signals::received() {
+            Some(sig) if self.code == 1 || self.code == 2 => 128 + sig as i32,
+            _ => self.code,
+        }
+    }
+
+    /// A reader that went away (`jail … | head`): not an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        let first: &(dyn Error + 'static) = &*self.error;
+        std::iter::successors(Some(first), |e| (*e).source()).any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        })
+    }
+
     /// The code the error's type maps it to (`error::ExitCode`).
     pub fn of<E: ExitCode + Send + Sync + 'static>(error: E) -> Failure {
         Failure {
@@ -192,7 +210,7 @@ pub enum JobError {
     ImageInterrupted {
         cause: String,
         dest: PathBuf,
-        signal: crate::sys::interrupt::Interrupted,
+        signal: crate::sys::signals::Interrupted,
     },
     #[error("cannot read the image just written to push it: {0}")]
     PushReread(String),
@@ -211,7 +229,7 @@ pub enum JobError {
 }
 
 impl ExitCode for JobError {
-    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+    fn interrupted(&self) -> Option<crate::sys::signals::Interrupted> {
         match self {
             JobError::ImageInterrupted { signal, .. } => Some(*signal),
             _ => None,

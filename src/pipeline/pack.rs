@@ -40,7 +40,7 @@ impl PackJob {
     pub fn resolve(req: PackRequest, notes: &dyn Notes) -> Result<PackJob, Failure> {
         // From the start: a Ctrl-C while the tree is read stops at the
         // first check, with the same clean exit.
-        crate::sys::interrupt::install();
+        crate::sys::signals::install();
         let write = req.image.write_options(req.force)?;
         req.evidence.format()?;
         let target = req.image.push_target()?;

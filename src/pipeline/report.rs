@@ -39,7 +39,7 @@ pub enum ReportError {
 
 /// Review the subject.
 pub fn report(req: &ReportRequest, notes: &dyn Notes) -> Result<Report, Failure> {
-    crate::sys::interrupt::install();
+    crate::sys::signals::install();
     let scratch = std::env::temp_dir();
     let registry = req.registry.options()?;
     let subject = open(&req.subject, req.manifest.as_deref(), &scratch, &registry)?;

@@ -222,7 +222,7 @@ pub struct RegistryRequest {
     /// `HOST[:PORT]` spoken to over plain HTTP.
     pub insecure: Vec<String>,
     /// `USER:PASSWORD` (never printed).
-    pub creds: Option<String>,
+    pub creds: Option<auth::Secret>,
     /// `OS/ARCH[/VARIANT]` to pull from an index.
     pub platform: Option<String>,
 }
@@ -231,7 +231,7 @@ impl RegistryRequest {
     /// The library's options (a malformed `--creds` or `--platform`: exit 2).
     pub fn options(&self) -> Result<RegistryOptions, Failure> {
         let credentials = match &self.creds {
-            Some(c) => Some(auth::parse_creds(c).map_err(Failure::usage)?),
+            Some(c) => Some(auth::parse_creds(c.expose()).map_err(Failure::usage)?),
             None => None,
         };
         let platform = match &self.platform {

@@ -125,7 +125,7 @@ impl SlimJob {
         let req = &self.req;
         let config = self.config.as_ref();
         // Ctrl-C during the unpack: unwind, remove the root, exit 128+N.
-        crate::sys::interrupt::install();
+        crate::sys::signals::install();
         let image = read::unpack_with(&self.source, &std::env::temp_dir(), &self.registry)
             .map_err(Failure::of)?;
         let root = Root::new(image.root()).map_err(Failure::failed)?;

@@ -116,7 +116,7 @@ fn unpack(
 
 /// Rebuild and compare, or check the packages.
 pub fn verify(req: &VerifyRequest) -> Result<Verified, Failure> {
-    crate::sys::interrupt::install();
+    crate::sys::signals::install();
     let scratch = tempfile::Builder::new()
         .prefix("jail-verify-")
         .tempdir()
@@ -192,7 +192,7 @@ pub fn sbom(
     format: SbomFormat,
     registry: &RegistryRequest,
 ) -> Result<Vec<u8>, Failure> {
-    crate::sys::interrupt::install();
+    crate::sys::signals::install();
     let scratch = tempfile::Builder::new()
         .prefix("jail-sbom-")
         .tempdir()
