@@ -91,6 +91,37 @@ fn the_cli_stays_under_a_thousand_lines() {
     assert!(sizes.len() > 5, "src/cli/ was not found: {sizes:?}");
 }
 
+/// A job checks its destinations before any work (the pipeline's
+/// `resolve`): slim refuses an output in a missing directory before it
+/// unpacks or traces anything, as trace does before tracing.
+#[test]
+fn slim_and_trace_refuse_a_missing_destination_directory_first() {
+    let dir = common::test_dir("architecture-destinations");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "x\n").unwrap();
+    let image = dir.join("tiny.tar");
+    common::ok(&common::run(
+        common::jail().arg("pack").arg(&tree).arg("-o").arg(&image),
+    ));
+    let want = "jail: error: image destination /nonexistent/dir/out.tar: the directory /nonexistent/dir does not exist; create it or choose another path\n";
+    let image = image.to_str().unwrap();
+    let (code, err) = fails(&[
+        "slim",
+        image,
+        "-o",
+        "/nonexistent/dir/out.tar",
+        "--",
+        "/bin/true",
+    ]);
+    // Nothing was unpacked or traced: the error is the only line.
+    assert_eq!(err, want);
+    assert_eq!(code, Some(2));
+    let (code, err) = fails(&["trace", "-o", "/nonexistent/dir/out.tar", "--", "true"]);
+    assert_eq!(err, want);
+    assert_eq!(code, Some(2));
+}
+
 // ------------------------------------------------ errors said once ---
 
 /// `jail ARGS…`: (exit code, stderr).

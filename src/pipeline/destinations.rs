@@ -62,3 +62,60 @@ impl Destinations {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ExitCode;
+
+    fn refused(d: Destinations) -> String {
+        let f = d.check().expect_err("refused");
+        assert_eq!(f.code, 2);
+        f.to_string()
+    }
+
+    #[test]
+    fn each_destination_is_checked_before_any_work() {
+        let tmp = tempfile::tempdir().unwrap();
+        let full = tmp.path().join("full");
+        std::fs::create_dir(&full).unwrap();
+        std::fs::write(full.join("x"), "").unwrap();
+        assert_eq!(
+            refused(Destinations {
+                image: Some("/nonexistent/a.tar".into()),
+                ..Destinations::default()
+            }),
+            "image destination /nonexistent/a.tar: the directory /nonexistent does not exist; create it or choose another path"
+        );
+        assert!(refused(Destinations {
+            manifest: Some(tmp.path().to_path_buf()),
+            ..Destinations::default()
+        })
+        .ends_with("is a directory; give a file name"));
+        let tree = Destinations {
+            tree: Some(full.clone()),
+            ..Destinations::default()
+        };
+        assert!(refused(tree.clone()).ends_with("is not empty; pass --force to replace it"));
+        assert!(Destinations {
+            force: true,
+            ..tree
+        }
+        .check()
+        .is_ok());
+        assert!(Destinations {
+            tree: Some(full.join("x")),
+            ..Destinations::default()
+        }
+        .check()
+        .is_err_and(|f| f.to_string().ends_with("exists and is not a directory")));
+        // A bare file name is in the working directory, which exists.
+        assert!(Destinations {
+            image: Some("out.tar".into()),
+            ..Destinations::default()
+        }
+        .check()
+        .is_ok());
+        assert!(JobError::TreeNotDir(full).is_bad_input());
+    }
+}
