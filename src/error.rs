@@ -1,5 +1,5 @@
 //! Errors across the crate: how one is printed and what exit code it maps
-//! to. A leaf module (it uses only `sys::interrupt`).
+//! to. A leaf module (it uses only `sys::signals`).
 //!
 //! Every error type says its own context (which path, pid, image, what to
 //! do) and returns its cause from `source()`; no message repeats its cause.
@@ -12,7 +12,7 @@
 use std::error::Error;
 use std::fmt;
 
-use crate::sys::interrupt::Interrupted;
+use crate::sys::signals::Interrupted;
 
 /// An error and its causes on one line, `context: cause: cause`: for the
 /// places that must put a whole error into one message (warnings, findings,

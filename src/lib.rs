@@ -38,6 +38,8 @@ pub mod manifest;
 pub mod oci;
 pub mod pack;
 pub mod paths;
+pub mod pipeline;
+pub mod probe;
 pub mod progress;
 pub mod registry;
 pub mod report;

@@ -68,6 +68,60 @@ fn the_probe_runner_without_probes_is_a_usage_error_not_a_panic() {
     );
 }
 
+/// The binary stays thin (issue 13): `src/cli/*.rs` parse flags and print
+/// what the library's pipeline returns, under 1,000 lines together.
+#[test]
+fn the_cli_stays_under_a_thousand_lines() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+    let mut sizes: Vec<(String, usize)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .map(|p| {
+            let lines = std::fs::read_to_string(&p).unwrap().lines().count();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), lines)
+        })
+        .collect();
+    sizes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let total: usize = sizes.iter().map(|(_, n)| n).sum();
+    assert!(
+        total < 1000,
+        "src/cli/*.rs have {total} lines (largest: {sizes:?}); move the policy into src/pipeline/"
+    );
+    assert!(sizes.len() > 5, "src/cli/ was not found: {sizes:?}");
+}
+
+/// A job checks its destinations before any work (the pipeline's
+/// `resolve`): slim refuses an output in a missing directory before it
+/// unpacks or traces anything, as trace does before tracing.
+#[test]
+fn slim_and_trace_refuse_a_missing_destination_directory_first() {
+    let dir = common::test_dir("architecture-destinations");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "x\n").unwrap();
+    let image = dir.join("tiny.tar");
+    common::ok(&common::run(
+        common::jail().arg("pack").arg(&tree).arg("-o").arg(&image),
+    ));
+    let want = "jail: error: image destination /nonexistent/dir/out.tar: the directory /nonexistent/dir does not exist; create it or choose another path\n";
+    let image = image.to_str().unwrap();
+    let (code, err) = fails(&[
+        "slim",
+        image,
+        "-o",
+        "/nonexistent/dir/out.tar",
+        "--",
+        "/bin/true",
+    ]);
+    // Nothing was unpacked or traced: the error is the only line.
+    assert_eq!(err, want);
+    assert_eq!(code, Some(2));
+    let (code, err) = fails(&["trace", "-o", "/nonexistent/dir/out.tar", "--", "true"]);
+    assert_eq!(err, want);
+    assert_eq!(code, Some(2));
+}
+
 // ------------------------------------------------ errors said once ---
 
 /// `jail ARGS…`: (exit code, stderr).

@@ -21,7 +21,7 @@ use super::AttestError;
 use crate::digest::Digest;
 use crate::dpkg::{self, PackageDb};
 use crate::resolve::Root;
-use crate::sys::interrupt;
+use crate::sys::signals as interrupt;
 
 /// A package whose `.deb` could not be had, and why (apt's last line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

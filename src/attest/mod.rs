@@ -64,7 +64,7 @@ pub enum AttestError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Interrupted(#[from] crate::sys::interrupt::Interrupted),
+    Interrupted(#[from] crate::sys::signals::Interrupted),
 }
 
 impl AttestError {
@@ -78,7 +78,7 @@ impl AttestError {
 }
 
 impl crate::error::ExitCode for AttestError {
-    fn interrupted(&self) -> Option<crate::sys::interrupt::Interrupted> {
+    fn interrupted(&self) -> Option<crate::sys::signals::Interrupted> {
         match self {
             AttestError::Interrupted(i) => Some(*i),
             _ => None,

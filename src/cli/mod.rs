@@ -6,7 +6,7 @@
 //! traced command killed by a forwarded signal, or SIGINT/SIGTERM to jail
 //! during its own work).
 
-use std::io::{self, Write};
+use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
@@ -36,12 +36,12 @@ pub fn write_quietly(w: &mut dyn Write, args: std::fmt::Arguments<'_>) {
     let _ = w.write_fmt(args);
 }
 
+mod build_opts;
 mod diff;
-mod emit;
-mod evidence;
 mod image_opts;
 mod ldd;
 mod pack;
+mod probe;
 mod registry_opts;
 mod report;
 mod run;
@@ -82,52 +82,12 @@ enum Command {
     Sbom(sbom::Args),
     /// Probe a service for `jail slim --probe` (internal).
     #[command(hide = true)]
-    ProbeRunner(slim::ProbeArgs),
+    ProbeRunner(probe::ProbeArgs),
 }
 
-/// A failed command: what went wrong and the exit code it maps to.
-pub struct Failure {
-    pub code: i32,
-    pub error: anyhow::Error,
-}
-
-impl Failure {
-    /// Bad usage or bad input: exit 2.
-    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            code: 2,
-            error: error.into(),
-        }
-    }
-
-    /// Exit with `code`, having already said why on stderr.
-    pub fn silent(code: i32) -> Failure {
-        Failure {
-            code,
-            error: anyhow::anyhow!(""),
-        }
-    }
-
-    /// The work failed: exit 1.
-    pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            code: 1,
-            error: error.into(),
-        }
-    }
-
-    /// The exit code the error's type maps it to (`jail::error::ExitCode`:
-    /// 128+N interrupted, 2 bad input, 1 failed).
-    pub fn of<E>(error: E) -> Failure
-    where
-        E: jail::error::ExitCode + Send + Sync + 'static,
-    {
-        Failure {
-            code: error.exit_code(),
-            error: error.into(),
-        }
-    }
-}
+/// A failed command: the error (printed with each cause once) and its
+/// exit code.
+pub use jail::pipeline::Failure;
 
 pub type CmdResult = Result<(), Failure>;
 
@@ -151,103 +111,43 @@ pub fn main() -> i32 {
         Command::Diff(a) => diff::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Sbom(a) => sbom::run(a),
-        Command::ProbeRunner(a) => slim::probe_runner(a),
+        Command::ProbeRunner(a) => probe::run(a),
     };
     match result {
         Ok(()) => 0,
+        Err(f) if f.is_broken_pipe() => 0,
         Err(f) => {
-            if is_broken_pipe(&f.error) {
-                return 0;
-            }
-            // The context, then each cause once (no message repeats its
-            // cause: jail::error).
-            let msg = format!("{:#}", f.error);
+            // The context, then each cause once (jail::error).
+            let msg = jail::error::Chain(&*f.error).to_string();
             if !msg.is_empty() {
                 eprintln!("jail: error: {msg}");
             }
-            // Whatever failed after SIGINT/SIGTERM arrived failed because
-            // of it: the same 128+N in every command.
-            match jail::sys::interrupt::received() {
-                Some(sig) if f.code == 1 || f.code == 2 => 128 + sig as i32,
-                _ => f.code,
-            }
+            f.exit_code()
         }
     }
 }
 
-/// A reader that went away (`jail … | head`) is not an error.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
+/// The pipeline's notes on stderr: `jail: …`, `jail: warning: …`, and an
+/// image's summary.
+pub struct Stderr;
+
+impl jail::pipeline::Notes for Stderr {
+    fn note(&self, msg: std::fmt::Arguments<'_>) {
+        eprintln!("jail: {msg}");
+    }
+
+    fn warn(&self, msg: std::fmt::Arguments<'_>) {
+        eprintln!("jail: warning: {msg}");
+    }
+
+    fn image(&self, summary: &jail::image::ImageSummary) {
+        eprint!("{}", jail::pipeline::Written(summary));
+    }
 }
 
-/// Print a warning on stderr.
-pub fn warn(msg: impl std::fmt::Display) {
-    eprintln!("jail: warning: {msg}");
-}
-
-/// Check the destinations of a command before it does any work: each one's
-/// directory exists, an image archive or manifest is not a directory, and a
-/// `--tree` directory is empty unless `--force`. (Writing them is still
-/// atomic: these checks only spare a long run that could not be saved.)
-pub fn check_destinations(
-    image: Option<&std::path::Path>,
-    tree: Option<&std::path::Path>,
-    manifest: Option<&std::path::Path>,
-    force: bool,
-) -> CmdResult {
-    use anyhow::anyhow;
-    let parent_exists = |what: &str, p: &std::path::Path| -> CmdResult {
-        let parent = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => std::path::Path::new("."),
-        };
-        if parent.is_dir() {
-            Ok(())
-        } else {
-            Err(Failure::usage(anyhow!(
-                "{what} {}: the directory {} does not exist; create it or choose another path",
-                p.display(),
-                parent.display()
-            )))
-        }
-    };
-    if let Some(p) = image {
-        parent_exists("image destination", p)?;
-    }
-    if let Some(p) = manifest {
-        parent_exists("manifest destination", p)?;
-        if p.is_dir() {
-            return Err(Failure::usage(anyhow!(
-                "manifest destination {} is a directory; give a file name",
-                p.display()
-            )));
-        }
-    }
-    if let Some(p) = tree {
-        parent_exists("tree destination", p)?;
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if !m.is_dir() => {
-                return Err(Failure::usage(anyhow!(
-                    "tree destination {} exists and is not a directory",
-                    p.display()
-                )))
-            }
-            Ok(_) if !force => {
-                let empty = std::fs::read_dir(p)
-                    .map(|mut d| d.next().is_none())
-                    .unwrap_or(false);
-                if !empty {
-                    return Err(Failure::usage(anyhow!(
-                        "tree destination {} is not empty; pass --force to replace it",
-                        p.display()
-                    )));
-                }
-            }
-            _ => {}
-        }
-    }
+/// Print a `--json` summary on stdout, one line.
+pub fn print_json(v: &impl serde::Serialize) -> CmdResult {
+    let line = serde_json::to_string(v).map_err(Failure::failed)?;
+    println!("{line}");
     Ok(())
 }

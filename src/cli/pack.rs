@@ -1,15 +1,14 @@
-//! `jail pack DIR -o IMAGE`: pack an existing tree as a deterministic image.
+//! `jail pack DIR -o IMAGE`: pack an existing tree as a deterministic image
+//! (`jail::pipeline::pack`).
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
-use jail::fileset::FileSet;
-use jail::image;
-use jail::resolve::Root;
+use jail::pipeline::pack::{PackJob, PackRequest};
 
-use super::image_opts::{image_failure, report, Defaults, ImageOpts};
-use super::registry_opts::{push_image, push_target, RegistryOpts};
-use super::{CmdResult, Failure};
+use super::build_opts::EvidenceOpts;
+use super::image_opts::ImageOpts;
+use super::registry_opts::RegistryOpts;
+use super::{print_json, CmdResult, Stderr};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,7 +22,7 @@ pub struct Args {
     #[command(flatten)]
     registry: RegistryOpts,
     #[command(flatten)]
-    evidence: super::evidence::EvidenceOpts,
+    evidence: EvidenceOpts,
     /// Print a JSON summary on stdout (docs/formats.md).
     #[arg(long)]
     json: bool,
@@ -34,72 +33,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    // From the start: a Ctrl-C while the tree is read stops at the first
-    // check, with the same clean exit.
-    jail::sys::interrupt::install();
-    let opts = image::WriteOptions {
-        replace: a.force,
-        ..a.image.write_options()?
+    let request = PackRequest {
+        dir: a.dir,
+        output: a.output,
+        image: a.image.request(),
+        registry: a.registry.request(),
+        evidence: a.evidence.request(),
+        force: a.force,
     };
-    a.evidence.sbom_format()?;
-    let push = push_target(a.image.push.as_deref())?;
-    let registry = a.registry.options()?;
-    let root = Root::new(&a.dir).map_err(|e| {
-        Failure::usage(anyhow!(
-            "{}: {e}: `jail pack` needs a readable directory tree",
-            a.dir.display()
-        ))
-    })?;
-    let name = root
-        .dir()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    // Not the directory as the command label: the same tree packed from
-    // anywhere gives the same image.
-    let spec = a.image.spec(
-        Defaults {
-            name,
-            ..Defaults::default()
-        },
-        &root,
-        "jail pack".into(),
-    )?;
-    let (fs, skipped) = FileSet::from_dir_noting(&a.dir).map_err(|e| {
-        Failure::usage(anyhow!(
-            "{}: `jail pack` needs a readable directory tree",
-            jail::error::Chain(&e)
-        ))
-    })?;
-    if !skipped.is_empty() {
-        let shown: Vec<String> = skipped
-            .iter()
-            .take(5)
-            .map(|p| p.display().to_string())
-            .collect();
-        eprintln!(
-            "jail: left out {} device node(s), fifo(s) or socket(s) ({}{}): the container runtime provides /dev",
-            skipped.len(),
-            shown.join(", "),
-            if skipped.len() > 5 { ", …" } else { "" }
-        );
-    }
-    let mut summary =
-        image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
-    report(&summary);
-    if a.evidence.sbom.is_some() || a.evidence.provenance.is_some() {
-        // `jail pack` packs the tree as it is (an unpacked image packs back
-        // to the same image): its evidence is the tree's embedded manifest,
-        // or one made for the documents only, not added to the image.
-        let ev = super::evidence::for_tree(&a.evidence, &fs, &root, &spec, &opts)?;
-        super::evidence::documents(&a.evidence, &ev, &summary, &fs)?;
-    }
-    if let Some(target) = &push {
-        push_image(&mut summary, target, &registry)?;
-    }
+    let summary = PackJob::resolve(request, &Stderr)?.run(&Stderr)?;
     if a.json {
-        let line = serde_json::to_string(&summary).map_err(Failure::failed)?;
-        println!("{line}");
+        print_json(&summary)?;
     }
     Ok(())
 }

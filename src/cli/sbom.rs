@@ -1,19 +1,13 @@
 //! `jail sbom IMAGE [-o FILE] [--format spdx|cyclonedx]`: the SBOM of an
 //! image, from its embedded manifest (or, for an image jail did not write,
-//! from its files and its own dpkg database).
+//! from its files and its own dpkg database; `jail::pipeline::verify`).
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::anyhow;
-use jail::attest::embed::{embed, EmbedOptions};
-use jail::attest::sbom::{sbom, DirContent, SbomFormat};
-use jail::attest::{Build, BuildKind, Evidence, ImageRecord};
-use jail::fileset::FileSet;
-use jail::image::read::{self, ImageSource};
-use jail::image::{ImageSpec, Reference, WriteOptions};
-use jail::manifest::write_atomic;
-use jail::resolve::Root;
+use jail::atomic::write_atomic;
+use jail::attest::sbom::SbomFormat;
+use jail::pipeline::JobError;
 
 use super::registry_opts::PullOpts;
 use super::{CmdResult, Failure};
@@ -35,67 +29,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CmdResult {
-    jail::sys::interrupt::install();
     let format = a
         .format
         .or_else(|| a.output.as_deref().and_then(SbomFormat::of_name))
         .unwrap_or(SbomFormat::Spdx);
-    let scratch = tempfile::Builder::new()
-        .prefix("jail-sbom-")
-        .tempdir()
-        .map_err(Failure::failed)?;
-    let registry = a.pull.options()?;
-    let source = ImageSource::parse(&a.image).map_err(Failure::usage)?;
-    let image = read::unpack_with(&source, scratch.path(), &registry).map_err(|e| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::failed(e)
-        }
-    })?;
-    let root = Root::new(image.root()).map_err(Failure::failed)?;
-    let fail = |e: jail::attest::AttestError| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::failed(e)
-        }
-    };
-    let files = FileSet::from_dir(image.root()).map_err(Failure::failed)?;
-    let evidence = match Evidence::read_from_root(image.root()).map_err(fail)? {
-        Some(e) => e,
-        None => {
-            // Not a jail image: describe its files with its own database.
-            let mut spec = ImageSpec::from_image_config(&image.config);
-            spec.reference = image
-                .reference
-                .as_deref()
-                .and_then(|r| Reference::parse(r).ok())
-                .unwrap_or_else(|| Reference::default_for("image"));
-            let mut copy = files.clone();
-            embed(
-                &mut copy,
-                &root,
-                &ImageRecord::new(&spec, &WriteOptions::default()),
-                &EmbedOptions {
-                    build: Build {
-                        kind: BuildKind::Pack,
-                        commands: Vec::new(),
-                        config: None,
-                        package_db: true,
-                    },
-                    base_image: None,
-                },
-            )
-            .map_err(fail)?
-        }
-    };
-    let digest = files.digest();
-    let name = image.reference.clone().unwrap_or_else(|| a.image.clone());
-    let bytes = sbom(&evidence, format, &name, &digest, &DirContent(image.root())).map_err(fail)?;
+    let bytes = jail::pipeline::verify::sbom(&a.image, format, &a.pull.request())?;
     match &a.output {
         Some(p) => write_atomic(p, &bytes)
-            .map_err(|e| Failure::failed(anyhow!("cannot write {}: {e}", p.display())))?,
+            .map_err(|e| Failure::failed(JobError::WriteFile(p.clone(), e)))?,
         None => std::io::stdout()
             .write_all(&bytes)
             .map_err(Failure::failed)?,

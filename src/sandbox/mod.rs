@@ -125,8 +125,9 @@ fn mount_flags_of(path: &Path) -> MsFlags {
     out
 }
 
-/// Network access of the sandbox.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Network access of the sandbox (also the value of the CLI's
+/// `--network`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Network {
     /// A network namespace of its own with only `lo` (up): nothing outside,
     /// not even the host's loopback, is reachable.

@@ -2,11 +2,12 @@
 //! with a `// SAFETY:` note, behind small safe wrappers.
 
 pub mod caps;
-pub mod interrupt;
 pub mod netdev;
 pub mod process;
 pub mod ptrace;
 pub mod seccomp;
 pub mod signals;
+/// The interrupt flag's former name: `signals` holds both modes.
+pub use signals as interrupt;
 pub mod tempdir;
 pub mod xattr;

@@ -91,8 +91,8 @@ impl crate::error::ExitCode for TraceError {
     }
 }
 
-/// Which tracer to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Which tracer to use (also the value of the CLI's `--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Backend {
     #[default]
     Ptrace,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
-use nix::sys::ptrace::{self, Event, Options};
+use nix::sys::ptrace::{self, Options};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -33,9 +33,11 @@ use super::TraceError;
 
 mod decode;
 mod launch;
+mod stop;
 
 use decode::{ids_of_status, proc_argv};
 use launch::{filter, start_in_sandbox, start_on_host, Launched, Started};
+use stop::{CloneKind, Stop};
 
 /// What the loop hands back to [`super::trace`].
 pub(super) struct Outcome {
@@ -130,7 +132,7 @@ struct Tracer {
     /// Working directory per fs group (threads created with CLONE_FS).
     cwds: Vec<FsGroup>,
     /// Stops of threads whose creation event has not been seen yet.
-    held: HashMap<Pid, WaitStatus>,
+    held: HashMap<Pid, Stop>,
     procs: BTreeMap<i32, Process>,
     main: Pid,
     main_exit: Option<ExitStatus>,
@@ -407,7 +409,14 @@ impl Tracer {
                 Err(Errno::ECHILD) => return Ok(()),
                 Err(e) => return Err(TraceError::Wait(e)),
             };
-            self.handle(status);
+            if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+                && status.pid() == Some(self.main)
+            {
+                self.main_wait = Some(status);
+            }
+            if let Some(stop) = Stop::decode(status) {
+                self.handle(stop);
+            }
         }
     }
 
@@ -433,70 +442,47 @@ impl Tracer {
             .collect()
     }
 
-    fn handle(&mut self, status: WaitStatus) {
-        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..))
-            && status.pid() == Some(self.main)
-        {
-            self.main_wait = Some(status);
-        }
-        match status {
-            WaitStatus::Exited(pid, code) => self.gone(pid, ExitStatus::Code { code }),
-            WaitStatus::Signaled(pid, sig, _) => {
-                self.gone(pid, ExitStatus::Signal { signal: sig as i32 })
+    fn handle(&mut self, stop: Stop) {
+        let pid = stop.pid();
+        match stop {
+            Stop::Gone(_, status) => return self.gone(pid, status),
+            Stop::Syscall(_) => {
+                let _ = ptrace::cont(pid, None);
+                return;
             }
-            WaitStatus::Stopped(pid, sig) => {
-                if self.hold(pid, status) {
-                    return;
-                }
-                self.settle(pid);
-                // Signal-delivery-stop: deliver the signal as if untraced.
+            _ => {}
+        }
+        if self.hold(stop) {
+            return;
+        }
+        self.settle(pid);
+        match stop {
+            // Signal-delivery-stop: deliver the signal as if untraced.
+            Stop::Signal(_, sig) => {
                 let _ = ptrace::cont(pid, sig);
+                return;
             }
-            WaitStatus::PtraceEvent(pid, sig, ev) => {
-                if self.hold(pid, status) {
-                    return;
-                }
-                self.settle(pid);
-                match ev {
-                    e if e == Event::PTRACE_EVENT_SECCOMP as i32 => self.on_syscall(pid),
-                    e if e == Event::PTRACE_EVENT_FORK as i32
-                        || e == Event::PTRACE_EVENT_VFORK as i32
-                        || e == Event::PTRACE_EVENT_CLONE as i32 =>
-                    {
-                        self.on_clone(pid, e)
-                    }
-                    e if e == Event::PTRACE_EVENT_EXEC as i32 => self.on_exec(pid),
-                    e if e == Event::PTRACE_EVENT_STOP as i32 => {
-                        if matches!(
-                            sig,
-                            Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
-                        ) {
-                            // Group-stop (kill -STOP, job control): stay
-                            // stopped until SIGCONT, as without a tracer.
-                            let _ = sp::listen(pid);
-                        } else {
-                            let _ = ptrace::cont(pid, None);
-                        }
-                        return;
-                    }
-                    _ => {}
-                }
-                let _ = ptrace::cont(pid, None);
+            Stop::Seccomp(_) => self.on_syscall(pid),
+            Stop::Clone(_, kind) => self.on_clone(pid, kind),
+            Stop::Exec(_) => self.on_exec(pid),
+            // Stay stopped until SIGCONT, as without a tracer.
+            Stop::Group(_) => {
+                let _ = sp::listen(pid);
+                return;
             }
-            WaitStatus::PtraceSyscall(pid) => {
-                let _ = ptrace::cont(pid, None);
-            }
-            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+            Stop::Resume(_) | Stop::Gone(..) | Stop::Syscall(_) => {}
         }
+        let _ = ptrace::cont(pid, None);
     }
 
     /// A stop from a thread whose creation event has not arrived yet: keep it
     /// stopped until we know its process and fs group.
-    fn hold(&mut self, pid: Pid, status: WaitStatus) -> bool {
+    fn hold(&mut self, stop: Stop) -> bool {
+        let pid = stop.pid();
         if self.tasks.contains_key(&pid) {
             return false;
         }
-        self.held.insert(pid, status);
+        self.held.insert(pid, stop);
         true
     }
 
@@ -532,12 +518,12 @@ impl Tracer {
         }
     }
 
-    fn on_clone(&mut self, parent: Pid, event: i32) {
+    fn on_clone(&mut self, parent: Pid, kind: CloneKind) {
         let Ok(msg) = ptrace::getevent(parent) else {
             return;
         };
         let child = Pid::from_raw(msg as i32);
-        let flags = self.clone_flags(parent, event);
+        let flags = self.clone_flags(parent, kind);
         let Some(ptask) = self.tasks.get(&parent) else {
             return;
         };
@@ -584,14 +570,14 @@ impl Tracer {
                 },
             );
         }
-        if let Some(status) = self.held.remove(&child) {
-            self.handle(status);
+        if let Some(stop) = self.held.remove(&child) {
+            self.handle(stop);
         }
     }
 
     /// The clone flags of the call the parent is stopped in.
-    fn clone_flags(&self, parent: Pid, event: i32) -> u64 {
-        let by_event = if event == Event::PTRACE_EVENT_CLONE as i32 {
+    fn clone_flags(&self, parent: Pid, kind: CloneKind) -> u64 {
+        let by_event = if kind == CloneKind::Clone {
             (libc::CLONE_THREAD | libc::CLONE_FS) as u64
         } else {
             0

@@ -1,26 +1,26 @@
-//! What `trace` and `slim` do once they have an access log: build the file
-//! set, report what it left out, write the manifest, the tree and the image,
-//! and check the jail works. One place, so both commands behave alike.
+//! What trace and slim do once they have an access log: build the file
+//! set, report what it left out, write the manifest, the tree and the
+//! image, and check the jail works. One place, so both jobs behave alike.
 
 use std::path::{Path, PathBuf};
 
-use jail::environment::EnvDecision;
-use jail::fileset::build::{self, BuildOptions, Finding};
-use jail::fileset::FileSet;
-use jail::image::{self, ImageSpec, ImageSummary, WriteOptions};
-use jail::manifest::Manifest;
-use jail::registry::{RegistryOptions, RegistryRef};
-use jail::resolve::Root;
-use jail::trace::AccessLog;
-use jail::tree::{self, TreeOptions};
-use jail::verify::{self, Expectation};
+use crate::environment::EnvDecision;
+use crate::fileset::build::{self, BuildOptions, Finding};
+use crate::fileset::FileSet;
+use crate::image::{self, ImageError, ImageSpec, ImageSummary, WriteOptions};
+use crate::manifest::Manifest;
+use crate::registry::{RegistryOptions, RegistryRef};
+use crate::resolve::Root;
+use crate::trace::AccessLog;
+use crate::tree::{self, TreeOptions};
+use crate::verify::{self, Expectation};
 
-use super::image_opts::{image_failure, report};
-use super::registry_opts::push_image;
-use super::{warn, Failure};
+use super::evidence::{self, Embedding};
+use super::push::push_image;
+use super::{Failure, JobError, Notes};
 
 /// What to produce from a traced run.
-pub struct Emit<'a> {
+pub(crate) struct Emit<'a> {
     pub log: &'a AccessLog,
     /// The root the command ran in.
     pub root: &'a Root,
@@ -39,17 +39,17 @@ pub struct Emit<'a> {
     /// What became of the traced environment, for the manifest.
     pub env: Option<EnvDecision>,
     /// A service check run in the finished jail (`slim --verify --probe`).
-    pub service: Option<&'a ServiceCheck>,
+    pub service: Option<&'a ServiceCheck<'a>>,
     /// The embedded manifest, package database and documents (issue 15).
-    pub evidence: Option<super::evidence::EvidenceRequest>,
+    pub evidence: Option<Embedding>,
 }
 
 /// Starts the finished jail as a service and probes it: `Err` says why it
 /// failed.
-pub type ServiceCheck = dyn Fn(&Path) -> Result<(), String>;
+pub(crate) type ServiceCheck<'n> = dyn Fn(&Path) -> Result<(), crate::probe::ProbeFailure> + 'n;
 
 /// What was produced.
-pub struct Emitted {
+pub(crate) struct Emitted {
     pub fileset: FileSet,
     pub findings: Vec<Finding>,
     pub image: Option<ImageSummary>,
@@ -59,7 +59,20 @@ pub struct Emitted {
     pub fileset_ms: u64,
 }
 
-pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
+/// An image write that failed; interrupted, it says nothing was written.
+pub(crate) fn image_failure(e: ImageError, dest: &Path) -> Failure {
+    if let Some(signal) = e.interrupted() {
+        return JobError::ImageInterrupted {
+            cause: crate::error::Chain(&e).to_string(),
+            dest: dest.to_path_buf(),
+            signal,
+        }
+        .into();
+    }
+    Failure::of(e)
+}
+
+pub(crate) fn emit(e: Emit<'_>, notes: &dyn Notes) -> Result<Emitted, Failure> {
     let clock = std::time::Instant::now();
     let mut built = build::from_access_log(e.log, e.root, &e.build).map_err(Failure::usage)?;
     let fileset_ms = clock.elapsed().as_millis() as u64;
@@ -71,16 +84,21 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
             }));
     }
     for f in &built.findings {
-        warn(f);
+        notes.warn(format_args!("{f}"));
     }
     let mut fileset = built.fileset;
-    let evidence =
-        super::evidence::add(e.evidence.as_ref(), &mut fileset, e.root, e.image.as_ref())?;
-    eprintln!(
-        "jail: file set: {} paths, {} bytes of files ({fileset_ms} ms)",
+    let evidence = evidence::add(
+        e.evidence.as_ref(),
+        &mut fileset,
+        e.root,
+        e.image.as_ref(),
+        notes,
+    )?;
+    notes.note(format_args!(
+        "file set: {} paths, {} bytes of files ({fileset_ms} ms)",
         fileset.entries.len(),
         fileset.total_size()
-    );
+    ));
 
     if let Some(path) = e.manifest {
         let mut m = Manifest::new(Some(e.log.clone()), Some(fileset.clone()));
@@ -117,24 +135,26 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
             other => Failure::failed(other),
         })?;
         if e.tree.is_some() {
-            eprintln!("jail: tree written to {}", dir.display());
+            notes.note(format_args!("tree written to {}", dir.display()));
         }
         for exp in &e.checks {
             let outcome = verify::check(dir, Some(e.root), exp).map_err(Failure::failed)?;
             match &outcome.failure {
-                None => eprintln!("jail: ok: {} in the jail", outcome.label),
+                None => notes.note(format_args!("ok: {} in the jail", outcome.label)),
                 Some(why) => {
                     failed += 1;
-                    eprintln!("jail: FAILED: {} in the jail: {why}", outcome.label);
+                    notes.note(format_args!("FAILED: {} in the jail: {why}", outcome.label));
                 }
             }
         }
         if let Some(service) = e.service {
             match service(dir) {
-                Ok(()) => eprintln!("jail: ok: the service answered its probes in the jail"),
+                Ok(()) => notes.note(format_args!(
+                    "ok: the service answered its probes in the jail"
+                )),
                 Err(why) => {
                     failed += 1;
-                    eprintln!("jail: FAILED: the service in the jail: {why}");
+                    notes.note(format_args!("FAILED: the service in the jail: {why}"));
                 }
             }
         }
@@ -143,24 +163,24 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
     let mut summary = None;
     if failed > 0 && !e.keep_going {
         if let Some((_, output, _)) = &e.image {
-            eprintln!(
-                "jail: no image written to {}: a failed check means the image would not behave like the program (pass --keep-going to write it anyway)",
+            notes.note(format_args!(
+                "no image written to {}: a failed check means the image would not behave like the program (pass --keep-going to write it anyway)",
                 output.display()
-            );
+            ));
         }
     } else if let Some((spec, output, wopts)) = &e.image {
-        jail::sys::interrupt::install();
+        crate::sys::signals::install();
         let mut s = image::write(&fileset, spec, wopts, output)
             .map_err(|err| image_failure(err, output))?;
-        report(&s);
+        notes.image(&s);
         if let (Some(req), Some(ev)) = (&e.evidence, &evidence) {
-            super::evidence::documents(&req.opts, ev, &s, &fileset)?;
+            evidence::documents(&req.request, ev, &s, &fileset, notes)?;
         }
         if let Some((target, ropts)) = &e.push {
             if failed == 0 {
-                push_image(&mut s, target, ropts)?;
+                push_image(&mut s, target, ropts, notes)?;
             } else {
-                warn(format!(
+                notes.warn(format_args!(
                     "not pushed to {target}: {failed} check(s) failed in the jail"
                 ));
             }
@@ -175,18 +195,4 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         failed,
         fileset_ms,
     })
-}
-
-impl Emitted {
-    /// Exit 1 when a check in the jail failed.
-    pub fn checks_passed(&self) -> Result<(), Failure> {
-        if self.failed == 0 {
-            return Ok(());
-        }
-        Err(Failure::failed(anyhow::anyhow!(
-            "{} of {} checks failed inside the jail (each failure above says why)",
-            self.failed,
-            self.checks
-        )))
-    }
 }

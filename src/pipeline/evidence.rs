@@ -1,59 +1,49 @@
-//! The evidence flags shared by `trace`, `slim` and `pack` (`--sbom`,
-//! `--sbom-format`, `--provenance`, `--no-package-db`), and the steps they
-//! add: the embedded manifest before packing, the documents after.
+//! The evidence a job adds (`--sbom`, `--sbom-format`, `--provenance`,
+//! `--no-package-db`; issue 15): the embedded manifest before packing, the
+//! documents after.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
-use jail::attest::embed::{embed, EmbedOptions};
-use jail::attest::sbom::{sbom, FileSetContent, SbomFormat};
-use jail::attest::{provenance, Build, BuildKind, Evidence, ImageRecord};
-use jail::fileset::FileSet;
-use jail::image::{ImageSpec, ImageSummary, WriteOptions};
-use jail::manifest::write_atomic;
-use jail::resolve::Root;
+use crate::atomic::write_atomic;
+use crate::attest::embed::{embed, EmbedOptions};
+use crate::attest::sbom::{sbom, FileSetContent, SbomFormat};
+use crate::attest::{provenance, AttestError, Build, BuildKind, Evidence, ImageRecord};
+use crate::fileset::FileSet;
+use crate::image::{ImageSpec, ImageSummary, WriteOptions};
+use crate::resolve::Root;
 
-use super::Failure;
+use super::{Failure, JobError, Notes};
 
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct EvidenceOpts {
-    /// Do not write the package database (`/var/lib/dpkg/status.d`) of the
-    /// packages with kept files into the image.
-    #[arg(long)]
+/// The evidence flags.
+#[derive(Debug, Clone, Default)]
+pub struct EvidenceRequest {
+    /// Leave the package database out of the image.
     pub no_package_db: bool,
-    /// Write an SBOM of the image here: SPDX 2.3 JSON for `*.spdx.json`,
-    /// CycloneDX 1.6 JSON for `*.cdx.json` (or see --sbom-format).
-    #[arg(long, value_name = "FILE")]
+    /// Write an SBOM here.
     pub sbom: Option<PathBuf>,
     /// The SBOM format, whatever the file name.
-    #[arg(long, value_enum, value_name = "FORMAT")]
     pub sbom_format: Option<SbomFormat>,
-    /// Write the image's provenance here: an in-toto Statement v1 with a
-    /// SLSA Provenance v1 predicate.
-    #[arg(long, value_name = "FILE")]
+    /// Write the provenance here.
     pub provenance: Option<PathBuf>,
 }
 
-impl EvidenceOpts {
+impl EvidenceRequest {
     /// The SBOM format asked for; checked before any work starts.
-    pub fn sbom_format(&self) -> Result<Option<SbomFormat>, Failure> {
+    pub fn format(&self) -> Result<Option<SbomFormat>, Failure> {
         let Some(path) = &self.sbom else {
             if self.sbom_format.is_some() {
-                return Err(Failure::usage(anyhow!("--sbom-format needs --sbom FILE")));
+                return Err(JobError::SbomFormatWithoutSbom.into());
             }
             return Ok(None);
         };
         match self.sbom_format.or_else(|| SbomFormat::of_name(path)) {
             Some(f) => Ok(Some(f)),
-            None => Err(Failure::usage(anyhow!(
-                "--sbom {}: name it *.spdx.json (SPDX 2.3) or *.cdx.json (CycloneDX 1.6), or pass --sbom-format spdx|cyclonedx",
-                path.display()
-            ))),
+            None => Err(JobError::SbomName(path.clone()).into()),
         }
     }
 
-    /// The build record of a command.
+    /// The build record of a job.
     pub fn build(
         &self,
         kind: BuildKind,
@@ -79,20 +69,25 @@ impl EvidenceOpts {
 }
 
 /// What `emit` needs to add the evidence.
-pub struct EvidenceRequest {
-    pub opts: EvidenceOpts,
+pub struct Embedding {
+    pub request: EvidenceRequest,
     pub build: Build,
     /// `slim`: the source image's manifest digest.
     pub base_image: Option<String>,
 }
 
+pub(crate) fn attest_failure(e: AttestError) -> Failure {
+    Failure::of(e)
+}
+
 /// Add the evidence to `fs` (`trace`, `slim`): only when an image is
 /// written, since the manifest describes the image.
-pub fn add(
-    req: Option<&EvidenceRequest>,
+pub(crate) fn add(
+    req: Option<&Embedding>,
     fs: &mut FileSet,
     root: &Root,
     image: Option<&(ImageSpec, PathBuf, WriteOptions)>,
+    notes: &dyn Notes,
 ) -> Result<Option<Evidence>, Failure> {
     let (Some(req), Some((spec, _, wopts))) = (req, image) else {
         return Ok(None);
@@ -101,30 +96,25 @@ pub fn add(
         build: req.build.clone(),
         base_image: req.base_image.clone(),
     };
-    let ev = embed(fs, root, &ImageRecord::new(spec, wopts), &opts).map_err(|e| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::failed(e)
-        }
-    })?;
-    eprintln!(
-        "jail: evidence: {} packages with kept files, manifest at {}",
+    let ev = embed(fs, root, &ImageRecord::new(spec, wopts), &opts).map_err(attest_failure)?;
+    notes.note(format_args!(
+        "evidence: {} packages with kept files, manifest at {}",
         ev.packages.len(),
-        jail::attest::MANIFEST_PATH
-    );
+        crate::attest::MANIFEST_PATH
+    ));
     Ok(Some(ev))
 }
 
 /// Write `--sbom` and `--provenance` for the image just written.
-pub fn documents(
-    opts: &EvidenceOpts,
+pub(crate) fn documents(
+    req: &EvidenceRequest,
     ev: &Evidence,
     summary: &ImageSummary,
     fs: &FileSet,
+    notes: &dyn Notes,
 ) -> Result<(), Failure> {
-    if let Some(format) = opts.sbom_format()? {
-        let path = opts.sbom.as_deref().unwrap_or(Path::new("sbom.json"));
+    if let Some(format) = req.format()? {
+        let path = req.sbom.as_deref().unwrap_or(Path::new("sbom.json"));
         let bytes = sbom(
             ev,
             format,
@@ -133,12 +123,14 @@ pub fn documents(
             &FileSetContent(fs),
         )
         .map_err(Failure::failed)?;
-        write_atomic(path, &bytes).map_err(|e| {
-            Failure::failed(anyhow!("cannot write the SBOM {}: {e}", path.display()))
+        write_atomic(path, &bytes).map_err(|source| JobError::Write {
+            what: "SBOM",
+            path: path.to_path_buf(),
+            source,
         })?;
-        eprintln!("jail: SBOM written to {}", path.display());
+        notes.note(format_args!("SBOM written to {}", path.display()));
     }
-    if let Some(path) = &opts.provenance {
+    if let Some(path) = &req.provenance {
         let bytes = provenance::statement(
             ev,
             &summary.reference,
@@ -146,13 +138,12 @@ pub fn documents(
             &summary.fileset_digest,
         )
         .map_err(Failure::failed)?;
-        write_atomic(path, &bytes).map_err(|e| {
-            Failure::failed(anyhow!(
-                "cannot write the provenance {}: {e}",
-                path.display()
-            ))
+        write_atomic(path, &bytes).map_err(|source| JobError::Write {
+            what: "provenance",
+            path: path.clone(),
+            source,
         })?;
-        eprintln!("jail: provenance written to {}", path.display());
+        notes.note(format_args!("provenance written to {}", path.display()));
     }
     Ok(())
 }
@@ -160,25 +151,18 @@ pub fn documents(
 /// The evidence of a tree or an unpacked image: its embedded manifest when
 /// it has one that describes these files, else one made from the tree and
 /// its own package database (for the documents; nothing is added to it).
-pub fn for_tree(
-    opts: &EvidenceOpts,
+pub(crate) fn for_tree(
+    req: &EvidenceRequest,
     fs: &FileSet,
     root: &Root,
     spec: &ImageSpec,
     wopts: &WriteOptions,
 ) -> Result<Evidence, Failure> {
-    let fail = |e: jail::attest::AttestError| {
-        if e.is_bad_input() {
-            Failure::usage(e)
-        } else {
-            Failure::failed(e)
-        }
-    };
-    if let Some(ev) = Evidence::read_from_root(root.dir()).map_err(fail)? {
+    if let Some(ev) = Evidence::read_from_root(root.dir()).map_err(attest_failure)? {
         return Ok(ev);
     }
     let mut copy = fs.clone();
-    let build = opts.build(BuildKind::Pack, &[], None);
+    let build = req.build(BuildKind::Pack, &[], None);
     embed(
         &mut copy,
         root,
@@ -188,5 +172,5 @@ pub fn for_tree(
             base_image: None,
         },
     )
-    .map_err(fail)
+    .map_err(attest_failure)
 }

@@ -1,0 +1,70 @@
+//! Option groups shared by the commands that build images: the file-set
+//! flags (`FilesOpts`: trace, slim) and the evidence flags (`EvidenceOpts`:
+//! `--sbom`, `--sbom-format`, `--provenance`, `--no-package-db`; trace,
+//! slim, pack; the steps are `jail::pipeline::evidence`).
+
+use std::path::PathBuf;
+
+use jail::attest::sbom::SbomFormat;
+use jail::pipeline::evidence::EvidenceRequest;
+use jail::pipeline::FilesRequest;
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EvidenceOpts {
+    /// Do not write the package database (`/var/lib/dpkg/status.d`) of the
+    /// packages with kept files into the image.
+    #[arg(long)]
+    pub no_package_db: bool,
+    /// Write an SBOM of the image here: SPDX 2.3 JSON for `*.spdx.json`,
+    /// CycloneDX 1.6 JSON for `*.cdx.json` (or see --sbom-format).
+    #[arg(long, value_name = "FILE")]
+    pub sbom: Option<PathBuf>,
+    /// The SBOM format, whatever the file name.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub sbom_format: Option<SbomFormat>,
+    /// Write the image's provenance here: an in-toto Statement v1 with a
+    /// SLSA Provenance v1 predicate.
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
+}
+
+impl EvidenceOpts {
+    pub fn request(&self) -> EvidenceRequest {
+        EvidenceRequest {
+            no_package_db: self.no_package_db,
+            sbom: self.sbom.clone(),
+            sbom_format: self.sbom_format,
+            provenance: self.provenance.clone(),
+        }
+    }
+}
+
+/// What goes into the jail besides what the run used.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilesOpts {
+    /// Add files matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out files matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Keep /etc/passwd and /etc/group whole instead of reducing them to
+    /// root and the run user.
+    #[arg(long)]
+    pub keep_passwd: bool,
+    /// Build even when the command exits non-zero (and write the image
+    /// even when a check in the jail failed).
+    #[arg(long)]
+    pub keep_going: bool,
+}
+
+impl FilesOpts {
+    pub fn request(&self) -> FilesRequest {
+        FilesRequest {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            keep_passwd: self.keep_passwd,
+            keep_going: self.keep_going,
+        }
+    }
+}

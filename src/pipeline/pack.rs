@@ -1,0 +1,116 @@
+//! The pack job (`jail pack`): a directory tree as a deterministic image,
+//! with its documents and push.
+
+use std::path::PathBuf;
+
+use crate::fileset::FileSet;
+use crate::image::{self, ImageSpec, ImageSummary, WriteOptions};
+use crate::registry::{RegistryOptions, RegistryRef};
+use crate::resolve::Root;
+
+use super::emit::image_failure;
+use super::evidence::{self, EvidenceRequest};
+use super::push::push_image;
+use super::request::Defaults;
+use super::{Failure, ImageRequest, JobError, Notes, RegistryRequest};
+
+/// `jail pack`'s flags, as given.
+#[derive(Debug, Clone, Default)]
+pub struct PackRequest {
+    /// The tree: its contents become the image's /.
+    pub dir: PathBuf,
+    pub output: PathBuf,
+    pub image: ImageRequest,
+    pub registry: RegistryRequest,
+    pub evidence: EvidenceRequest,
+    pub force: bool,
+}
+
+/// A pack job whose flags and tree were checked.
+pub struct PackJob {
+    req: PackRequest,
+    write: WriteOptions,
+    push: Option<(RegistryRef, RegistryOptions)>,
+    root: Root,
+    spec: ImageSpec,
+}
+
+impl PackJob {
+    /// Check the flags, the tree and the image spec.
+    pub fn resolve(req: PackRequest, notes: &dyn Notes) -> Result<PackJob, Failure> {
+        // From the start: a Ctrl-C while the tree is read stops at the
+        // first check, with the same clean exit.
+        crate::sys::signals::install();
+        let write = req.image.write_options(req.force)?;
+        req.evidence.format()?;
+        let target = req.image.push_target()?;
+        let registry = req.registry.options()?;
+        let root = Root::new(&req.dir).map_err(|e| {
+            Failure::usage(JobError::PackRoot {
+                dir: req.dir.clone(),
+                cause: e.to_string(),
+            })
+        })?;
+        let name = root
+            .dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        // Not the directory as the command label: the same tree packed
+        // from anywhere gives the same image.
+        let spec = req.image.spec(
+            Defaults {
+                name,
+                ..Defaults::default()
+            },
+            &root,
+            "jail pack".into(),
+            notes,
+        )?;
+        Ok(PackJob {
+            push: target.map(|t| (t, registry)),
+            req,
+            write,
+            root,
+            spec,
+        })
+    }
+
+    /// Read the tree, write the image, its documents, push.
+    pub fn run(self, notes: &dyn Notes) -> Result<ImageSummary, Failure> {
+        let req = &self.req;
+        let (fs, skipped) = FileSet::from_dir_noting(&req.dir).map_err(|e| {
+            Failure::usage(JobError::PackTree {
+                cause: crate::error::Chain(&e).to_string(),
+            })
+        })?;
+        if !skipped.is_empty() {
+            let shown: Vec<String> = skipped
+                .iter()
+                .take(5)
+                .map(|p| p.display().to_string())
+                .collect();
+            notes.note(format_args!(
+                "left out {} device node(s), fifo(s) or socket(s) ({}{}): the container runtime provides /dev",
+                skipped.len(),
+                shown.join(", "),
+                if skipped.len() > 5 { ", …" } else { "" }
+            ));
+        }
+        let mut summary = image::write(&fs, &self.spec, &self.write, &req.output)
+            .map_err(|e| image_failure(e, &req.output))?;
+        notes.image(&summary);
+        if req.evidence.sbom.is_some() || req.evidence.provenance.is_some() {
+            // `jail pack` packs the tree as it is (an unpacked image packs
+            // back to the same image): its evidence is the tree's embedded
+            // manifest, or one made for the documents only, not added to
+            // the image.
+            let ev = evidence::for_tree(&req.evidence, &fs, &self.root, &self.spec, &self.write)?;
+            evidence::documents(&req.evidence, &ev, &summary, &fs, notes)?;
+        }
+        if let Some((target, registry)) = &self.push {
+            push_image(&mut summary, target, registry, notes)?;
+        }
+        Ok(summary)
+    }
+}
