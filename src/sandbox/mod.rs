@@ -812,7 +812,7 @@ impl Payload {
                 spec.stderr.as_ref().map(|f| f.as_raw_fd()),
             ],
             filter: boundary::filter(),
-            no_new_privs: !(spec.setuid && !userns),
+            no_new_privs: !spec.setuid || userns,
         })
     }
 }
