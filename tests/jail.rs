@@ -209,6 +209,17 @@ fn etc_shadow_is_generated_without_hashes_with_a_loud_warning() {
         warning.contains("SECRET REDACTED") && warning.contains("read by pid"),
         "{warning}"
     );
+    // An explicit include copies the real file.
+    let t = trace(
+        &["--include", "/etc/shadow"],
+        &os(&[&jail_io(), &"read", &"/etc/shadow"]),
+    );
+    ok(&t.out);
+    assert_eq!(
+        fs::read(t.path("/etc/shadow")).unwrap(),
+        fs::read("/etc/shadow").unwrap(),
+        "--include /etc/shadow copies the real file"
+    );
 }
 
 #[test]

@@ -187,7 +187,6 @@ pub fn from_access_log(
         if b.is_secret(path) {
             if REDACTED.contains(&path.as_os_str().as_bytes())
                 && acc.file_type == Some(FileType::File)
-                && !b.explicit.contains(path)
             {
                 // Generated without its password hashes in step 7.
                 redacted.push((path.to_path_buf(), acc.first_pid));
@@ -330,6 +329,10 @@ pub fn from_access_log(
         Some(kept)
     };
     for (path, pid) in redacted {
+        if fileset.entries.contains_key(&ImagePath(path.clone())) {
+            // Explicitly included (step 3): the real file, as asked.
+            continue;
+        }
         match redacted_entry(root, &path, kept.as_ref()) {
             Ok(entry) => {
                 fileset.entries.insert(ImagePath(path.clone()), entry);
