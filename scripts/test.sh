@@ -47,6 +47,8 @@ need=(
   file:file
   nginx:nginx-light
   setpriv:util-linux
+  su:util-linux
+  ping:iputils-ping
 )
 missing=()
 for pair in "${need[@]}"; do

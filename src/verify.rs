@@ -82,7 +82,12 @@ impl Expectation {
 /// `root` is where the jail's files came from: when the check fails, the
 /// run is traced once more to name the paths the jail lacks.
 pub fn check(tree: &Path, root: Option<&Root>, exp: &Expectation) -> Result<Outcome, SandboxError> {
-    let spec = exp.spec(tree)?;
+    let mut spec = exp.spec(tree)?;
+    // podman and docker set no no_new_privs: setuid programs and file
+    // capabilities work in the image. Honoured when the tree holds this
+    // machine's own files (`jail trace`); a tree slimmed from an image
+    // keeps no_new_privs, as the run it was traced from had it.
+    spec.setuid = root.is_some_and(Root::is_host);
     let got = sandbox::run_captured(&spec)?;
     let status = sandbox::exit_code(&got.status);
     let mut problems = Vec::new();
@@ -115,29 +120,86 @@ pub fn check(tree: &Path, root: Option<&Root>, exp: &Expectation) -> Result<Outc
 
 /// Why a check failed, as far as a traced re-run in the jail can tell: the
 /// paths it looked up and did not find that exist in `root` (the jail lacks
-/// them), or none (the output differs although nothing was missing).
+/// them), the directories it listed that the jail holds only in part, or
+/// neither (the output differs although nothing was missing).
 fn hint(tree: &Path, root: &Root, spec: &Spec) -> String {
-    match missing_paths(tree, root, spec) {
-        Ok(missing) if missing.is_empty() => "hint: the run in the jail looked for nothing that the jail lacks; the output differs anyway, so the program is probably not deterministic (time, randomness, pids, hostname): compare two native runs, or check a config test with `stdout_contains`".to_string(),
-        Ok(missing) => {
-            let mut s = format!(
-                "hint: the jail lacks {} path{} that the program looked for and that exist{} in {}; add {} with --include (or a config `include`), or exercise that code path in another traced run:",
-                missing.len(),
-                if missing.len() == 1 { "" } else { "s" },
-                if missing.len() == 1 { "s" } else { "" },
-                root.dir().display(),
-                if missing.len() == 1 { "it" } else { "them" },
-            );
-            for p in missing.iter().take(20) {
-                s.push_str(&format!("\n    {}", p.display()));
-            }
-            if missing.len() > 20 {
-                s.push_str(&format!("\n    … and {} more", missing.len() - 20));
-            }
-            s
+    let lacking = match lacking(tree, root, spec) {
+        Ok(l) => l,
+        Err(e) => {
+            return format!("hint: cannot trace the run in the jail to look for missing paths: {e}")
         }
-        Err(e) => format!("hint: cannot trace the run in the jail to look for missing paths: {e}"),
+    };
+    if lacking.missing.is_empty() && lacking.partial_dirs.is_empty() {
+        return "hint: the run in the jail looked for nothing that the jail lacks and listed no directory the jail holds only in part; the output differs anyway, so the program is probably not deterministic (time, randomness, pids, hostname) or depends on the network (the check runs without one unless `--network host`): compare two native runs, or check a config test with `stdout_contains`".to_string();
     }
+    let mut hints = Vec::new();
+    let missing = &lacking.missing;
+    if !missing.is_empty() {
+        let mut s = format!(
+            "hint: the jail lacks {} path{} that the program looked for and that exist{} in {}; add {} with --include (or a config `include`), or exercise that code path in another traced run:",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            if missing.len() == 1 { "s" } else { "" },
+            root.dir().display(),
+            if missing.len() == 1 { "it" } else { "them" },
+        );
+        push_list(&mut s, missing.iter().map(|p| p.display().to_string()));
+        hints.push(s);
+    }
+    let partial = &lacking.partial_dirs;
+    if !partial.is_empty() {
+        let mut s = format!(
+            "hint: the program listed {} that the jail holds only in part (a jail keeps the entries the traced run used, not every entry of a directory it read); if what it prints depends on what {} hold{}, add {} with --include 'DIR/*' (or a config `include`):",
+            if partial.len() == 1 { "a directory".to_string() } else { format!("{} directories", partial.len()) },
+            if partial.len() == 1 { "it" } else { "they" },
+            if partial.len() == 1 { "s" } else { "" },
+            if partial.len() == 1 { "its entries" } else { "their entries" },
+        );
+        push_list(
+            &mut s,
+            partial.iter().map(|d| {
+                format!(
+                    "{} ({} of {} entries in the jail)",
+                    d.path.display(),
+                    d.in_jail,
+                    d.in_root
+                )
+            }),
+        );
+        hints.push(s);
+    }
+    hints.join("\n")
+}
+
+/// Up to 20 lines of a list, indented, and how many more.
+fn push_list(s: &mut String, items: impl ExactSizeIterator<Item = String>) {
+    let n = items.len();
+    for item in items.take(20) {
+        s.push_str(&format!("\n    {item}"));
+    }
+    if n > 20 {
+        s.push_str(&format!("\n    … and {} more", n - 20));
+    }
+}
+
+/// What a traced re-run in the jail found the jail lacks.
+#[derive(Debug, Default)]
+pub struct Lacking {
+    /// Paths the run looked up and did not find that exist in the root
+    /// (outside /proc, /sys, /dev and /run).
+    pub missing: Vec<PathBuf>,
+    /// Directories the run listed that have fewer entries in the jail than
+    /// in the root.
+    pub partial_dirs: Vec<PartialDir>,
+}
+
+/// A directory the jail holds only some entries of.
+#[derive(Debug)]
+pub struct PartialDir {
+    /// In-root path.
+    pub path: PathBuf,
+    pub in_jail: usize,
+    pub in_root: usize,
 }
 
 /// Trace the check's run in the jail; return the paths it found missing
@@ -147,6 +209,13 @@ pub fn missing_paths(
     root: &Root,
     spec: &Spec,
 ) -> Result<Vec<PathBuf>, trace::TraceError> {
+    Ok(lacking(tree, root, spec)?.missing)
+}
+
+/// Trace the check's run in the jail; return what it found missing there
+/// that exists in `root`, and the directories it listed that the jail holds
+/// only in part.
+pub fn lacking(tree: &Path, root: &Root, spec: &Spec) -> Result<Lacking, trace::TraceError> {
     let mut opts = TraceOptions::new(spec.argv.clone());
     opts.env = spec.env.clone();
     opts.cwd = Some(spec.cwd.clone());
@@ -168,12 +237,40 @@ pub fn missing_paths(
     });
     let log = trace::trace(&opts)?;
     let runtime = ["/proc", "/sys", "/dev", "/run"];
-    Ok(log
+    let outside = |p: &Path, dirs: &[&str]| !dirs.iter().any(|r| p.starts_with(r));
+    let missing = log
         .with_kind(AccessKind::Missing)
-        .filter(|(p, a)| !a.existed && !runtime.iter().any(|r| p.starts_with(r)))
+        .filter(|(p, a)| !a.existed && outside(p, &runtime))
         .filter(|(p, _)| root.lstat(p).is_ok())
         .map(|(p, _)| p.to_path_buf())
-        .collect())
+        .collect();
+    let jail = Root::new(tree).map_err(|e| {
+        trace::TraceError::BadArgument(format!("cannot open the jail {}: {e}", tree.display()))
+    })?;
+    let partial_dirs = log
+        .with_kind(AccessKind::List)
+        // /tmp is the jail's own (empty), the root's holds the host's files.
+        .filter(|(p, _)| outside(p, &runtime) && !p.starts_with("/tmp"))
+        .filter_map(|(p, _)| {
+            let in_jail = entries(&jail, p)?;
+            let in_root = entries(root, p)?;
+            (in_root.difference(&in_jail).next().is_some()).then(|| PartialDir {
+                path: p.to_path_buf(),
+                in_jail: in_jail.len(),
+                in_root: in_root.len(),
+            })
+        })
+        .collect();
+    Ok(Lacking {
+        missing,
+        partial_dirs,
+    })
+}
+
+/// The names in an in-root directory (`None` when it cannot be read).
+fn entries(root: &Root, dir: &Path) -> Option<std::collections::BTreeSet<OsString>> {
+    let rd = std::fs::read_dir(root.host_path(dir)).ok()?;
+    Some(rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
 }
 
 fn indent(b: &[u8]) -> String {

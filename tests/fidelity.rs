@@ -281,6 +281,8 @@ fn real_programs_behave_alike_natively_in_verify_and_in_podman() {
         ("file", "file"),
         ("nginx", "nginx-light"),
         ("setpriv", "util-linux"),
+        ("su", "util-linux"),
+        ("ping", "iputils-ping"),
     ] {
         require(tool, package);
     }
@@ -354,6 +356,23 @@ fn real_programs_behave_alike_natively_in_verify_and_in_podman() {
         case("file-magic", &["file", "-b", "--mime-type", "/usr/bin/gawk", "/etc/passwd"]),
         case("grep-pcre-sed", &["sh", "-c", "echo a1b22c333 | grep -oP '\\d+' | sed 's/^/n=/'"]),
         case("id-system-user", &["id", "-u", "www-data"]),
+        // PAM: su's account stage (pam_unix) reads /etc/shadow even for
+        // root; the jail carries it without password hashes.
+        case("su-pam-account", &["su", "-s", "/bin/sh", "www-data", "-c", "id -un; echo $HOME"]),
+        // A file capability (ping's cap_net_raw) used by a non-root user:
+        // podman sets no no_new_privs, so verify must not either.
+        case(
+            "ping-file-capability",
+            &[
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "sh",
+                "-c",
+                "ping -c1 -q 127.0.0.1 | grep -o '1 packets transmitted, 1 received'",
+            ],
+        ),
         case("nginx", &["sh", "-c", NGINX_SCRIPT]),
         case(
             "postgres-initdb-query",
@@ -384,5 +403,32 @@ fn real_programs_behave_alike_natively_in_verify_and_in_podman() {
         "{} of the programs failed:\n\n{}",
         failures.len(),
         failures.join("\n\n")
+    );
+}
+
+/// A program whose output depends on what a directory holds (`ls DIR | wc
+/// -l`): the jail keeps the entries the run used, not every entry, so the
+/// check fails, and the hint names the directory instead of calling the
+/// program nondeterministic.
+#[test]
+fn verify_names_a_listed_directory_the_jail_holds_only_in_part() {
+    let listed = "/usr/share/zoneinfo/Europe";
+    assert!(
+        Path::new(listed).is_dir(),
+        "this test needs tzdata: apt-get install -y tzdata (scripts/test.sh does this)"
+    );
+    let image = test_dir("fidelity-listing").join("image.tar");
+    let o = run(jail()
+        .args(["trace", "--verify", "-o"])
+        .arg(&image)
+        .args(["--", "sh", "-c", &format!("ls {listed} | wc -l")])
+        .stdin(std::process::Stdio::null()));
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds only in part")
+            && stderr.contains(&format!("{listed} (0 of "))
+            && !stderr.contains("not deterministic"),
+        "{stderr}"
     );
 }

@@ -156,8 +156,11 @@ fn python_json_jail_is_small_and_holds_no_docs_or_package_state() {
 
 // -------------------------------------------------------------- secrets ---
 
+/// The shadow file's secret is its password hashes: the jail gets the
+/// accounts (PAM's account stage reads them) with every hash replaced, and
+/// says so loudly (docs/fidelity.md).
 #[test]
-fn etc_shadow_is_left_out_with_a_loud_warning() {
+fn etc_shadow_is_generated_without_hashes_with_a_loud_warning() {
     assert!(
         Path::new("/etc/shadow").exists(),
         "this test needs /etc/shadow (package passwd)"
@@ -177,8 +180,21 @@ fn etc_shadow_is_left_out_with_a_loud_warning() {
         text(&t.out.stdout).contains("/etc/shadow: "),
         "the run read it"
     );
-    assert!(!t.has("/etc/shadow"), "/etc/shadow is in the tree");
-    assert!(!t.fileset().contains(Path::new("/etc/shadow")));
+    let jailed = fs::read_to_string(t.path("/etc/shadow")).expect("the tree has /etc/shadow");
+    assert!(jailed.lines().any(|l| l.starts_with("root:")), "{jailed}");
+    for line in jailed.lines() {
+        let password = line.split(':').nth(1).unwrap_or_default();
+        assert!(
+            ["", "*", "!", "!!", "!*", "x"].contains(&password),
+            "a password hash in the jail's /etc/shadow: {line}"
+        );
+    }
+    let host = fs::metadata("/etc/shadow").unwrap();
+    let meta = fs::metadata(t.path("/etc/shadow")).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (host.mode() & 0o7777, host.uid(), host.gid())
+    );
     assert!(
         t.has("/etc/os-release"),
         "the other file read is in the tree"
@@ -190,8 +206,19 @@ fn etc_shadow_is_left_out_with_a_loud_warning() {
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no warning names /etc/shadow:\n{}", t.stderr()));
     assert!(
-        warning.contains("SECRET LEFT OUT") && warning.contains("read by pid"),
+        warning.contains("SECRET REDACTED") && warning.contains("read by pid"),
         "{warning}"
+    );
+    // An explicit include copies the real file.
+    let t = trace(
+        &["--include", "/etc/shadow"],
+        &os(&[&jail_io(), &"read", &"/etc/shadow"]),
+    );
+    ok(&t.out);
+    assert_eq!(
+        fs::read(t.path("/etc/shadow")).unwrap(),
+        fs::read("/etc/shadow").unwrap(),
+        "--include /etc/shadow copies the real file"
     );
 }
 

@@ -91,6 +91,12 @@ const SECRET_PATTERNS: &[&str] = &[
     "**/.git-credentials",
 ];
 
+/// Secrets whose only secret is a field: `/etc/shadow` and `/etc/gshadow`
+/// go into the jail generated, with the kept accounts and no password
+/// hashes, because PAM's account checks (`su`, `runuser`, `login`, cron)
+/// read them; their backups (`shadow-`) stay out.
+const REDACTED: [&[u8]; 2] = [b"/etc/shadow", b"/etc/gshadow"];
+
 /// Files this small are also checked for a PEM private key by content…
 const KEY_SNIFF_MAX: u64 = 64 * 1024;
 /// …in their first bytes.
@@ -146,6 +152,7 @@ pub fn from_access_log(
     };
 
     // 1. What the run touched and found.
+    let mut redacted: Vec<(PathBuf, i32)> = Vec::new();
     let mut elf_candidates = Vec::new();
     let mut executed = Vec::new();
     for (path, acc) in &log.files {
@@ -178,10 +185,17 @@ pub fn from_access_log(
             continue;
         }
         if b.is_secret(path) {
-            b.findings.push(Finding::SecretExcluded {
-                path: path.to_path_buf(),
-                pid: acc.first_pid,
-            });
+            if REDACTED.contains(&path.as_os_str().as_bytes())
+                && acc.file_type == Some(FileType::File)
+            {
+                // Generated without its password hashes in step 7.
+                redacted.push((path.to_path_buf(), acc.first_pid));
+            } else {
+                b.findings.push(Finding::SecretExcluded {
+                    path: path.to_path_buf(),
+                    pid: acc.first_pid,
+                });
+            }
             continue;
         }
         if acc.file_type == Some(FileType::File)
@@ -305,9 +319,27 @@ pub fn from_access_log(
         }
     }
 
-    // 7. passwd/group, and the runtime skeleton.
-    if !opts.keep_passwd {
-        findings.extend(reduce_accounts(&mut fileset, root, log, opts.user));
+    // 7. passwd/group, shadow/gshadow without their hashes, and the
+    // runtime skeleton.
+    let kept = if opts.keep_passwd {
+        None
+    } else {
+        let (kept, dropped) = reduce_accounts(&mut fileset, root, log, opts.user);
+        findings.extend(dropped);
+        Some(kept)
+    };
+    for (path, pid) in redacted {
+        if fileset.entries.contains_key(&ImagePath(path.clone())) {
+            // Explicitly included (step 3): the real file, as asked.
+            continue;
+        }
+        match redacted_entry(root, &path, kept.as_ref()) {
+            Ok(entry) => {
+                fileset.entries.insert(ImagePath(path.clone()), entry);
+                findings.push(Finding::SecretRedacted { path, pid });
+            }
+            Err(why) => findings.push(Finding::Skipped { path, why }),
+        }
     }
     add_skeleton(&mut fileset);
     Ok(Built { fileset, findings })
@@ -727,32 +759,35 @@ fn system_id_max(root: &Root) -> (u32, u32) {
 /// `nobody` and `nogroup`: system accounts by convention, above the range.
 const OVERFLOW_ID: u32 = 65534;
 
+/// The account names a reduced passwd and group keep (what
+/// `/etc/shadow` and `/etc/gshadow` are reduced to as well).
+#[derive(Debug, Default)]
+struct KeptAccounts {
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
+}
+
 /// Reduce `/etc/passwd` and `/etc/group` (when in the file set) by
 /// evidence: keep root, the run user, every id a traced process ran as,
 /// every owner of a kept path, the root's system accounts, and the groups
 /// of kept users (primary, or listing them); drop the rest (human
-/// accounts), and say which.
+/// accounts), and say which. The names are decided from the root's files
+/// even when the run did not read them, for the shadow files.
 fn reduce_accounts(
     fs_: &mut FileSet,
     root: &Root,
     log: &AccessLog,
     user: Option<(u32, u32)>,
-) -> Vec<Finding> {
+) -> (KeptAccounts, Vec<Finding>) {
     let evidence = Evidence::gather(fs_, log, user);
     let (sys_uid, sys_gid) = system_id_max(root);
     let mut findings = Vec::new();
-    let mut kept_users: BTreeSet<String> = BTreeSet::new();
+    let mut kept = KeptAccounts::default();
     // The primary groups of kept users (passwd is read first).
     let mut primary: BTreeSet<u32> = BTreeSet::new();
     for file in ["/etc/passwd", "/etc/group"] {
         let is_group = file == "/etc/group";
         let key = ImagePath(PathBuf::from(file));
-        let Some(entry) = fs_.entries.get_mut(&key) else {
-            continue;
-        };
-        if entry.file_type != FileType::File {
-            continue;
-        }
         let Ok(text) = fs::read_to_string(root.host_path(Path::new(file))) else {
             continue;
         };
@@ -773,13 +808,15 @@ fn reduce_accounts(
                     || id == OVERFLOW_ID
                     || fields
                         .get(3)
-                        .is_some_and(|m| m.split(',').any(|n| kept_users.contains(n)))
+                        .is_some_and(|m| m.split(',').any(|n| kept.users.contains(n)))
             } else {
                 evidence.uids.contains(&id) || id <= sys_uid || id == OVERFLOW_ID
             };
             if keep {
-                if !is_group {
-                    kept_users.insert(fields[0].to_string());
+                if is_group {
+                    kept.groups.insert(fields[0].to_string());
+                } else {
+                    kept.users.insert(fields[0].to_string());
                     primary.extend(fields.get(3).and_then(|g| g.parse::<u32>().ok()));
                 }
                 out.push_str(line);
@@ -788,6 +825,13 @@ fn reduce_accounts(
                 dropped.push(fields[0].to_string());
             }
         }
+        let Some(entry) = fs_
+            .entries
+            .get_mut(&key)
+            .filter(|e| e.file_type == FileType::File)
+        else {
+            continue;
+        };
         if !dropped.is_empty() {
             findings.push(Finding::AccountsDropped {
                 path: PathBuf::from(file),
@@ -799,7 +843,65 @@ fn reduce_accounts(
         entry.content = Some(out);
         entry.reasons.insert(Reason::Generated);
     }
-    findings
+    (kept, findings)
+}
+
+/// `/etc/shadow` or `/etc/gshadow` as the jail gets it: the accounts of
+/// the reduced passwd/group (every account when `kept` is `None`), each
+/// password hash replaced by `*` (`!` when the account was locked), every
+/// other field (ages, expiry, group admins and members) as in the root;
+/// the file's mode, owner and mtime as in the root. The hashes are the
+/// secret: an account check (PAM's `pam_unix` account stage, which `su`
+/// and `login` run even for root) needs the entry, and no password works
+/// in the jail.
+fn redacted_entry(root: &Root, path: &Path, kept: Option<&KeptAccounts>) -> Result<Entry, String> {
+    let host = root.host_path(path);
+    let meta =
+        fs::symlink_metadata(&host).map_err(|e| format!("cannot stat it after the run: {e}"))?;
+    let text = fs::read_to_string(&host).map_err(|e| format!("cannot read it: {e}"))?;
+    let names = kept.map(|k| {
+        if path == Path::new("/etc/gshadow") {
+            &k.groups
+        } else {
+            &k.users
+        }
+    });
+    let out = redact_shadow(&text, names);
+    Ok(Entry {
+        file_type: FileType::File,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        size: out.len() as u64,
+        sha256: Some(Digest::of(out.as_bytes())),
+        target: None,
+        mtime: meta.mtime(),
+        capability: None,
+        content: Some(out),
+        reasons: BTreeSet::from([Reason::TracedRead, Reason::Generated]),
+    })
+}
+
+/// The lines of a shadow file for `names` (all when `None`), without
+/// password hashes. A field that holds no hash (empty, `*`, `!`, `!!`,
+/// `!*`, `x`) stays; lines that are not `name:password:…` are dropped.
+fn redact_shadow(text: &str, names: Option<&BTreeSet<String>>) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut fields: Vec<&str> = line.split(':').collect();
+        if fields.len() < 2 || fields[0].is_empty() {
+            continue;
+        }
+        if names.is_some_and(|n| !n.contains(fields[0])) {
+            continue;
+        }
+        if !matches!(fields[1], "" | "*" | "!" | "!!" | "!*" | "x") {
+            fields[1] = if fields[1].starts_with('!') { "!" } else { "*" };
+        }
+        out.push_str(&fields.join(":"));
+        out.push('\n');
+    }
+    out
 }
 
 /// `/tmp` with mode 1777, as every program expects.
@@ -839,6 +941,21 @@ mod tests {
         ] {
             assert!(!s.is_match(p), "{p}");
         }
+    }
+
+    #[test]
+    fn shadow_keeps_the_kept_accounts_without_hashes() {
+        let text = "root:$y$j9T$salt$hash:20228:0:99999:7:::\nwww-data:*:20228:0:99999:7:::\nlocked:!$6$s$h:20228:0:99999:7::20300:\nnopw::20228::::::\nalice:$6$s$h:20228:0:99999:7:::\nbroken\n";
+        let names: BTreeSet<String> = ["root", "www-data", "locked", "nopw"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            redact_shadow(text, Some(&names)),
+            "root:*:20228:0:99999:7:::\nwww-data:*:20228:0:99999:7:::\nlocked:!:20228:0:99999:7::20300:\nnopw::20228::::::\n"
+        );
+        assert!(redact_shadow(text, None).contains("alice:*:"));
+        assert!(!redact_shadow(text, None).contains('$'));
     }
 
     #[test]
@@ -936,7 +1053,7 @@ mod tests {
         // has no evidence. svc (600) is above SYS_UID_MAX 499: human.
         let (_d, root, mut set) = accounts_root((1001, 1001));
         let log = log_with_ids(&[1000], &[]);
-        let findings = reduce_accounts(&mut set, &root, &log, None);
+        let (_, findings) = reduce_accounts(&mut set, &root, &log, None);
         assert_eq!(
             names_of(&set, "/etc/passwd"),
             ["root", "www-data", "alice", "bob", "nobody"]

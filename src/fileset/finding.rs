@@ -14,6 +14,14 @@ pub enum Finding {
         path: PathBuf,
         pid: i32,
     },
+    /// A secret whose only secret is a field (`/etc/shadow`,
+    /// `/etc/gshadow`): the run read it, and the jail gets it generated,
+    /// with the kept accounts and no password hashes.
+    SecretRedacted {
+        #[serde(with = "crate::paths::serde_path")]
+        path: PathBuf,
+        pid: i32,
+    },
     /// An ELF dependency the loader would not find.
     MissingLibrary {
         name: String,
@@ -45,6 +53,12 @@ impl std::fmt::Display for Finding {
             Finding::SecretExcluded { path, pid } => write!(
                 f,
                 "SECRET LEFT OUT: {} was {} but is not copied into the jail; if the program really needs it, include it explicitly (config `include`) or provide it at run time",
+                path.display(),
+                if *pid == 0 { "needed".to_string() } else { format!("read by pid {pid}") }
+            ),
+            Finding::SecretRedacted { path, pid } => write!(
+                f,
+                "SECRET REDACTED: {} was {}; the jail gets a generated copy with the kept accounts and every password hash replaced by `*` (`!` if locked), so account checks (PAM, su, login) work but no password does; include it explicitly to copy the real file",
                 path.display(),
                 if *pid == 0 { "needed".to_string() } else { format!("read by pid {pid}") }
             ),

@@ -544,6 +544,11 @@ fn build_finding(f: &BuildFinding) -> Finding {
             path,
             format!("read by pid {pid} during the trace, left out of the jail; provide it at run time (a secret, a mounted file) rather than including it"),
         ),
+        BuildFinding::SecretRedacted { path, pid } => Finding::new(
+            Kind::SecretExcluded,
+            path,
+            format!("read by pid {pid} during the trace; the image has a generated copy without password hashes"),
+        ),
         BuildFinding::MissingLibrary { name, needed_by } => Finding::new(
             Kind::MissingLibrary,
             needed_by,

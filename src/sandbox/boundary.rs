@@ -267,6 +267,21 @@ pub(crate) fn seal(filter: &[Insn]) -> nix::Result<()> {
     seccomp::install(filter)
 }
 
+/// Without no_new_privs (`Spec::setuid`): install the filter while still
+/// root, before the user change, as the kernel allows with CAP_SYS_ADMIN
+/// (runc does the same when `noNewPrivileges` is off). Nothing the payload
+/// does after it (chdir, the user change, capset, prctl) is on the list.
+pub(crate) fn install_filter(filter: &[Insn]) -> nix::Result<()> {
+    seccomp::install(filter)
+}
+
+/// Step two without no_new_privs: give up what is left outside [`KEEP`];
+/// the bounding set still caps what a setuid file or file capability gives.
+pub(crate) fn seal_keeping_setuid() -> nix::Result<()> {
+    caps::limit_to(KEEP)?;
+    caps::clear_ambient()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

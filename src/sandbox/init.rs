@@ -275,6 +275,11 @@ fn payload_main(plan: &Plan, hooks: &Hooks, report: BorrowedFd) -> i32 {
             return fail(report, P_PRE_EXEC_HOOK, 0, e, SETUP_FAILED);
         }
     }
+    if !p.no_new_privs {
+        if let Err(e) = boundary::install_filter(&p.filter) {
+            return fail(report, P_SEAL, 0, e, SETUP_FAILED);
+        }
+    }
     if let Err(e) = nix::unistd::chdir(p.cwd.as_c_str()) {
         return fail(report, P_CHDIR, 0, e, SETUP_FAILED);
     }
@@ -291,7 +296,12 @@ fn payload_main(plan: &Plan, hooks: &Hooks, report: BorrowedFd) -> i32 {
         }
     }
     // Step two: the rest of the capabilities, no_new_privs, the deny-list.
-    if let Err(e) = boundary::seal(&p.filter) {
+    let sealed = if p.no_new_privs {
+        boundary::seal(&p.filter)
+    } else {
+        boundary::seal_keeping_setuid()
+    };
+    if let Err(e) = sealed {
         return fail(report, P_SEAL, 0, e, SETUP_FAILED);
     }
 

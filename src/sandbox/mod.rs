@@ -163,6 +163,13 @@ pub struct Spec {
     pub stdin: Option<Arc<OwnedFd>>,
     pub stdout: Option<Arc<OwnedFd>>,
     pub stderr: Option<Arc<OwnedFd>>,
+    /// `false` (default): setuid/setgid bits and file capabilities do
+    /// nothing (`no_new_privs`, the root mounted nosuid). `true`: they work
+    /// at `execve` as under podman's and docker's defaults (`ping` with
+    /// `cap_net_raw`, `su` run by a non-root user), within the bounding set
+    /// the sandbox keeps; `--verify` runs this way (docs/fidelity.md).
+    /// Without effect in a user namespace (no caller that is not root).
+    pub setuid: bool,
 }
 
 impl Spec {
@@ -185,6 +192,7 @@ impl Spec {
             stdin: None,
             stdout: None,
             stderr: None,
+            setuid: false,
         }
     }
 
@@ -238,6 +246,10 @@ pub(crate) struct Payload {
     stdio: [Option<RawFd>; 3],
     /// The boundary's seccomp deny-list ([`boundary::filter`]).
     filter: Vec<crate::sys::seccomp::Insn>,
+    /// Set `no_new_privs` (setuid bits and file capabilities do nothing);
+    /// when `false` the filter is installed while still root, as runc does
+    /// without `noNewPrivileges` (the kernel wants one or CAP_SYS_ADMIN).
+    no_new_privs: bool,
 }
 
 pub(crate) struct Ids {
@@ -327,6 +339,12 @@ impl Plan {
         step(Action::MakePrivate, "/", none);
         let scratch_c = cpath(scratch)?;
         let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        // The tree's own mount: nosuid too unless setuid programs must work.
+        let root_flags = if spec.setuid && !userns {
+            MsFlags::MS_NODEV
+        } else {
+            nodev
+        };
         step(
             Action::Mount {
                 source: c"jail-scratch".into(),
@@ -369,7 +387,10 @@ impl Plan {
                     source: c"none".into(),
                     target: new_root_c.clone(),
                     fstype: None,
-                    flags: MsFlags::MS_BIND | MsFlags::MS_REMOUNT | nodev | mount_flags_of(root),
+                    flags: MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | root_flags
+                        | mount_flags_of(root),
                     data: None,
                 },
                 "/",
@@ -423,9 +444,9 @@ impl Plan {
                     source: c"jail".into(),
                     target: new_root_c.clone(),
                     fstype: Some(c"overlay".into()),
-                    // The boundary: device nodes and setuid bits of the
-                    // tree do nothing in the sandbox.
-                    flags: nodev,
+                    // The boundary: device nodes of the tree do nothing in
+                    // the sandbox, nor setuid bits unless `spec.setuid`.
+                    flags: root_flags,
                     data: Some(data),
                 },
                 "/",
@@ -792,6 +813,7 @@ impl Payload {
                 spec.stderr.as_ref().map(|f| f.as_raw_fd()),
             ],
             filter: boundary::filter(),
+            no_new_privs: !spec.setuid || userns,
         })
     }
 }
