@@ -52,6 +52,9 @@ pub struct FilesOpts {
     /// root and the run user.
     #[arg(long)]
     pub keep_passwd: bool,
+    /// Put /etc/shadow and /etc/gshadow, when read, in without password hashes.
+    #[arg(long)]
+    pub redacted_shadow: bool,
     /// Build even when the command exits non-zero (and write the image
     /// even when a check in the jail failed).
     #[arg(long)]
@@ -64,6 +67,7 @@ impl FilesOpts {
             include: self.include.clone(),
             exclude: self.exclude.clone(),
             keep_passwd: self.keep_passwd,
+            redacted_shadow: self.redacted_shadow,
             keep_going: self.keep_going,
         }
     }

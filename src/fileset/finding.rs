@@ -52,9 +52,14 @@ impl std::fmt::Display for Finding {
         match self {
             Finding::SecretExcluded { path, pid } => write!(
                 f,
-                "SECRET LEFT OUT: {} was {} but is not copied into the jail; if the program really needs it, include it explicitly (config `include`) or provide it at run time",
+                "SECRET LEFT OUT: {} was {} but is not copied into the jail; if the program really needs it, include it explicitly (config `include`) or provide it at run time{}",
                 path.display(),
-                if *pid == 0 { "needed".to_string() } else { format!("read by pid {pid}") }
+                if *pid == 0 { "needed".to_string() } else { format!("read by pid {pid}") },
+                if path == std::path::Path::new("/etc/shadow") || path == std::path::Path::new("/etc/gshadow") {
+                    " (--redacted-shadow puts a copy without password hashes in, enough for PAM's account checks: su, runuser, login)"
+                } else {
+                    ""
+                }
             ),
             Finding::SecretRedacted { path, pid } => write!(
                 f,

@@ -193,6 +193,8 @@ pub struct FilesRequest {
     pub exclude: Vec<String>,
     /// Keep /etc/passwd and /etc/group whole.
     pub keep_passwd: bool,
+    /// Generate /etc/shadow and /etc/gshadow without hashes when read.
+    pub redacted_shadow: bool,
     /// Build even when the command exits non-zero, and write the image
     /// even when a check failed.
     pub keep_going: bool,
@@ -205,6 +207,7 @@ impl FilesRequest {
             include: self.include.clone(),
             exclude: self.exclude.clone(),
             keep_passwd: self.keep_passwd,
+            redacted_shadow: self.redacted_shadow,
             user,
             digests: None,
         };
