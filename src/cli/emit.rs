@@ -150,7 +150,12 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         }
     } else if let Some((spec, output, wopts)) = &e.image {
         jail::sys::interrupt::install();
-        let mut s = image::write(&fileset, spec, wopts, output)
+        // Layers by package: the attribution the embedded manifest holds.
+        let mut wopts = wopts.clone();
+        if let Some(ev) = &evidence {
+            wopts.layering.owners = image::layers::owners(ev);
+        }
+        let mut s = image::write(&fileset, spec, &wopts, output)
             .map_err(|err| image_failure(err, output))?;
         report(&s);
         if let (Some(req), Some(ev)) = (&e.evidence, &evidence) {

@@ -55,6 +55,12 @@ pub struct ImageOpts {
     /// print it by digest (NAME@sha256:…).
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
+    /// At most N layers (1 to 16): the root's largest packages in layers
+    /// of their own, the other packages in one, the files of no package
+    /// (the app) on top, so images share layers and an app change
+    /// re-pushes only the top (docs/formats.md, "Layers"). 1: one layer.
+    #[arg(long, value_name = "N", default_value_t = jail::image::layers::DEFAULT_BUDGET)]
+    pub layers: usize,
 }
 
 /// What a command knows about the image before the flags override it.
@@ -107,6 +113,13 @@ impl ImageOpts {
             let (k, v) = check_kv(l, "--label")?;
             labels.insert(k.to_string(), v.to_string());
         }
+        if !(1..=jail::image::layers::MAX_BUDGET).contains(&self.layers) {
+            return Err(Failure::usage(anyhow!(
+                "--layers {}: give a number from 1 to {}",
+                self.layers,
+                jail::image::layers::MAX_BUDGET
+            )));
+        }
         if self.threads == Some(0) {
             return Err(Failure::usage(anyhow!("--threads must be at least 1")));
         }
@@ -134,6 +147,10 @@ impl ImageOpts {
             threads: self.threads,
             progress: std::io::stderr().is_terminal(),
             replace: false,
+            layering: jail::image::Layering {
+                budget: self.layers,
+                ..Default::default()
+            },
         })
     }
 }

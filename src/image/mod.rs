@@ -17,6 +17,7 @@
 
 pub mod extract;
 mod json;
+pub mod layers;
 mod output;
 pub mod read;
 
@@ -31,6 +32,7 @@ pub use self::json::{
     rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET,
     LABEL_VERSION,
 };
+pub use self::layers::{LayerKind, Layering};
 use crate::digest::Digest;
 use crate::fileset::FileSet;
 pub use crate::oci::{BadPlatform, BadReference, Platform, Reference};
@@ -204,7 +206,7 @@ impl std::str::FromStr for Format {
 }
 
 /// How the image is written (none of it changes the bytes but
-/// `compression` and `source_date_epoch`).
+/// `compression`, `source_date_epoch` and `layering`).
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub format: Format,
@@ -218,6 +220,8 @@ pub struct WriteOptions {
     /// `--format oci-dir`: replace an existing non-empty directory that is
     /// not an OCI layout (`--force`).
     pub replace: bool,
+    /// How the file set is split into layers (`--layers`).
+    pub layering: Layering,
 }
 
 /// What was written: printed by the CLI, `--json` on stdout
@@ -231,21 +235,41 @@ pub struct ImageSummary {
     /// The config digest: what `podman images` / `docker images` show.
     pub image_id: Digest,
     pub manifest_digest: Digest,
+    /// The top layer's diff_id and blob digest (the only layer's, in a
+    /// single-layer image).
     pub diff_id: Digest,
     pub layer_digest: Digest,
     pub compression: Compression,
     pub platform: String,
-    /// Length of the layer tar.
+    /// Length of the layer tars, summed.
     pub uncompressed_size: u64,
-    /// Length of the layer blob as stored.
+    /// Length of the layer blobs as stored, summed.
     pub compressed_size: u64,
-    /// Entries in the layer.
+    /// Entries in the layers, summed (a parent directory counts once per
+    /// layer that holds it).
     pub files: u64,
+    /// Each layer, bottom to top (docs/formats.md, "Layers").
+    pub layers: Vec<LayerSummary>,
     /// sha256 of the file set (the `jail.fileset` label).
     pub fileset_digest: Digest,
     /// Where `--push` put it (docs/registry.md), when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pushed: Option<crate::registry::Pushed>,
+}
+
+/// One layer as written.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerSummary {
+    /// What the layer holds.
+    pub kind: LayerKind,
+    /// The blob's digest and length as stored.
+    pub digest: Digest,
+    pub size: u64,
+    /// The uncompressed tar's digest and length.
+    pub diff_id: Digest,
+    pub uncompressed_size: u64,
+    /// Tar entries.
+    pub files: u64,
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment: `None` when unset, an error
@@ -292,42 +316,83 @@ pub fn write(
         source: e,
     };
 
-    // The layer, compressed while the tar is produced.
+    // The layers, each compressed while its tar is produced.
+    let planned = layers::plan(fs, &opts.layering);
+    let single = planned.len() == 1;
     let bar = crate::progress::bar(opts.progress, fs.total_size(), "packing");
-    let (tmp, file) = staging.layer_file()?;
-    let compressor = pack::compress::Compressor::new(
-        opts.compression,
-        BufWriter::with_capacity(1 << 20, file),
-        &pool,
-    )
-    .map_err(werr)?;
     let layer_opts = LayerOptions {
         source_date_epoch: opts.source_date_epoch,
     };
     let inc = |n: u64| bar.inc(n);
-    let (stats, compressor) = pack::write_layer(fs, &layer_opts, compressor, &inc)?;
-    let (layer_digest, layer_size, mut file) = compressor.finish().map_err(werr)?;
-    file.flush().map_err(werr)?;
-    drop(file);
+    let mut written: Vec<LayerSummary> = Vec::new();
+    for l in &planned {
+        let part;
+        let set = if single {
+            fs
+        } else {
+            part = FileSet {
+                root: fs.root.clone(),
+                entries: l
+                    .paths
+                    .iter()
+                    .filter_map(|p| fs.entries.get(p).map(|e| (p.clone(), e.clone())))
+                    .collect(),
+            };
+            &part
+        };
+        let (tmp, file) = staging.layer_file()?;
+        let compressor = pack::compress::Compressor::new(
+            opts.compression,
+            BufWriter::with_capacity(1 << 20, file),
+            &pool,
+        )
+        .map_err(werr)?;
+        let (stats, compressor) = pack::write_layer(set, &layer_opts, compressor, &inc)?;
+        let (digest, size, mut file) = compressor.finish().map_err(werr)?;
+        file.flush().map_err(werr)?;
+        drop(file);
+        staging.seal_layer(&tmp, &digest)?;
+        written.push(LayerSummary {
+            kind: l.kind.clone(),
+            digest,
+            diff_id: stats.diff_id,
+            size,
+            uncompressed_size: stats.size,
+            files: stats.entries,
+        });
+    }
     bar.finish_and_clear();
-    staging.seal_layer(&tmp, &layer_digest)?;
+    let top = written
+        .last()
+        .cloned()
+        .ok_or_else(|| ImageError::Destination {
+            path: dest.to_path_buf(),
+            what: "no layer was planned".into(),
+        })?;
 
     // The JSON documents.
     let created = rfc3339(opts.source_date_epoch.unwrap_or(0));
     let fileset_digest = fs.digest();
-    let config = json::config(spec, &stats.diff_id, &fileset_digest, &created)?;
+    let history: Vec<(Digest, Option<String>)> = written
+        .iter()
+        .map(|l| (l.diff_id, (!single).then(|| l.kind.describe())))
+        .collect();
+    let config = json::config_layers(spec, &history, &fileset_digest, &created)?;
     let config_digest = staging.add_blob(&config)?;
     let config_desc = json::Desc {
         media_type: MEDIA_TYPE_CONFIG,
         digest: config_digest,
         size: config.len() as u64,
     };
-    let layer_desc = json::Desc {
-        media_type: opts.compression.media_type(),
-        digest: layer_digest,
-        size: layer_size,
-    };
-    let manifest = json::manifest(&config_desc, &layer_desc, &spec.annotations)?;
+    let layer_descs: Vec<json::Desc<'_>> = written
+        .iter()
+        .map(|l| json::Desc {
+            media_type: opts.compression.media_type(),
+            digest: l.digest,
+            size: l.size,
+        })
+        .collect();
+    let manifest = json::manifest(&config_desc, &layer_descs, &spec.annotations)?;
     let manifest_digest = staging.add_blob(&manifest)?;
     let manifest_desc = json::Desc {
         media_type: MEDIA_TYPE_MANIFEST,
@@ -344,11 +409,15 @@ pub fn write(
     if opts.format == Format::OciArchive && opts.compression != Compression::Zstd {
         staging.add_file(
             "manifest.json",
-            &json::docker_manifest(&config_digest, &layer_digest, &spec.reference)?,
+            &json::docker_manifest(
+                &config_digest,
+                &written.iter().map(|l| l.digest).collect::<Vec<_>>(),
+                &spec.reference,
+            )?,
         )?;
         staging.add_file(
             "repositories",
-            &json::repositories(&layer_digest, &spec.reference)?,
+            &json::repositories(&top.digest, &spec.reference)?,
         )?;
     }
     match opts.format {
@@ -363,13 +432,14 @@ pub fn write(
         reference: spec.reference.to_string(),
         image_id: config_digest,
         manifest_digest,
-        diff_id: stats.diff_id,
-        layer_digest,
+        diff_id: top.diff_id,
+        layer_digest: top.digest,
         compression: opts.compression,
         platform: p.display(),
-        uncompressed_size: stats.size,
-        compressed_size: layer_size,
-        files: stats.entries,
+        uncompressed_size: written.iter().map(|l| l.uncompressed_size).sum(),
+        compressed_size: written.iter().map(|l| l.size).sum(),
+        files: written.iter().map(|l| l.files).sum(),
+        layers: written,
         fileset_digest,
         pushed: None,
     })

@@ -1,0 +1,276 @@
+//! Layered images (issue 16): a python app traced on this machine is split
+//! into package layers below and its own files on top. Changing one line of
+//! the app changes only the top layer (and a push then uploads only it, to a
+//! real registry on loopback); two commands using the same package files
+//! share those layers byte for byte; `--layers 1` is the single layer of
+//! before; podman runs the layered image, skopeo and umoci unpack it, and
+//! `jail diff` / `jail verify` see through the layers.
+
+mod common;
+#[path = "common/registry.rs"]
+mod registry_server;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{jail, ok, require, run, text, Podman};
+use registry_server::Registry;
+use serde_json::Value;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+fn app_v1() -> &'static str {
+    "import json\nprint(json.dumps({\"app\": \"v1\"}))\n"
+}
+
+fn app_v2() -> &'static str {
+    "import json\nprint(json.dumps({\"app\": \"v2\"}))\n"
+}
+
+/// `jail trace --json -o OUT ARGS -- python3 SCRIPT`, its summary.
+fn trace(dir: &Path, out: &str, script: &Path, args: &[&str]) -> Value {
+    require(PYTHON, "python3");
+    let o = run(jail()
+        .current_dir(dir)
+        .args(["trace", "--json", "-o", out])
+        .args(args)
+        .arg("--")
+        .arg(PYTHON)
+        .arg(script));
+    ok(&o);
+    json(&o)
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", text(&o.stdout), text(&o.stderr)))
+}
+
+/// The image's layers: (kind, blob digest, blob size), bottom to top.
+fn layers(summary: &Value) -> Vec<(String, String, u64)> {
+    summary["image"]["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layers in {summary}"))
+        .iter()
+        .map(|l| {
+            (
+                l["kind"].to_string(),
+                l["digest"].as_str().unwrap().to_string(),
+                l["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn write_app(path: &Path, code: &str) {
+    fs::write(path, code).unwrap();
+}
+
+/// Every path under `dir` with its content (regular files) or target.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                out.insert(rel, Vec::new());
+                stack.push(p);
+            } else if t.is_symlink() {
+                out.insert(
+                    rel,
+                    fs::read_link(&p)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned()
+                        .into_bytes(),
+                );
+            } else {
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn an_app_change_changes_only_the_top_layer_and_tools_unpack_it() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let app = dir.join("app.py");
+
+    write_app(&app, app_v1());
+    let a = trace(dir, "a.tar", &app, &[]);
+    write_app(&app, app_v2());
+    let b = trace(dir, "b.tar", &app, &["--tree", "b-tree"]);
+    let one = trace(dir, "one.tar", &app, &["--layers", "1"]);
+
+    // Packages below, the app on top.
+    let (la, lb) = (layers(&a), layers(&b));
+    assert!(la.len() >= 3, "{la:?}");
+    assert_eq!(la.len(), lb.len(), "{la:?}\n{lb:?}");
+    assert_eq!(la.last().unwrap().0, "\"top\"");
+    assert!(
+        la.iter().any(|l| l.0.contains("libc6")),
+        "libc6 has a layer: {la:?}"
+    );
+    // One line of the app changed: only the top layer differs.
+    for (x, y) in la.iter().zip(&lb).take(la.len() - 1) {
+        assert_eq!(x, y, "a lower layer changed with the app");
+    }
+    assert_ne!(la.last().unwrap().1, lb.last().unwrap().1);
+    let total: u64 = lb.iter().map(|l| l.2).sum();
+    let top = lb.last().unwrap().2;
+    assert!(
+        top * 20 <= total,
+        "the top layer is {top} of {total} bytes, more than 5%"
+    );
+
+    // --layers 1: one layer with the same files; only the embedded
+    // manifest (which records the layer budget) differs.
+    let l1 = layers(&one);
+    assert_eq!(l1.len(), 1, "{l1:?}");
+    let o = run(jail().current_dir(dir).args(["diff", "b.tar", "one.tar"]));
+    assert!(
+        text(&o.stderr).contains("0 added, 0 removed, 1 changed")
+            && text(&o.stdout).starts_with("~ /var/lib/jail/manifest.json "),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+
+    // Another command (decimal: one more package, other stdlib files)
+    // keeps the same files of python and libc: the same blobs for them.
+    let other = dir.join("other.py");
+    write_app(
+        &other,
+        "import decimal\nprint(decimal.Decimal(\"1.10\") + 2)\n",
+    );
+    let c = trace(dir, "c.tar", &other, &[]);
+    let lc = layers(&c);
+    for kind in ["libc6", "python3.11-minimal"] {
+        let pick = |ls: &[(String, String, u64)]| {
+            ls.iter()
+                .find(|l| l.0.contains(&format!("\"{kind}\"")))
+                .map(|l| l.1.clone())
+        };
+        let x = pick(&lb).unwrap_or_else(|| panic!("no {kind} layer: {lb:?}"));
+        assert_eq!(
+            Some(x),
+            pick(&lc),
+            "{kind}'s layer differs:\n{lb:?}\n{lc:?}"
+        );
+    }
+
+    // jail verify rebuilds the layered image bit for bit from this root.
+    let o = run(jail().current_dir(dir).args(["verify", "b.tar"]));
+    ok(&o);
+
+    // podman runs it.
+    let podman = Podman::new();
+    let loaded = podman.load(&dir.join("b.tar"));
+    let name = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("podman load said {loaded}"))
+        .trim()
+        .to_string();
+    let o = podman.run(&name, std::iter::empty::<&str>());
+    ok(&o);
+    assert_eq!(text(&o.stdout), "{\"app\": \"v2\"}\n");
+
+    // skopeo copies it to a layout, umoci unpacks the same tree.
+    require("skopeo", "skopeo");
+    require("umoci", "umoci");
+    let layout = dir.join("layout");
+    ok(&run(Command::new("skopeo").args([
+        "copy",
+        &format!("oci-archive:{}", dir.join("b.tar").display()),
+        &format!("oci:{}:v1", layout.display()),
+    ])));
+    let bundle = dir.join("bundle");
+    ok(&run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:v1", layout.display()))
+        .arg(&bundle)));
+    let (unpacked, tree) = (files(&bundle.join("rootfs")), files(&dir.join("b-tree")));
+    assert_eq!(
+        unpacked.keys().collect::<Vec<_>>(),
+        tree.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        unpacked == tree,
+        "umoci's rootfs differs from the jail tree"
+    );
+}
+
+#[test]
+fn push_after_an_app_change_uploads_only_the_top_layer() {
+    let reg = Registry::start(None);
+    let host = reg.host();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let app = dir.join("app.py");
+    let push = |out: &str, reference: &str, layers_arg: &str| -> Value {
+        trace(
+            dir,
+            out,
+            &app,
+            &[
+                "--layers",
+                layers_arg,
+                "--push",
+                reference,
+                "--insecure-registry",
+                &host,
+            ],
+        )
+    };
+
+    // Layered: the second push sends the config and the top layer.
+    write_app(&app, app_v1());
+    let a = push("a.tar", &format!("{host}/app:v1"), "8");
+    let first = reg.blob_puts().len();
+    assert_eq!(first, layers(&a).len() + 1, "{:?}", reg.blob_puts());
+    write_app(&app, app_v2());
+    let b = push("b.tar", &format!("{host}/app:v2"), "8");
+    let puts: Vec<(String, u64)> = reg.blob_puts().split_off(first);
+    let lb = layers(&b);
+    let top = lb.last().unwrap();
+    let layer_puts: Vec<&(String, u64)> = puts
+        .iter()
+        .filter(|(d, _)| lb.iter().any(|l| &l.1 == d))
+        .collect();
+    assert_eq!(
+        layer_puts.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
+        vec![top.1.clone()],
+        "only the top layer is uploaded: {puts:?}"
+    );
+    assert_eq!(puts.len(), 2, "the config and the top layer: {puts:?}");
+    let image: u64 = lb.iter().map(|l| l.2).sum();
+    let sent: u64 = puts.iter().map(|p| p.1).sum();
+    assert!(
+        sent * 20 <= image,
+        "the second push sent {sent} bytes of a {image}-byte image"
+    );
+    assert_eq!(b["image"]["pushed"]["uploaded_bytes"], sent);
+
+    // The control: one layer, uploaded again whole.
+    write_app(&app, app_v1());
+    push("c.tar", &format!("{host}/one:v1"), "1");
+    let before = reg.blob_puts().len();
+    write_app(&app, app_v2());
+    let d2 = push("d.tar", &format!("{host}/one:v2"), "1");
+    let puts = reg.blob_puts().split_off(before);
+    let image = d2["image"]["compressed_size"].as_u64().unwrap();
+    let sent: u64 = puts.iter().map(|p| p.1).sum();
+    assert!(
+        sent >= image,
+        "--layers 1 re-uploads the whole layer ({sent} of {image} bytes): {puts:?}"
+    );
+}
