@@ -274,3 +274,77 @@ fn push_after_an_app_change_uploads_only_the_top_layer() {
         "--layers 1 re-uploads the whole layer ({sent} of {image} bytes): {puts:?}"
     );
 }
+
+#[test]
+fn a_base_is_reused_byte_for_byte_and_a_differing_file_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // The base: python traced with a broad workload.
+    let base_py = dir.join("base.py");
+    write_app(
+        &base_py,
+        "import json, sqlite3, decimal, csv, io\nprint('base')\n",
+    );
+    let base = trace(dir, "base.tar", &base_py, &["--tag", "t/base:1"]);
+    let app = dir.join("app.py");
+    write_app(&app, app_v2());
+    let on = trace(
+        dir,
+        "app.tar",
+        &app,
+        &["--base", "base.tar", "--tag", "t/app:1"],
+    );
+    let (lbase, lapp) = (layers(&base), layers(&on));
+    assert!(lapp.len() > lbase.len(), "{lapp:?}");
+    for (b, a) in lbase.iter().zip(&lapp) {
+        assert_eq!(b.1, a.1, "a base layer was not reused as it is");
+        assert_eq!(a.0, "\"base\"");
+    }
+    let added: u64 = lapp[lbase.len()..].iter().map(|l| l.2).sum();
+    let whole: u64 = lapp.iter().map(|l| l.2).sum();
+    assert!(added * 20 <= whole, "{added} of {whole} bytes added");
+    // What the base brings that the command does not use (sqlite3,
+    // decimal, csv), reported.
+    let b = &on["image"]["base"];
+    assert!(b["unused_files"].as_u64().unwrap() > 0, "{b}");
+    assert!(b["provided_files"].as_u64().unwrap() > 0, "{b}");
+    let o = run(jail()
+        .current_dir(dir)
+        .args(["trace", "-o", "again.tar", "--base", "base.tar", "--"])
+        .arg(PYTHON)
+        .arg(&app));
+    ok(&o);
+    assert!(
+        text(&o.stderr).contains("this command does not use"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // It runs, with the base's files and its own.
+    let podman = Podman::new();
+    podman.load(&dir.join("app.tar"));
+    let o = podman.run("t/app:1", std::iter::empty::<&str>());
+    ok(&o);
+    assert_eq!(text(&o.stdout), "{\"app\": \"v2\"}\n");
+
+    // A base whose copy of a file the command needs differs: exit 2,
+    // naming the path.
+    let fake = dir.join("fake/usr/lib/x86_64-linux-gnu");
+    fs::create_dir_all(&fake).unwrap();
+    fs::write(fake.join("libc.so.6"), "not libc\n").unwrap();
+    ok(&run(jail()
+        .current_dir(dir)
+        .args(["pack", "fake", "-o", "fake.tar"])));
+    let o = run(jail()
+        .current_dir(dir)
+        .args(["trace", "-o", "bad.tar", "--base", "fake.tar", "--"])
+        .arg(PYTHON)
+        .arg(&app));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("/usr/lib/x86_64-linux-gnu/libc.so.6 differs from the base"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.join("bad.tar").exists());
+}

@@ -377,6 +377,15 @@ impl Evidence {
         Evidence::from_bytes(&bytes, &path).map(Some)
     }
 
+    /// The package name of each attributed path: how the image writer
+    /// groups files into layers (`crate::image::layers`).
+    pub fn owners(&self) -> BTreeMap<ImagePath, String> {
+        self.files
+            .iter()
+            .filter_map(|(p, r)| r.package.as_ref().map(|k| (p.clone(), k.name.clone())))
+            .collect()
+    }
+
     pub fn package(&self, r: &PackageRef) -> Option<&PackageRecord> {
         self.packages
             .iter()

@@ -158,7 +158,7 @@ pub fn rebuild(
     spec.annotations = image.annotations.clone();
     let out = scratch.join("rebuilt.tar");
     let mut wopts = evidence.image.write_options();
-    wopts.layering.owners = image::layers::owners(evidence);
+    wopts.layering.owners = evidence.owners();
     let summary = image::write(&fs, &spec, &wopts, &out).map_err(|e| AttestError::Write {
         path: out.clone(),
         source: std::io::Error::other(e.to_string()),

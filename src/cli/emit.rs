@@ -153,7 +153,7 @@ pub fn emit(e: Emit<'_>) -> Result<Emitted, Failure> {
         // Layers by package: the attribution the embedded manifest holds.
         let mut wopts = wopts.clone();
         if let Some(ev) = &evidence {
-            wopts.layering.owners = image::layers::owners(ev);
+            wopts.layering.owners = ev.owners();
         }
         let mut s = image::write(&fileset, spec, &wopts, output)
             .map_err(|err| image_failure(err, output))?;

@@ -61,6 +61,11 @@ pub struct ImageOpts {
     /// re-pushes only the top (docs/formats.md, "Layers"). 1: one layer.
     #[arg(long, value_name = "N", default_value_t = jail::image::layers::DEFAULT_BUDGET)]
     pub layers: usize,
+    /// Reuse this jail image's layers byte for byte (an archive, an OCI
+    /// layout, or a registry reference) and add layers only for what the
+    /// command needs beyond it (docs/formats.md, "Layers on a base").
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
 }
 
 /// What a command knows about the image before the flags override it.
@@ -151,7 +156,32 @@ impl ImageOpts {
                 budget: self.layers,
                 ..Default::default()
             },
+            base: None,
         })
+    }
+
+    /// `--base`, read (and pulled with `registry`) before any work.
+    pub fn base(
+        &self,
+        registry: &jail::registry::RegistryOptions,
+    ) -> Result<Option<std::sync::Arc<jail::image::Base>>, Failure> {
+        let Some(image) = &self.base else {
+            return Ok(None);
+        };
+        let base =
+            jail::image::Base::open(image, registry, &std::env::temp_dir()).map_err(|e| {
+                if e.is_bad_input() {
+                    Failure::usage(e)
+                } else {
+                    Failure::failed(e)
+                }
+            })?;
+        eprintln!(
+            "jail: base {image}: {} layer(s), {} paths",
+            base.layers.len(),
+            base.files.len()
+        );
+        Ok(Some(std::sync::Arc::new(base)))
     }
 }
 
@@ -187,6 +217,17 @@ pub fn report(s: &ImageSummary) {
         human(s.uncompressed_size),
         human(s.compressed_size)
     );
+    eprintln!("  layers:          {}", s.layers.len());
+    if let Some(b) = &s.base {
+        eprintln!(
+            "  base:            {} layer(s) of {} reused; it provides {} paths, and brings {} files / {} this command does not use",
+            b.layers,
+            b.image,
+            b.provided_files,
+            b.unused_files,
+            human(b.unused_bytes)
+        );
+    }
 }
 
 fn serde_plain(v: &impl serde::Serialize) -> String {

@@ -39,6 +39,7 @@ pub fn run(a: Args) -> CmdResult {
     jail::sys::interrupt::install();
     let opts = image::WriteOptions {
         replace: a.force,
+        base: a.image.base(&a.registry.options()?)?,
         ..a.image.write_options()?
     };
     a.evidence.sbom_format()?;

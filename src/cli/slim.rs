@@ -101,6 +101,7 @@ pub fn run(args: Args) -> CmdResult {
     };
     let write_opts = jail::image::WriteOptions {
         replace: args.force,
+        base: args.image_opts.base(&args.pull.options()?)?,
         ..args.image_opts.write_options()?
     };
     let registry = args.pull.options()?;

@@ -142,6 +142,7 @@ pub fn run(args: Args) -> CmdResult {
     } else {
         Some(jail::image::WriteOptions {
             replace: args.force,
+            base: args.image.base(&args.registry.options()?)?,
             ..args.image.write_options()?
         })
     };

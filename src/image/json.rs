@@ -70,15 +70,23 @@ pub fn config(
     fileset: &Digest,
     created: &str,
 ) -> Result<Vec<u8>, ImageError> {
-    config_layers(spec, &[(*diff_id, None)], fileset, created)
+    config_layers(spec, &[LayerHistory::New(*diff_id, None)], fileset, created)
 }
 
-/// The config blob of a layered image: each layer's diff_id and, for the
-/// history's comment, what it holds (`None`: the single layer's plain
-/// comment, as before layering).
+/// A layer as the config lists it.
+pub enum LayerHistory {
+    /// Written now: its diff_id and what it holds, for the history's
+    /// comment (`None`: the single layer's plain comment, as before
+    /// layering).
+    New(Digest, Option<String>),
+    /// A `--base` layer: its diff_id and the base config's history entry.
+    Kept(Digest, Option<oci_spec::image::History>),
+}
+
+/// The config blob of a (layered) image.
 pub fn config_layers(
     spec: &ImageSpec,
-    layers: &[(Digest, Option<String>)],
+    layers: &[LayerHistory],
     fileset: &Digest,
     created: &str,
 ) -> Result<Vec<u8>, ImageError> {
@@ -112,11 +120,21 @@ pub fn config_layers(
         c = c.stop_signal(s.clone());
     }
     let mut history = Vec::new();
-    for (_, what) in layers {
-        let comment = match what {
-            None => format!("jail {}", env!("CARGO_PKG_VERSION")),
-            Some(w) => format!("jail {}: {w}", env!("CARGO_PKG_VERSION")),
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let (diff_id, comment) = match l {
+            LayerHistory::Kept(d, Some(h)) => {
+                diff_ids.push(d.to_string());
+                history.push(h.clone());
+                continue;
+            }
+            LayerHistory::Kept(d, None) => (d, "the base image's layer".to_string()),
+            LayerHistory::New(d, None) => (d, format!("jail {}", env!("CARGO_PKG_VERSION"))),
+            LayerHistory::New(d, Some(w)) => {
+                (d, format!("jail {}: {w}", env!("CARGO_PKG_VERSION")))
+            }
         };
+        diff_ids.push(diff_id.to_string());
         history.push(oci(HistoryBuilder::default()
             .created(created.to_string())
             .created_by(spec.command.clone())
@@ -125,12 +143,7 @@ pub fn config_layers(
     }
     let rootfs = oci(RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(
-            layers
-                .iter()
-                .map(|(d, _)| d.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .diff_ids(diff_ids)
         .build())?;
     let mut b = ImageConfigurationBuilder::default()
         .created(created.to_string())

@@ -36,7 +36,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::attest::Evidence;
 use crate::fileset::{FileSet, Reason};
 use crate::paths::ImagePath;
 
@@ -58,7 +57,8 @@ pub struct Layering {
     /// At most this many layers (1: one layer, as before layering).
     pub budget: usize,
     /// The package name of each attributed path (regular files and
-    /// symlinks); paths not listed belong to no package.
+    /// symlinks); paths not listed belong to no package. From the
+    /// embedded manifest (`attest::Evidence::owners`).
     pub owners: BTreeMap<ImagePath, String>,
 }
 
@@ -71,15 +71,6 @@ impl Default for Layering {
     }
 }
 
-/// The package of each path the embedded manifest attributes.
-pub fn owners(evidence: &Evidence) -> BTreeMap<ImagePath, String> {
-    evidence
-        .files
-        .iter()
-        .filter_map(|(p, r)| r.package.as_ref().map(|k| (p.clone(), k.name.clone())))
-        .collect()
-}
-
 /// What a layer holds, for summaries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -90,6 +81,8 @@ pub enum LayerKind {
     Packages(Vec<String>),
     /// Files from no package (or every file, in a single-layer image).
     Top,
+    /// A layer of the `--base` image, reused as it is.
+    Base,
 }
 
 impl LayerKind {
@@ -99,6 +92,7 @@ impl LayerKind {
             LayerKind::Package(p) => format!("package {p}"),
             LayerKind::Packages(ps) => format!("packages {}", ps.join(" ")),
             LayerKind::Top => "files from no package".into(),
+            LayerKind::Base => "the base image's layer".into(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod base;
 pub mod extract;
 mod json;
 pub mod layers;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use self::base::{Base, BaseError, BaseSummary};
 pub use self::json::{
     rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET,
     LABEL_VERSION,
@@ -65,6 +67,8 @@ pub enum ImageError {
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970-01-01 (a non-negative integer): fix or unset it")]
     SourceDateEpoch(String),
     #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error(transparent)]
     Interrupted(#[from] Interrupted),
 }
 
@@ -74,6 +78,7 @@ impl ImageError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ImageError::Pack(PackError::Write(_) | PackError::Interrupted(_)) => false,
+            ImageError::Base(e) => e.is_bad_input(),
             ImageError::Pack(_)
             | ImageError::Destination { .. }
             | ImageError::SourceDateEpoch(_) => true,
@@ -222,6 +227,8 @@ pub struct WriteOptions {
     pub replace: bool,
     /// How the file set is split into layers (`--layers`).
     pub layering: Layering,
+    /// `--base`: the image whose layers go below, reused byte for byte.
+    pub base: Option<std::sync::Arc<Base>>,
 }
 
 /// What was written: printed by the CLI, `--json` on stdout
@@ -250,6 +257,9 @@ pub struct ImageSummary {
     pub files: u64,
     /// Each layer, bottom to top (docs/formats.md, "Layers").
     pub layers: Vec<LayerSummary>,
+    /// What `--base` provided and brings unused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<base::BaseSummary>,
     /// sha256 of the file set (the `jail.fileset` label).
     pub fileset_digest: Digest,
     /// Where `--push` put it (docs/registry.md), when it did.
@@ -268,8 +278,9 @@ pub struct LayerSummary {
     /// The uncompressed tar's digest and length.
     pub diff_id: Digest,
     pub uncompressed_size: u64,
-    /// Tar entries.
+    /// Tar entries (0 for a base layer: not counted).
     pub files: u64,
+    pub media_type: String,
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment: `None` when unset, an error
@@ -316,15 +327,43 @@ pub fn write(
         source: e,
     };
 
-    // The layers, each compressed while its tar is produced.
-    let planned = layers::plan(fs, &opts.layering);
-    let single = planned.len() == 1;
-    let bar = crate::progress::bar(opts.progress, fs.total_size(), "packing");
+    // The base's layers, as they are; the layers for the rest of the file
+    // set above them.
+    let mut written: Vec<LayerSummary> = Vec::new();
+    let mut base_summary = None;
+    let rest;
+    let fs_to_layer = match &opts.base {
+        None => fs,
+        Some(base) => {
+            let (r, summary) = base.beyond(fs)?;
+            for l in &base.layers {
+                interrupt::check()?;
+                staging.copy_blob(base.open_blob(&l.digest)?, &l.digest, l.size)?;
+                written.push(LayerSummary {
+                    kind: LayerKind::Base,
+                    digest: l.digest,
+                    diff_id: l.diff_id,
+                    size: l.size,
+                    uncompressed_size: l.uncompressed_size,
+                    files: 0,
+                    media_type: l.media_type.clone(),
+                });
+            }
+            base_summary = Some(summary);
+            rest = r;
+            &rest
+        }
+    };
+    let planned: Vec<layers::PlannedLayer> = layers::plan(fs_to_layer, &opts.layering)
+        .into_iter()
+        .filter(|l| opts.base.is_none() || !l.paths.is_empty())
+        .collect();
+    let single = planned.len() == 1 && opts.base.is_none();
+    let bar = crate::progress::bar(opts.progress, fs_to_layer.total_size(), "packing");
     let layer_opts = LayerOptions {
         source_date_epoch: opts.source_date_epoch,
     };
     let inc = |n: u64| bar.inc(n);
-    let mut written: Vec<LayerSummary> = Vec::new();
     for l in &planned {
         let part;
         let set = if single {
@@ -335,7 +374,7 @@ pub fn write(
                 entries: l
                     .paths
                     .iter()
-                    .filter_map(|p| fs.entries.get(p).map(|e| (p.clone(), e.clone())))
+                    .filter_map(|p| fs_to_layer.entries.get(p).map(|e| (p.clone(), e.clone())))
                     .collect(),
             };
             &part
@@ -359,6 +398,7 @@ pub fn write(
             size,
             uncompressed_size: stats.size,
             files: stats.entries,
+            media_type: opts.compression.media_type().to_string(),
         });
     }
     bar.finish_and_clear();
@@ -373,9 +413,15 @@ pub fn write(
     // The JSON documents.
     let created = rfc3339(opts.source_date_epoch.unwrap_or(0));
     let fileset_digest = fs.digest();
-    let history: Vec<(Digest, Option<String>)> = written
+    let mut kept = opts.base.iter().flat_map(|b| b.layers.iter());
+    let history: Vec<json::LayerHistory> = written
         .iter()
-        .map(|l| (l.diff_id, (!single).then(|| l.kind.describe())))
+        .map(|l| match l.kind {
+            LayerKind::Base => {
+                json::LayerHistory::Kept(l.diff_id, kept.next().and_then(|b| b.history.clone()))
+            }
+            _ => json::LayerHistory::New(l.diff_id, (!single).then(|| l.kind.describe())),
+        })
         .collect();
     let config = json::config_layers(spec, &history, &fileset_digest, &created)?;
     let config_digest = staging.add_blob(&config)?;
@@ -387,7 +433,7 @@ pub fn write(
     let layer_descs: Vec<json::Desc<'_>> = written
         .iter()
         .map(|l| json::Desc {
-            media_type: opts.compression.media_type(),
+            media_type: &l.media_type,
             digest: l.digest,
             size: l.size,
         })
@@ -406,7 +452,10 @@ pub fn write(
     staging.add_file("oci-layout", &json::oci_layout()?)?;
     // docker-archive readers assume gzip or plain tar layers: a zstd image
     // is an OCI archive only (docs/formats.md).
-    if opts.format == Format::OciArchive && opts.compression != Compression::Zstd {
+    let zstd = written
+        .iter()
+        .any(|l| l.media_type == Compression::Zstd.media_type());
+    if opts.format == Format::OciArchive && !zstd {
         staging.add_file(
             "manifest.json",
             &json::docker_manifest(
@@ -440,6 +489,7 @@ pub fn write(
         compressed_size: written.iter().map(|l| l.size).sum(),
         files: written.iter().map(|l| l.files).sum(),
         layers: written,
+        base: base_summary,
         fileset_digest,
         pushed: None,
     })
