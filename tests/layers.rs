@@ -348,3 +348,107 @@ fn a_base_is_reused_byte_for_byte_and_a_differing_file_is_refused() {
     );
     assert!(!dir.join("bad.tar").exists());
 }
+
+/// `jail trace --json -o OUT ARGS -- python3 SCRIPT` with its own cache
+/// (where the record of pushed blobs lives).
+fn trace_cached(dir: &Path, cache: &Path, out: &str, script: &Path, args: &[&str]) -> Value {
+    let o = run(jail()
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", cache)
+        .args(["trace", "--json", "-o", out])
+        .args(args)
+        .arg("--")
+        .arg(PYTHON)
+        .arg(script));
+    ok(&o);
+    json(&o)
+}
+
+#[test]
+fn a_push_mounts_what_another_repository_has_and_uploads_when_it_cannot() {
+    let reg = Registry::start(None);
+    let host = reg.host();
+    let d = tempfile::tempdir().unwrap();
+    let (dir, cache) = (d.path(), d.path().join("cache"));
+    let insecure = ["--insecure-registry", host.as_str()];
+
+    let base_py = dir.join("base.py");
+    write_app(&base_py, "import json, decimal\nprint('base')\n");
+    let base_ref = format!("{host}/base:1");
+    let base = trace_cached(
+        dir,
+        &cache,
+        "base.tar",
+        &base_py,
+        &[&["--push", &base_ref][..], &insecure].concat(),
+    );
+    let lbase = layers(&base);
+
+    // The app on the base, to another repository: the base's layers are
+    // mounted from base's repository, only the rest is uploaded.
+    let app = dir.join("app.py");
+    write_app(&app, app_v1());
+    let before = reg.blob_puts().len();
+    let app_ref = format!("{host}/app:1");
+    let on = trace_cached(
+        dir,
+        &cache,
+        "app.tar",
+        &app,
+        &[&["--base", "base.tar", "--push", &app_ref][..], &insecure].concat(),
+    );
+    let pushed = &on["image"]["pushed"];
+    assert_eq!(pushed["mounted"], lbase.len(), "{pushed}");
+    assert_eq!(reg.mounts(), lbase.len(), "{}", reg.log());
+    let puts = reg.blob_puts().split_off(before);
+    assert!(
+        puts.iter().all(|(d, _)| lbase.iter().all(|l| &l.1 != d)),
+        "a base layer was uploaded: {puts:?}"
+    );
+    let new_layers = layers(&on).len() - lbase.len();
+    assert_eq!(
+        puts.len(),
+        new_layers + 1,
+        "new layers and config: {puts:?}"
+    );
+    let sent: u64 = puts.iter().map(|p| p.1).sum();
+    assert_eq!(pushed["uploaded_bytes"], sent);
+    let base_bytes: u64 = lbase.iter().map(|l| l.2).sum();
+    assert_eq!(pushed["mounted_bytes"], base_bytes);
+    // skopeo reads the pushed image whole.
+    require("skopeo", "skopeo");
+    ok(&run(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{app_ref}"),
+        &format!("oci:{}:v1", dir.join("copy").display()),
+    ])));
+
+    // A record that names a repository without the blob: the registry
+    // answers 202 (an upload), and jail uploads it.
+    write_app(&app, app_v2());
+    let other = trace_cached(dir, &cache, "other.tar", &app, &[]);
+    let record = cache.join("jail/pushed.json");
+    let mut r: Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+    for (_, digest, _) in layers(&other) {
+        r["registries"][&host][&digest] = serde_json::json!(["ghost"]);
+    }
+    fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
+    let mounts = reg.mounts();
+    let again = trace_cached(
+        dir,
+        &cache,
+        "other.tar",
+        &app,
+        &[&["--push", &format!("{host}/other:1")][..], &insecure].concat(),
+    );
+    let pushed = &again["image"]["pushed"];
+    assert_eq!(pushed["mounted"], 0, "{pushed}");
+    assert_eq!(pushed["uploaded"], layers(&other).len() + 1, "{pushed}");
+    assert_eq!(reg.mounts(), mounts);
+    assert!(
+        reg.log().contains("from=ghost"),
+        "no mount was tried:\n{}",
+        reg.log()
+    );
+}
