@@ -167,6 +167,59 @@ fn an_app_change_changes_only_the_top_layer_and_tools_unpack_it() {
         );
     }
 
+    // Unpacked two ways (layers in order; in reverse order, elsewhere,
+    // atimes changed), the image packs back into the same layers.
+    let archive = dir.join("b-archive");
+    fs::create_dir_all(&archive).unwrap();
+    ok(&run(Command::new("tar")
+        .arg("-xf")
+        .arg(dir.join("b.tar"))
+        .arg("-C")
+        .arg(&archive)));
+    let m: Value =
+        serde_json::from_slice(&fs::read(archive.join("manifest.json")).unwrap()).unwrap();
+    let blobs: Vec<String> = m[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let unpack = |tree: &Path, order: &mut dyn Iterator<Item = &String>| {
+        fs::create_dir_all(tree).unwrap();
+        for l in order {
+            ok(&run(Command::new("tar")
+                .args(["--numeric-owner", "--xattrs", "-xzf"])
+                .arg(archive.join(l))
+                .arg("-C")
+                .arg(tree)));
+        }
+    };
+    unpack(&dir.join("copy1"), &mut blobs.iter());
+    unpack(&dir.join("x/y/copy2"), &mut blobs.iter().rev());
+    ok(&run(Command::new("find").arg(dir.join("x/y/copy2")).args(
+        ["-exec", "touch", "-a", "-h", "-d", "@1", "{}", "+"],
+    )));
+    let mut packed = Vec::new();
+    for (tree, out) in [("copy1", "p1.tar"), ("x/y/copy2", "p2.tar")] {
+        let o = run(jail()
+            .current_dir(dir)
+            .args(["pack", tree, "-o", out, "--json"]));
+        ok(&o);
+        packed.push(json(&o));
+    }
+    assert_eq!(packed[0]["manifest_digest"], packed[1]["manifest_digest"]);
+    let repacked: Vec<String> = packed[0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        repacked,
+        lb.iter().map(|l| l.1.clone()).collect::<Vec<_>>(),
+        "the unpacked image packs into other layers"
+    );
+
     // jail verify rebuilds the layered image bit for bit from this root.
     let o = run(jail().current_dir(dir).args(["verify", "b.tar"]));
     ok(&o);

@@ -85,6 +85,15 @@ pub fn run(a: Args) -> CmdResult {
             if skipped.len() > 5 { ", …" } else { "" }
         );
     }
+    // An unpacked jail image packs back into its layers: those its
+    // embedded manifest records.
+    let mut opts = opts;
+    if let Ok(Some(ev)) = jail::attest::Evidence::read_from_root(root.dir()) {
+        opts.layering = image::Layering {
+            budget: ev.image.layers,
+            owners: ev.owners(),
+        };
+    }
     let mut summary =
         image::write(&fs, &spec, &opts, &a.output).map_err(|e| image_failure(e, &a.output))?;
     report(&summary);

@@ -36,7 +36,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::fileset::{FileSet, Reason};
+use crate::fileset::FileSet;
 use crate::paths::ImagePath;
 
 /// Kept bytes from which a package gets a layer of its own.
@@ -119,12 +119,7 @@ pub fn plan(fs: &FileSet, layering: &Layering) -> Vec<PlannedLayer> {
         if e.is_dir() {
             continue;
         }
-        if let Some(pkg) = group_of(
-            fs,
-            path,
-            e.reasons.contains(&Reason::PackageDatabase),
-            layering,
-        ) {
+        if let Some(pkg) = group_of(fs, path, layering) {
             groups.entry(pkg).or_default().insert(path.clone());
         }
     }
@@ -218,22 +213,16 @@ pub fn plan(fs: &FileSet, layering: &Layering) -> Vec<PlannedLayer> {
     layers
 }
 
-/// The package whose layer a non-directory path goes to, if any.
-fn group_of(
-    fs: &FileSet,
-    path: &ImagePath,
-    package_db: bool,
-    layering: &Layering,
-) -> Option<String> {
+/// The package whose layer a non-directory path goes to, if any. By path
+/// only (not by how the file set found it), so an unpacked image packs
+/// back into the same layers.
+fn group_of(fs: &FileSet, path: &ImagePath, layering: &Layering) -> Option<String> {
     if let Some(p) = layering.owners.get(path) {
         return Some(p.clone());
     }
     let p = path.as_path();
-    if package_db {
+    if p.parent() == Some(Path::new(STATUS_D)) {
         // status.d/NAME[:ARCH] and NAME[:ARCH].md5sums: with NAME's files.
-        if p.parent() != Some(Path::new(STATUS_D)) {
-            return None;
-        }
         let file = p.file_name()?.to_str()?;
         let stem = file.strip_suffix(".md5sums").unwrap_or(file);
         let name = stem.split_once(':').map_or(stem, |(n, _)| n);
