@@ -477,6 +477,28 @@ fn a_push_mounts_what_another_repository_has_and_uploads_when_it_cannot() {
         &format!("oci:{}:v1", dir.join("copy").display()),
     ])));
 
+    // A base named by its registry reference: pulled, its layers reused,
+    // and mounted into a third repository.
+    let by_ref = trace_cached(
+        dir,
+        &cache,
+        "app2.tar",
+        &app,
+        &[
+            &["--base", &base_ref, "--push", &format!("{host}/app2:1")][..],
+            &insecure,
+        ]
+        .concat(),
+    );
+    let l2 = layers(&by_ref);
+    for (b, a) in lbase.iter().zip(&l2) {
+        assert_eq!(b.1, a.1, "the pulled base's layers were not reused");
+    }
+    // The same app on the same base as app:1: every blob (the base's, the
+    // app's layers, the config) is mounted, nothing uploaded.
+    assert_eq!(by_ref["image"]["pushed"]["mounted"], l2.len() + 1);
+    assert_eq!(by_ref["image"]["pushed"]["uploaded"], 0);
+
     // A record that names a repository without the blob: the registry
     // answers 202 (an upload), and jail uploads it.
     write_app(&app, app_v2());

@@ -250,3 +250,124 @@ fn ancestors(p: &Path) -> impl Iterator<Item = ImagePath> + '_ {
         .filter(|d| *d != Path::new("/") && !d.as_os_str().is_empty())
         .map(|d| ImagePath(d.to_path_buf()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileset::{Entry, Reason};
+    use crate::resolve::FileType;
+
+    fn file(fs: &mut FileSet, path: &str, size: u64) {
+        let mut e = Entry::dir(0o644, 0, 0, Reason::TracedRead);
+        e.file_type = FileType::File;
+        e.size = size;
+        fs.entries.insert(ImagePath(path.into()), e);
+    }
+
+    fn layering(budget: usize, owners: &[(&str, &str)]) -> Layering {
+        Layering {
+            budget,
+            owners: owners
+                .iter()
+                .map(|(p, o)| (ImagePath((*p).into()), o.to_string()))
+                .collect(),
+        }
+    }
+
+    fn paths(l: &PlannedLayer) -> Vec<String> {
+        l.paths
+            .iter()
+            .map(|p| p.as_path().display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn packages_below_the_rest_on_top() {
+        let mut fs = FileSet::new("/nonexistent");
+        fs.entries.insert(
+            ImagePath("/usr".into()),
+            Entry::dir(0o755, 0, 0, Reason::ParentDir),
+        );
+        file(&mut fs, "/usr/lib/libc.so.6", 2 << 20);
+        file(&mut fs, "/usr/lib/libz.so.1", 100_000);
+        file(&mut fs, "/usr/lib/py/json.py", 1000);
+        file(&mut fs, "/usr/lib/py/__pycache__/json.cpython-311.pyc", 900);
+        file(&mut fs, "/var/lib/dpkg/status.d/libc6", 10);
+        file(&mut fs, "/var/lib/dpkg/status.d/libc6.md5sums", 10);
+        file(&mut fs, "/app/main.py", 10);
+        let owners = [
+            ("/usr/lib/libc.so.6", "libc6"),
+            ("/usr/lib/libz.so.1", "zlib1g"),
+            ("/usr/lib/py/json.py", "python"),
+        ];
+        let plan = plan(&fs, &layering(8, &owners));
+        let kinds: Vec<&LayerKind> = plan.iter().map(|l| &l.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &LayerKind::Package("libc6".into()),
+                &LayerKind::Packages(vec!["python".into(), "zlib1g".into()]),
+                &LayerKind::Top
+            ]
+        );
+        // The parent /usr (in the file set) in each layer that needs it;
+        // status.d with its package; byte-code with its source.
+        assert_eq!(
+            paths(&plan[0]),
+            [
+                "/usr",
+                "/usr/lib/libc.so.6",
+                "/var/lib/dpkg/status.d/libc6",
+                "/var/lib/dpkg/status.d/libc6.md5sums"
+            ]
+        );
+        assert!(paths(&plan[1]).contains(&"/usr/lib/py/__pycache__/json.cpython-311.pyc".into()));
+        assert_eq!(paths(&plan[2]), ["/app/main.py"]);
+
+        // Budget 1, or no attribution: one layer with everything.
+        for l in [layering(1, &owners), layering(8, &[])] {
+            let p = super::plan(&fs, &l);
+            assert_eq!(p.len(), 1);
+            assert_eq!(p[0].paths.len(), fs.entries.len());
+        }
+        // Budget 2: every package in one layer.
+        let p = super::plan(&fs, &layering(2, &owners));
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p[0].kind,
+            LayerKind::Packages(vec!["libc6".into(), "python".into(), "zlib1g".into()])
+        );
+    }
+
+    #[test]
+    fn a_large_package_layer_does_not_depend_on_the_rest() {
+        let mut a = FileSet::new("/nonexistent");
+        file(&mut a, "/lib/libc.so.6", 2 << 20);
+        file(&mut a, "/app/a", 5);
+        let mut b = a.clone();
+        file(&mut b, "/lib/libssl.so.3", 3 << 20);
+        file(&mut b, "/lib/libz.so.1", 10);
+        file(&mut b, "/app/b", 5);
+        let owners = [
+            ("/lib/libc.so.6", "libc6"),
+            ("/lib/libssl.so.3", "libssl3"),
+            ("/lib/libz.so.1", "zlib1g"),
+        ];
+        let pa = plan(&a, &layering(8, &owners));
+        let pb = plan(&b, &layering(8, &owners));
+        let libc = |p: &[PlannedLayer]| {
+            p.iter()
+                .find(|l| l.kind == LayerKind::Package("libc6".into()))
+                .map(|l| l.paths.clone())
+        };
+        assert!(libc(&pa).is_some());
+        assert_eq!(libc(&pa), libc(&pb));
+        // Over budget (3: one own layer): the heaviest keeps its own.
+        let p3 = plan(&b, &layering(3, &owners));
+        assert_eq!(p3[0].kind, LayerKind::Package("libssl3".into()));
+        assert_eq!(
+            p3[1].kind,
+            LayerKind::Packages(vec!["libc6".into(), "zlib1g".into()])
+        );
+    }
+}
