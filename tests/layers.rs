@@ -131,6 +131,24 @@ fn an_app_change_changes_only_the_top_layer_and_tools_unpack_it() {
         "the top layer is {top} of {total} bytes, more than 5%"
     );
 
+    // A budget out of range is refused before anything runs.
+    let o = run(jail().current_dir(dir).args([
+        "trace",
+        "--layers",
+        "17",
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch ran",
+    ]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--layers 17"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.join("ran").exists(), "the command ran");
+
     // --layers 1: one layer with the same files; only the embedded
     // manifest (which records the layer budget) differs.
     let l1 = layers(&one);

@@ -58,9 +58,10 @@ pub struct ImageOpts {
     /// At most N layers (1 to 16): the root's largest packages in layers
     /// of their own, the other packages in one, the files of no package
     /// (the app) on top, so images share layers and an app change
-    /// re-pushes only the top (docs/formats.md, "Layers"). 1: one layer.
-    #[arg(long, value_name = "N", default_value_t = jail::image::layers::DEFAULT_BUDGET)]
-    pub layers: usize,
+    /// re-pushes only the top (docs/formats.md, "Layers"). 1: one layer
+    /// [default: 8; `pack` of an unpacked jail image: the image's].
+    #[arg(long, value_name = "N")]
+    pub layers: Option<usize>,
     /// Reuse this jail image's layers byte for byte (an archive, an OCI
     /// layout, or a registry reference) and add layers only for what the
     /// command needs beyond it (docs/formats.md, "Layers on a base").
@@ -118,13 +119,6 @@ impl ImageOpts {
             let (k, v) = check_kv(l, "--label")?;
             labels.insert(k.to_string(), v.to_string());
         }
-        if !(1..=jail::image::layers::MAX_BUDGET).contains(&self.layers) {
-            return Err(Failure::usage(anyhow!(
-                "--layers {}: give a number from 1 to {}",
-                self.layers,
-                jail::image::layers::MAX_BUDGET
-            )));
-        }
         if self.threads == Some(0) {
             return Err(Failure::usage(anyhow!("--threads must be at least 1")));
         }
@@ -145,6 +139,14 @@ impl ImageOpts {
 
     /// Output options; `SOURCE_DATE_EPOCH` is read here (malformed: exit 2).
     pub fn write_options(&self) -> Result<WriteOptions, Failure> {
+        if let Some(n) = self.layers {
+            if !(1..=jail::image::layers::MAX_BUDGET).contains(&n) {
+                return Err(Failure::usage(anyhow!(
+                    "--layers {n}: give a number from 1 to {}",
+                    jail::image::layers::MAX_BUDGET
+                )));
+            }
+        }
         Ok(WriteOptions {
             format: self.format,
             compression: self.compression,
@@ -153,7 +155,7 @@ impl ImageOpts {
             progress: std::io::stderr().is_terminal(),
             replace: false,
             layering: jail::image::Layering {
-                budget: self.layers,
+                budget: self.layers.unwrap_or(jail::image::layers::DEFAULT_BUDGET),
                 ..Default::default()
             },
             base: None,

@@ -86,11 +86,11 @@ pub fn run(a: Args) -> CmdResult {
         );
     }
     // An unpacked jail image packs back into its layers: those its
-    // embedded manifest records.
+    // embedded manifest records (the budget unless --layers is given).
     let mut opts = opts;
     if let Ok(Some(ev)) = jail::attest::Evidence::read_from_root(root.dir()) {
         opts.layering = image::Layering {
-            budget: ev.image.layers,
+            budget: a.image.layers.unwrap_or(ev.image.layers),
             owners: ev.owners(),
         };
     }
