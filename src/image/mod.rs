@@ -1,9 +1,11 @@
-//! OCI images: writing a file set as a deterministic single-layer `FROM
-//! scratch` image (an OCI layout plus docker's manifest.json, as one tar or
-//! a directory), for `jail pack`, `jail trace` and `jail slim`.
+//! OCI images: writing a file set as a deterministic `FROM scratch` image
+//! (an OCI layout plus docker's manifest.json, as one tar or a directory),
+//! for `jail pack`, `jail trace` and `jail slim`: layered by package
+//! ([`layers`]), optionally on a base image's layers ([`base`]).
 //!
 //! The bytes depend only on the file set, the [`ImageSpec`], the
-//! compression and `SOURCE_DATE_EPOCH` (docs/formats.md, "Image").
+//! compression, `SOURCE_DATE_EPOCH` and the layering (docs/formats.md,
+//! "Image").
 //!
 //! ```no_run
 //! # use jail::{fileset::FileSet, image::*};
