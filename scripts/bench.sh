@@ -10,7 +10,8 @@
 # `strace -f --seccomp-bpf`; ratios are medians over
 # the native median. Then every fragment in scripts/bench.d/*.sh (ldd, pack,
 # fanotify, …) runs; each writes hyperfine JSON into $OUT, the first command
-# of each file being the baseline its ratios are computed against.
+# of each file being the baseline its ratios are computed against; a
+# fragment that measures bytes (fleet) writes $OUT/NAME.section.md instead.
 # Needs root (ptrace of setuid-free programs works unprivileged, but the
 # fragments may need it). Installs hyperfine, strace and time with apt.
 set -euo pipefail
@@ -181,6 +182,10 @@ for path in others:
         cmd = r["command"].replace("|", "\\|")
         print(f"| `{cmd}` | {m:.1f} ms | {m / base:.2f}x |")
     print()
+
+# Fragments that measure bytes, not time, write their own section.
+for path in sorted(glob.glob(f"{out}/*.section.md")):
+    print(open(path).read())
 
 print("## Command lines\n")
 print("Tracing workloads (each run natively, then as `jail trace --no-image --manifest FILE -- CMD`, the same with `--backend ebpf`, `strace -f -o /dev/null CMD`, `strace -f --seccomp-bpf -e trace=%file,%process -o /dev/null CMD`):\n")

@@ -8,136 +8,20 @@
 //! references, missing tags.
 
 mod common;
+#[path = "common/registry.rs"]
+mod registry_server;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{jail, ok, require, run, text};
+use registry_server::Registry;
 use serde_json::Value;
-
-/// A `docker-registry serve` on 127.0.0.1, killed when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    /// Start one; with `auth`, htpasswd authentication for that user.
-    fn start(auth: Option<(&str, &str)>) -> Registry {
-        require("docker-registry", "docker-registry");
-        let dir = tempfile::Builder::new()
-            .prefix("jail-registry")
-            .tempdir()
-            .unwrap();
-        let mut auth_yaml = String::new();
-        if let Some((user, pass)) = auth {
-            let hash = bcrypt::hash_with_result(pass, 4)
-                .unwrap()
-                .format_for_version(bcrypt::Version::TwoA);
-            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-            auth_yaml = format!(
-                "auth:\n  htpasswd:\n    realm: jail-test\n    path: {}\n",
-                dir.path().join("htpasswd").display()
-            );
-        }
-        // A free port can be taken between the probe and the bind: retry.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let config = dir.path().join("config.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
-                    dir.path().join("storage").display()
-                ),
-            )
-            .unwrap();
-            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start docker-registry");
-            if wait_ready(&mut child, port) {
-                return Registry { child, port, dir };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "docker-registry did not start:\n{}",
-            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
-        );
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-    }
-
-    /// Blob uploads started (`POST /v2/…/blobs/uploads/`), from the access log.
-    fn uploads(&self) -> usize {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/"))
-            .count()
-    }
-
-    /// Where the registry keeps a blob's bytes.
-    fn blob_data(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-/// Poll `/v2/` until the registry answers (false if it exits or never does).
-fn wait_ready(child: &mut Child, port: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-            let mut head = [0u8; 12];
-            if s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A scratch directory with a private HOME and cache, and no auth files
 /// from the machine: every jail command of a test runs with these.

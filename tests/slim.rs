@@ -214,6 +214,21 @@ fn slimming_a_slim_image_is_a_fixed_point() {
     );
     assert_eq!(a["image"]["diff_id"], b["image"]["diff_id"]);
     assert_eq!(a["image"]["layer_digest"], b["image"]["layer_digest"]);
+    // Layered (the Debian root's packages below the app): the same layers.
+    let layers = |v: &serde_json::Value| -> Vec<String> {
+        v["image"]["layers"]
+            .as_array()
+            .expect("layers in the summary")
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(layers(&a).len() > 2, "{:?}", a["image"]["layers"]);
+    assert_eq!(
+        layers(&a),
+        layers(&b),
+        "slim of a layered image changed its layers"
+    );
     // The base annotation names the image slimmed, so manifests differ.
     assert_ne!(a["image"]["manifest_digest"], b["image"]["manifest_digest"]);
 }

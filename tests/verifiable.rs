@@ -32,8 +32,8 @@ fn host_version(package: &str) -> String {
     text(&o.stdout)
 }
 
-/// Unpack the single layer of an OCI archive written by jail into `dir`.
-fn unpack_layer(archive: &Path, dir: &Path) {
+/// Unpack the layers of an OCI archive written by jail, in order, into `dir`.
+fn unpack_layers(archive: &Path, dir: &Path) {
     let outer = dir.with_extension("outer");
     fs::create_dir_all(&outer).unwrap();
     ok(&run(Command::new("tar")
@@ -43,13 +43,15 @@ fn unpack_layer(archive: &Path, dir: &Path) {
         .arg(&outer)));
     let m: serde_json::Value =
         serde_json::from_slice(&fs::read(outer.join("manifest.json")).unwrap()).unwrap();
-    let layer = outer.join(m[0]["Layers"][0].as_str().unwrap());
     fs::create_dir_all(dir).unwrap();
-    ok(&run(Command::new("tar")
-        .args(["--numeric-owner", "-xzf"])
-        .arg(&layer)
-        .arg("-C")
-        .arg(dir)));
+    // Every layer in order (jail's layers hold no whiteouts).
+    for layer in m[0]["Layers"].as_array().unwrap() {
+        ok(&run(Command::new("tar")
+            .args(["--numeric-owner", "-xzf"])
+            .arg(outer.join(layer.as_str().unwrap()))
+            .arg("-C")
+            .arg(dir)));
+    }
     let _ = fs::remove_dir_all(&outer);
 }
 
@@ -95,7 +97,7 @@ fn python() -> &'static Python {
         ok(&o);
         let summary = json_of(&o);
         let files = dir.path().join("layer");
-        unpack_layer(&image, &files);
+        unpack_layers(&image, &files);
         Python {
             dir,
             image,
@@ -331,7 +333,7 @@ fn verify_on_a_second_machine_from_a_debootstrap_root() {
         .env("PWD", "/")
         .current_dir("/")));
     let files = d.path().join("layer");
-    unpack_layer(&image, &files);
+    unpack_layers(&image, &files);
     let m: serde_json::Value =
         serde_json::from_slice(&fs::read(files.join("var/lib/jail/manifest.json")).unwrap())
             .unwrap();
@@ -431,7 +433,7 @@ fn slim_keeps_the_package_truth_of_a_debootstrap_image() {
     let s1 = d.path().join("s1.tar");
     let a = slim(&fat, &s1);
     let files = d.path().join("s1");
-    unpack_layer(&s1, &files);
+    unpack_layers(&s1, &files);
     let status = fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
     let stanza =
         fs::read_to_string(files.join("var/lib/dpkg/status.d/python3.11-minimal")).unwrap();

@@ -169,6 +169,18 @@ pub struct ImageRecord {
     pub compression: Compression,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<i64>,
+    /// The layer budget (`--layers`, docs/formats.md "Layers"); absent
+    /// means 1, as in images from before layering.
+    #[serde(default = "one_layer", skip_serializing_if = "is_one_layer")]
+    pub layers: usize,
+}
+
+fn one_layer() -> usize {
+    1
+}
+
+fn is_one_layer(n: &usize) -> bool {
+    *n == 1
 }
 
 impl ImageRecord {
@@ -192,6 +204,7 @@ impl ImageRecord {
             command: spec.command.clone(),
             compression: opts.compression,
             source_date_epoch: opts.source_date_epoch,
+            layers: opts.layering.budget,
         }
     }
 
@@ -216,10 +229,16 @@ impl ImageRecord {
         })
     }
 
+    /// The options to pack with; the layers' package attribution is the
+    /// caller's (`crate::image::layers::owners` of the embedded manifest).
     pub fn write_options(&self) -> WriteOptions {
         WriteOptions {
             compression: self.compression,
             source_date_epoch: self.source_date_epoch,
+            layering: crate::image::Layering {
+                budget: self.layers,
+                ..Default::default()
+            },
             ..WriteOptions::default()
         }
     }
@@ -378,6 +397,15 @@ impl Evidence {
             source,
         })?;
         Evidence::from_bytes(&bytes, &path).map(Some)
+    }
+
+    /// The package name of each attributed path: how the image writer
+    /// groups files into layers (`crate::image::layers`).
+    pub fn owners(&self) -> BTreeMap<ImagePath, String> {
+        self.files
+            .iter()
+            .filter_map(|(p, r)| r.package.as_ref().map(|k| (p.clone(), k.name.clone())))
+            .collect()
     }
 
     pub fn package(&self, r: &PackageRef) -> Option<&PackageRecord> {

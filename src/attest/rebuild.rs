@@ -157,11 +157,11 @@ pub fn rebuild(
     let mut spec = evidence.image.spec(image.reference.clone())?;
     spec.annotations = image.annotations.clone();
     let out = scratch.join("rebuilt.tar");
-    let summary = image::write(&fs, &spec, &evidence.image.write_options(), &out).map_err(|e| {
-        AttestError::Write {
-            path: out.clone(),
-            source: std::io::Error::other(e.to_string()),
-        }
+    let mut wopts = evidence.image.write_options();
+    wopts.layering.owners = evidence.owners();
+    let summary = image::write(&fs, &spec, &wopts, &out).map_err(|e| AttestError::Write {
+        path: out.clone(),
+        source: std::io::Error::other(e.to_string()),
     })?;
     let identical = diffs.is_empty() && image.manifest_digest == Some(summary.manifest_digest);
     if !identical {

@@ -62,10 +62,31 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
-/// The config blob.
+/// The config blob of a single-layer image.
+#[cfg(test)]
 pub fn config(
     spec: &ImageSpec,
     diff_id: &Digest,
+    fileset: &Digest,
+    created: &str,
+) -> Result<Vec<u8>, ImageError> {
+    config_layers(spec, &[LayerHistory::New(*diff_id, None)], fileset, created)
+}
+
+/// A layer as the config lists it.
+pub enum LayerHistory {
+    /// Written now: its diff_id and what it holds, for the history's
+    /// comment (`None`: the single layer's plain comment, as before
+    /// layering).
+    New(Digest, Option<String>),
+    /// A `--base` layer: its diff_id and the base config's history entry.
+    Kept(Digest, Option<oci_spec::image::History>),
+}
+
+/// The config blob of a (layered) image.
+pub fn config_layers(
+    spec: &ImageSpec,
+    layers: &[LayerHistory],
     fileset: &Digest,
     created: &str,
 ) -> Result<Vec<u8>, ImageError> {
@@ -98,14 +119,31 @@ pub fn config(
     if let Some(s) = &spec.stop_signal {
         c = c.stop_signal(s.clone());
     }
-    let history = oci(HistoryBuilder::default()
-        .created(created.to_string())
-        .created_by(spec.command.clone())
-        .comment(format!("jail {}", env!("CARGO_PKG_VERSION")))
-        .build())?;
+    let mut history = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let (diff_id, comment) = match l {
+            LayerHistory::Kept(d, Some(h)) => {
+                diff_ids.push(d.to_string());
+                history.push(h.clone());
+                continue;
+            }
+            LayerHistory::Kept(d, None) => (d, "the base image's layer".to_string()),
+            LayerHistory::New(d, None) => (d, format!("jail {}", env!("CARGO_PKG_VERSION"))),
+            LayerHistory::New(d, Some(w)) => {
+                (d, format!("jail {}: {w}", env!("CARGO_PKG_VERSION")))
+            }
+        };
+        diff_ids.push(diff_id.to_string());
+        history.push(oci(HistoryBuilder::default()
+            .created(created.to_string())
+            .created_by(spec.command.clone())
+            .comment(comment)
+            .build())?);
+    }
     let rootfs = oci(RootFsBuilder::default()
         .typ("layers")
-        .diff_ids(vec![diff_id.to_string()])
+        .diff_ids(diff_ids)
         .build())?;
     let mut b = ImageConfigurationBuilder::default()
         .created(created.to_string())
@@ -113,7 +151,7 @@ pub fn config(
         .os(Os::from(spec.platform.os.as_str()))
         .config(oci(c.build())?)
         .rootfs(rootfs)
-        .history(vec![history]);
+        .history(history);
     if let Some(v) = &spec.platform.variant {
         b = b.variant(v.clone());
     }
@@ -138,14 +176,18 @@ fn descriptor(d: &Desc<'_>) -> Result<oci_spec::image::Descriptor, ImageError> {
 /// The image manifest.
 pub fn manifest(
     config: &Desc<'_>,
-    layer: &Desc<'_>,
+    layers: &[Desc<'_>],
     annotations: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, ImageError> {
+    let layers = layers
+        .iter()
+        .map(descriptor)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut b = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(descriptor(config)?)
-        .layers(vec![descriptor(layer)?]);
+        .layers(layers);
     if !annotations.is_empty() {
         b = b.annotations(annotations.clone().into_iter().collect::<HashMap<_, _>>());
     }
@@ -194,7 +236,7 @@ pub fn oci_layout() -> Result<Vec<u8>, ImageError> {
 /// does.
 pub fn docker_manifest(
     config: &Digest,
-    layer: &Digest,
+    layers: &[Digest],
     reference: &Reference,
 ) -> Result<Vec<u8>, ImageError> {
     #[derive(Serialize)]
@@ -207,7 +249,10 @@ pub fn docker_manifest(
     canonical(&[Item {
         config: format!("blobs/sha256/{}", config.hex()),
         repo_tags: vec![reference.to_string()],
-        layers: vec![format!("blobs/sha256/{}", layer.hex())],
+        layers: layers
+            .iter()
+            .map(|l| format!("blobs/sha256/{}", l.hex()))
+            .collect(),
     }])
 }
 

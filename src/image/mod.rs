@@ -1,9 +1,11 @@
-//! OCI images: writing a file set as a deterministic single-layer `FROM
-//! scratch` image (an OCI layout plus docker's manifest.json, as one tar or
-//! a directory), for `jail pack`, `jail trace` and `jail slim`.
+//! OCI images: writing a file set as a deterministic `FROM scratch` image
+//! (an OCI layout plus docker's manifest.json, as one tar or a directory),
+//! for `jail pack`, `jail trace` and `jail slim`: layered by package
+//! ([`layers`]), optionally on a base image's layers ([`base`]).
 //!
 //! The bytes depend only on the file set, the [`ImageSpec`], the
-//! compression and `SOURCE_DATE_EPOCH` (docs/formats.md, "Image").
+//! compression, `SOURCE_DATE_EPOCH` and the layering (docs/formats.md,
+//! "Image").
 //!
 //! ```no_run
 //! # use jail::{fileset::FileSet, image::*};
@@ -15,8 +17,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod base;
 pub mod extract;
 mod json;
+pub mod layers;
 mod output;
 pub mod read;
 
@@ -27,10 +31,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use self::base::{Base, BaseError, BaseSummary};
 pub use self::json::{
     rfc3339, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, LABEL_COMMAND, LABEL_FILESET,
     LABEL_VERSION,
 };
+pub use self::layers::{LayerKind, Layering};
 use crate::digest::Digest;
 use crate::fileset::FileSet;
 pub use crate::oci::{BadPlatform, BadReference, Platform, Reference};
@@ -63,6 +69,8 @@ pub enum ImageError {
     #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970-01-01 (a non-negative integer): fix or unset it")]
     SourceDateEpoch(String),
     #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error(transparent)]
     Interrupted(#[from] Interrupted),
 }
 
@@ -72,6 +80,7 @@ impl ImageError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             ImageError::Pack(PackError::Write(_) | PackError::Interrupted(_)) => false,
+            ImageError::Base(e) => e.is_bad_input(),
             ImageError::Pack(_)
             | ImageError::Destination { .. }
             | ImageError::SourceDateEpoch(_) => true,
@@ -204,7 +213,7 @@ impl std::str::FromStr for Format {
 }
 
 /// How the image is written (none of it changes the bytes but
-/// `compression` and `source_date_epoch`).
+/// `compression`, `source_date_epoch` and `layering`).
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
     pub format: Format,
@@ -218,6 +227,10 @@ pub struct WriteOptions {
     /// `--format oci-dir`: replace an existing non-empty directory that is
     /// not an OCI layout (`--force`).
     pub replace: bool,
+    /// How the file set is split into layers (`--layers`).
+    pub layering: Layering,
+    /// `--base`: the image whose layers go below, reused byte for byte.
+    pub base: Option<std::sync::Arc<Base>>,
 }
 
 /// What was written: printed by the CLI, `--json` on stdout
@@ -231,21 +244,45 @@ pub struct ImageSummary {
     /// The config digest: what `podman images` / `docker images` show.
     pub image_id: Digest,
     pub manifest_digest: Digest,
+    /// The top layer's diff_id and blob digest (the only layer's, in a
+    /// single-layer image).
     pub diff_id: Digest,
     pub layer_digest: Digest,
     pub compression: Compression,
     pub platform: String,
-    /// Length of the layer tar.
+    /// Length of the layer tars, summed.
     pub uncompressed_size: u64,
-    /// Length of the layer blob as stored.
+    /// Length of the layer blobs as stored, summed.
     pub compressed_size: u64,
-    /// Entries in the layer.
+    /// Entries in the layers, summed (a parent directory counts once per
+    /// layer that holds it).
     pub files: u64,
+    /// Each layer, bottom to top (docs/formats.md, "Layers").
+    pub layers: Vec<LayerSummary>,
+    /// What `--base` provided and brings unused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<base::BaseSummary>,
     /// sha256 of the file set (the `jail.fileset` label).
     pub fileset_digest: Digest,
     /// Where `--push` put it (docs/registry.md), when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pushed: Option<crate::registry::Pushed>,
+}
+
+/// One layer as written.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerSummary {
+    /// What the layer holds.
+    pub kind: LayerKind,
+    /// The blob's digest and length as stored.
+    pub digest: Digest,
+    pub size: u64,
+    /// The uncompressed tar's digest and length.
+    pub diff_id: Digest,
+    pub uncompressed_size: u64,
+    /// Tar entries (0 for a base layer: not counted).
+    pub files: u64,
+    pub media_type: String,
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment: `None` when unset, an error
@@ -292,42 +329,118 @@ pub fn write(
         source: e,
     };
 
-    // The layer, compressed while the tar is produced.
-    let bar = crate::progress::bar(opts.progress, fs.total_size(), "packing");
-    let (tmp, file) = staging.layer_file()?;
-    let compressor = pack::compress::Compressor::new(
-        opts.compression,
-        BufWriter::with_capacity(1 << 20, file),
-        &pool,
-    )
-    .map_err(werr)?;
+    // The base's layers, as they are; the layers for the rest of the file
+    // set above them.
+    let mut written: Vec<LayerSummary> = Vec::new();
+    let mut base_summary = None;
+    let rest;
+    let fs_to_layer = match &opts.base {
+        None => fs,
+        Some(base) => {
+            let (r, summary) = base.beyond(fs)?;
+            for l in &base.layers {
+                interrupt::check()?;
+                staging.copy_blob(base.open_blob(&l.digest)?, &l.digest, l.size)?;
+                written.push(LayerSummary {
+                    kind: LayerKind::Base,
+                    digest: l.digest,
+                    diff_id: l.diff_id,
+                    size: l.size,
+                    uncompressed_size: l.uncompressed_size,
+                    files: 0,
+                    media_type: l.media_type.clone(),
+                });
+            }
+            base_summary = Some(summary);
+            rest = r;
+            &rest
+        }
+    };
+    let planned: Vec<layers::PlannedLayer> = layers::plan(fs_to_layer, &opts.layering)
+        .into_iter()
+        .filter(|l| opts.base.is_none() || !l.paths.is_empty())
+        .collect();
+    let single = planned.len() == 1 && opts.base.is_none();
+    let bar = crate::progress::bar(opts.progress, fs_to_layer.total_size(), "packing");
     let layer_opts = LayerOptions {
         source_date_epoch: opts.source_date_epoch,
     };
     let inc = |n: u64| bar.inc(n);
-    let (stats, compressor) = pack::write_layer(fs, &layer_opts, compressor, &inc)?;
-    let (layer_digest, layer_size, mut file) = compressor.finish().map_err(werr)?;
-    file.flush().map_err(werr)?;
-    drop(file);
+    for l in &planned {
+        let part;
+        let set = if single {
+            fs
+        } else {
+            part = FileSet {
+                root: fs.root.clone(),
+                entries: l
+                    .paths
+                    .iter()
+                    .filter_map(|p| fs_to_layer.entries.get(p).map(|e| (p.clone(), e.clone())))
+                    .collect(),
+            };
+            &part
+        };
+        let (tmp, file) = staging.layer_file()?;
+        let compressor = pack::compress::Compressor::new(
+            opts.compression,
+            BufWriter::with_capacity(1 << 20, file),
+            &pool,
+        )
+        .map_err(werr)?;
+        let (stats, compressor) = pack::write_layer(set, &layer_opts, compressor, &inc)?;
+        let (digest, size, mut file) = compressor.finish().map_err(werr)?;
+        file.flush().map_err(werr)?;
+        drop(file);
+        staging.seal_layer(&tmp, &digest)?;
+        written.push(LayerSummary {
+            kind: l.kind.clone(),
+            digest,
+            diff_id: stats.diff_id,
+            size,
+            uncompressed_size: stats.size,
+            files: stats.entries,
+            media_type: opts.compression.media_type().to_string(),
+        });
+    }
     bar.finish_and_clear();
-    staging.seal_layer(&tmp, &layer_digest)?;
+    let top = written
+        .last()
+        .cloned()
+        .ok_or_else(|| ImageError::Destination {
+            path: dest.to_path_buf(),
+            what: "no layer was planned".into(),
+        })?;
 
     // The JSON documents.
     let created = rfc3339(opts.source_date_epoch.unwrap_or(0));
     let fileset_digest = fs.digest();
-    let config = json::config(spec, &stats.diff_id, &fileset_digest, &created)?;
+    let mut kept = opts.base.iter().flat_map(|b| b.layers.iter());
+    let history: Vec<json::LayerHistory> = written
+        .iter()
+        .map(|l| match l.kind {
+            LayerKind::Base => {
+                json::LayerHistory::Kept(l.diff_id, kept.next().and_then(|b| b.history.clone()))
+            }
+            _ => json::LayerHistory::New(l.diff_id, (!single).then(|| l.kind.describe())),
+        })
+        .collect();
+    let config = json::config_layers(spec, &history, &fileset_digest, &created)?;
     let config_digest = staging.add_blob(&config)?;
     let config_desc = json::Desc {
         media_type: MEDIA_TYPE_CONFIG,
         digest: config_digest,
         size: config.len() as u64,
     };
-    let layer_desc = json::Desc {
-        media_type: opts.compression.media_type(),
-        digest: layer_digest,
-        size: layer_size,
-    };
-    let manifest = json::manifest(&config_desc, &layer_desc, &spec.annotations)?;
+    let layer_descs: Vec<json::Desc<'_>> = written
+        .iter()
+        .map(|l| json::Desc {
+            media_type: &l.media_type,
+            digest: l.digest,
+            size: l.size,
+        })
+        .collect();
+    let manifest = json::manifest(&config_desc, &layer_descs, &spec.annotations)?;
     let manifest_digest = staging.add_blob(&manifest)?;
     let manifest_desc = json::Desc {
         media_type: MEDIA_TYPE_MANIFEST,
@@ -341,14 +454,21 @@ pub fn write(
     staging.add_file("oci-layout", &json::oci_layout()?)?;
     // docker-archive readers assume gzip or plain tar layers: a zstd image
     // is an OCI archive only (docs/formats.md).
-    if opts.format == Format::OciArchive && opts.compression != Compression::Zstd {
+    let zstd = written
+        .iter()
+        .any(|l| l.media_type == Compression::Zstd.media_type());
+    if opts.format == Format::OciArchive && !zstd {
         staging.add_file(
             "manifest.json",
-            &json::docker_manifest(&config_digest, &layer_digest, &spec.reference)?,
+            &json::docker_manifest(
+                &config_digest,
+                &written.iter().map(|l| l.digest).collect::<Vec<_>>(),
+                &spec.reference,
+            )?,
         )?;
         staging.add_file(
             "repositories",
-            &json::repositories(&layer_digest, &spec.reference)?,
+            &json::repositories(&top.digest, &spec.reference)?,
         )?;
     }
     match opts.format {
@@ -363,13 +483,15 @@ pub fn write(
         reference: spec.reference.to_string(),
         image_id: config_digest,
         manifest_digest,
-        diff_id: stats.diff_id,
-        layer_digest,
+        diff_id: top.diff_id,
+        layer_digest: top.digest,
         compression: opts.compression,
         platform: p.display(),
-        uncompressed_size: stats.size,
-        compressed_size: layer_size,
-        files: stats.entries,
+        uncompressed_size: written.iter().map(|l| l.uncompressed_size).sum(),
+        compressed_size: written.iter().map(|l| l.size).sum(),
+        files: written.iter().map(|l| l.files).sum(),
+        layers: written,
+        base: base_summary,
         fileset_digest,
         pushed: None,
     })

@@ -95,6 +95,23 @@ impl Staging {
         Ok(d)
     }
 
+    /// Store a blob read from `r` (a `--base` layer), checking its digest
+    /// and length.
+    pub fn copy_blob(&self, mut r: impl io::Read, d: &Digest, size: u64) -> Result<(), ImageError> {
+        let tmp = self.path().join("blobs/sha256/copy.tmp");
+        let f = File::create(&tmp).map_err(|e| self.io(e))?;
+        let mut w = crate::digest::DigestWriter::new(BufWriter::with_capacity(1 << 20, f));
+        io::copy(&mut r, &mut w).map_err(|e| self.io(e))?;
+        let (got, len, out) = w.finish();
+        out.into_inner().map_err(|e| self.io(e.into_error()))?;
+        if got != *d || len != size {
+            return Err(self.io(io::Error::other(format!(
+                "the base's blob {d} read as {len} bytes with digest {got}, not {size} bytes"
+            ))));
+        }
+        fs::rename(&tmp, self.blob_path(d)).map_err(|e| self.io(e))
+    }
+
     /// A file for the layer, renamed to its digest with [`Staging::seal_layer`].
     pub fn layer_file(&self) -> Result<(PathBuf, File), ImageError> {
         let p = self.path().join("blobs/sha256/layer.tmp");

@@ -170,7 +170,12 @@ pub(crate) fn emit(e: Emit<'_>, notes: &dyn Notes) -> Result<Emitted, Failure> {
         }
     } else if let Some((spec, output, wopts)) = &e.image {
         crate::sys::signals::install();
-        let mut s = image::write(&fileset, spec, wopts, output)
+        // Layers by package: the attribution the embedded manifest holds.
+        let mut wopts = wopts.clone();
+        if let Some(ev) = &evidence {
+            wopts.layering.owners = ev.owners();
+        }
+        let mut s = image::write(&fileset, spec, &wopts, output)
             .map_err(|err| image_failure(err, output))?;
         notes.image(&s);
         if let (Some(req), Some(ev)) = (&e.evidence, &evidence) {

@@ -157,6 +157,8 @@ pub enum JobError {
     EmptyArgv,
     #[error("--threads must be at least 1")]
     NoThreads,
+    #[error("--layers {0}: give a number from 1 to {max}", max = crate::image::layers::MAX_BUDGET)]
+    Layers(usize),
     #[error("--push needs an image: drop --no-image")]
     PushWithoutImage,
     #[error("--sbom-format needs --sbom FILE")]
@@ -302,7 +304,20 @@ impl fmt::Display for Written<'_> {
             "  size:            {} uncompressed, {} compressed",
             human(s.uncompressed_size),
             human(s.compressed_size)
-        )
+        )?;
+        writeln!(f, "  layers:          {}", s.layers.len())?;
+        if let Some(b) = &s.base {
+            writeln!(
+                f,
+                "  base:            {} layer(s) of {} reused; it provides {} paths, and brings {} files / {} this command does not use",
+                b.layers,
+                b.image,
+                b.provided_files,
+                b.unused_files,
+                human(b.unused_bytes)
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -41,10 +41,13 @@ impl PackJob {
         // From the start: a Ctrl-C while the tree is read stops at the
         // first check, with the same clean exit.
         crate::sys::signals::install();
-        let write = req.image.write_options(req.force)?;
         req.evidence.format()?;
         let target = req.image.push_target()?;
         let registry = req.registry.options()?;
+        let write = WriteOptions {
+            base: req.image.base(&registry)?,
+            ..req.image.write_options(req.force)?
+        };
         let root = Root::new(&req.dir).map_err(|e| {
             Failure::usage(JobError::PackRoot {
                 dir: req.dir.clone(),
@@ -97,7 +100,16 @@ impl PackJob {
                 if skipped.len() > 5 { ", …" } else { "" }
             ));
         }
-        let mut summary = image::write(&fs, &self.spec, &self.write, &req.output)
+        // An unpacked jail image packs back into its layers: those its
+        // embedded manifest records (its budget unless --layers is given).
+        let mut write = self.write.clone();
+        if let Ok(Some(ev)) = crate::attest::Evidence::read_from_root(self.root.dir()) {
+            write.layering = image::Layering {
+                budget: req.image.layers.unwrap_or(ev.image.layers),
+                owners: ev.owners(),
+            };
+        }
+        let mut summary = image::write(&fs, &self.spec, &write, &req.output)
             .map_err(|e| image_failure(e, &req.output))?;
         notes.image(&summary);
         if req.evidence.sbom.is_some() || req.evidence.provenance.is_some() {
@@ -105,7 +117,7 @@ impl PackJob {
             // back to the same image): its evidence is the tree's embedded
             // manifest, or one made for the documents only, not added to
             // the image.
-            let ev = evidence::for_tree(&req.evidence, &fs, &self.root, &self.spec, &self.write)?;
+            let ev = evidence::for_tree(&req.evidence, &fs, &self.root, &self.spec, &write)?;
             evidence::documents(&req.evidence, &ev, &summary, &fs, notes)?;
         }
         if let Some((target, registry)) = &self.push {

@@ -42,12 +42,14 @@ pub fn push_image(
     )
     .map_err(Failure::of)?;
     notes.note(format_args!(
-        "pushed {} as {} ({} blob(s) uploaded, {} bytes; {} already there)",
+        "pushed {} as {} ({} blob(s) uploaded, {} bytes; skipped: {} already there, {} mounted from another repository, {} bytes)",
         pushed.tag.as_deref().unwrap_or(&pushed.reference),
         pushed.reference,
         pushed.uploaded,
         pushed.uploaded_bytes,
-        pushed.existing
+        pushed.existing,
+        pushed.mounted,
+        pushed.existing_bytes + pushed.mounted_bytes
     ));
     summary.pushed = Some(pushed);
     Ok(())

@@ -39,6 +39,10 @@ pub struct ImageRequest {
     pub threads: Option<usize>,
     /// `--push REF` once the image is written.
     pub push: Option<String>,
+    /// `--layers N`: the layer budget [default: `image::layers::DEFAULT_BUDGET`].
+    pub layers: Option<usize>,
+    /// `--base IMAGE`: a jail image whose layers are reused.
+    pub base: Option<String>,
 }
 
 /// What a job knows about the image before the flags override it.
@@ -112,6 +116,11 @@ impl ImageRequest {
         if self.threads == Some(0) {
             return Err(JobError::NoThreads.into());
         }
+        if let Some(n) = self.layers {
+            if !(1..=image::layers::MAX_BUDGET).contains(&n) {
+                return Err(JobError::Layers(n).into());
+            }
+        }
         Ok(WriteOptions {
             format: self.format,
             compression: self.compression,
@@ -119,7 +128,24 @@ impl ImageRequest {
             threads: self.threads,
             progress: std::io::stderr().is_terminal(),
             replace,
+            layering: image::Layering {
+                budget: self.layers.unwrap_or(image::layers::DEFAULT_BUDGET),
+                ..Default::default()
+            },
+            base: None,
         })
+    }
+
+    /// `--base IMAGE`, read (and pulled with `registry`) before any work.
+    pub fn base(
+        &self,
+        registry: &RegistryOptions,
+    ) -> Result<Option<std::sync::Arc<image::Base>>, Failure> {
+        let Some(name) = &self.base else {
+            return Ok(None);
+        };
+        let base = image::Base::open(name, registry, &std::env::temp_dir()).map_err(Failure::of)?;
+        Ok(Some(std::sync::Arc::new(base)))
     }
 
     /// `--push REF`, checked before any work (a bad reference: exit 2).

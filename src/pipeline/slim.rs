@@ -96,8 +96,11 @@ impl SlimJob {
     pub fn resolve(req: SlimRequest) -> Result<SlimJob, Failure> {
         req.evidence.format()?;
         let config = load_config(req.config.as_ref())?;
-        let write = req.image_opts.write_options(req.force)?;
         let registry = req.registry.options()?;
+        let write = WriteOptions {
+            base: req.image_opts.base(&registry)?,
+            ..req.image_opts.write_options(req.force)?
+        };
         let push = req.image_opts.push_target()?.map(|t| (t, registry.clone()));
         let source = ImageSource::parse(&req.image).map_err(|e| match e {
             read::ReadError::Registry(e) => Failure::of(e),

@@ -123,7 +123,10 @@ impl TraceJob {
         let write = if req.no_image {
             None
         } else {
-            Some(req.image.write_options(req.force)?)
+            Some(WriteOptions {
+                base: req.image.base(&req.registry.options()?)?,
+                ..req.image.write_options(req.force)?
+            })
         };
         let push = match req.image.push_target()? {
             Some(_) if req.no_image => return Err(JobError::PushWithoutImage.into()),

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cache;
 mod pull;
 mod push;
+mod record;
 mod reference;
 mod token;
 

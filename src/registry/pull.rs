@@ -122,6 +122,15 @@ pub fn pull(r: &RegistryRef, opts: &RegistryOptions) -> Result<Pulled, RegistryE
             .try_collect::<Vec<()>>(),
     )?;
     bar.finish_and_clear();
+    // The repository has these blobs: a later push to another repository
+    // of the registry mounts them from here.
+    let mut record = super::record::BlobRecord::load(cache.root());
+    let ds: Vec<Digest> = std::iter::once(parsed.config())
+        .chain(parsed.layers())
+        .filter_map(|d| Digest::from_str(d.digest().as_ref()).ok())
+        .collect();
+    record.add(&r.registry, &r.repository, &ds);
+    record.save();
     Ok(Pulled {
         cache,
         manifest,

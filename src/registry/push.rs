@@ -1,5 +1,7 @@
 //! Pushing a written image: each blob the registry does not have yet (a
-//! HEAD asks first), streamed from the image as written; then the manifest,
+//! HEAD asks first) mounted from another repository of the registry known
+//! to have it (`record.rs`), else streamed from the image as written; then
+//! the manifest,
 //! byte for byte, so the registry's digest is the local one. A jail image
 //! is deterministic, so pushing it again uploads nothing.
 
@@ -8,7 +10,8 @@ use std::io::Read;
 use reqwest::header::HeaderValue;
 use serde::Serialize;
 
-use super::{Op, RegistryError, RegistryOptions, RegistryRef, Session};
+use super::record::BlobRecord;
+use super::{BlobCache, Op, RegistryError, RegistryOptions, RegistryRef, Session};
 use crate::digest::Digest;
 use crate::sys::interrupt;
 
@@ -35,8 +38,13 @@ pub struct Pushed {
     /// Blobs uploaded, and their bytes.
     pub uploaded: usize,
     pub uploaded_bytes: u64,
-    /// Blobs the registry already had.
+    /// Blobs the repository already had, and their bytes.
     pub existing: usize,
+    pub existing_bytes: u64,
+    /// Blobs mounted from another repository of the registry, and their
+    /// bytes.
+    pub mounted: usize,
+    pub mounted_bytes: u64,
 }
 
 /// Push the image whose manifest is `manifest` (of `media_type`), with its
@@ -67,7 +75,9 @@ pub fn push(
     };
     let total: u64 = blobs.iter().map(|b| b.size).sum();
     let bar = crate::progress::bar(opts.progress, total, "pushing");
-    let (mut uploaded, mut uploaded_bytes, mut existing) = (0, 0, 0);
+    let mut record = record_dir(opts).map(|d| BlobRecord::load(&d));
+    let (mut uploaded, mut uploaded_bytes, mut existing, mut existing_bytes) = (0, 0, 0, 0);
+    let (mut mounted, mut mounted_bytes) = (0, 0);
     for b in blobs {
         interrupt::check()?;
         let d = b.digest.to_string();
@@ -77,6 +87,36 @@ pub fn push(
                 .map_err(|e| s.error("check for a blob", &what, e))?;
         if there {
             existing += 1;
+            existing_bytes += b.size;
+            bar.inc(b.size);
+            continue;
+        }
+        // Another repository of this registry has it: mount it from there.
+        // A registry that cannot (202: it started an upload instead, or an
+        // error) gets the blob uploaded.
+        let from = record
+            .as_ref()
+            .map(|r| r.repositories(&target.registry, &b.digest, &target.repository))
+            .unwrap_or_default();
+        let mut done = false;
+        for repo in from {
+            let source = oci_client::Reference::with_digest(
+                target.registry.clone(),
+                repo.clone(),
+                d.clone(),
+            );
+            if s.rt
+                .block_on(s.client.mount_blob(&oref, &source, &d))
+                .is_ok()
+            {
+                done = true;
+                break;
+            }
+            interrupt::check()?;
+        }
+        if done {
+            mounted += 1;
+            mounted_bytes += b.size;
             bar.inc(b.size);
             continue;
         }
@@ -126,6 +166,11 @@ pub fn push(
             });
         }
     }
+    if let Some(r) = &mut record {
+        let ds: Vec<Digest> = blobs.iter().map(|b| b.digest).collect();
+        r.add(&target.registry, &target.repository, &ds);
+        r.save();
+    }
     Ok(Pushed {
         reference: target.by_digest(&digest),
         tag: target
@@ -136,7 +181,18 @@ pub fn push(
         uploaded,
         uploaded_bytes,
         existing,
+        existing_bytes,
+        mounted,
+        mounted_bytes,
     })
+}
+
+/// Where the record of pushed blobs lives: the blob cache's directory.
+pub(super) fn record_dir(opts: &RegistryOptions) -> Option<std::path::PathBuf> {
+    match &opts.cache {
+        Some(dir) => Some(dir.clone()),
+        None => BlobCache::user().ok().map(|c| c.root().to_path_buf()),
+    }
 }
 
 /// A blob's bytes as the stream the client uploads, 1 MiB at a time.
