@@ -61,11 +61,8 @@ impl Expectation {
             Some(u) => Some(User::lookup(tree, u)?),
             None => None,
         };
-        if !spec.env.iter().any(|(k, _)| k == "HOME") {
-            let uid = spec.user.as_ref().map_or(0, |u| u.uid);
-            spec.env
-                .push(("HOME".into(), sandbox::home_of(tree, uid).into_os_string()));
-        }
+        let uid = spec.user.as_ref().map_or(0, |u| u.uid);
+        sandbox::add_runtime_home(&mut spec.env, tree, uid);
         spec.hostname = Some(HOSTNAME.into());
         spec.network = self.network;
         let null =

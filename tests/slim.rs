@@ -475,3 +475,59 @@ fn nginx_image(port: u16) -> PathBuf {
     fs::rename(&tmp, &image).unwrap();
     image
 }
+
+/// A runtime takes HOME from the image's /etc/passwd when the Env has
+/// none, and resolves a User name there. The command here never reads
+/// passwd, yet the slim image keeps it (reduced), slim traces with the HOME
+/// the runtime will give, verify agrees, and podman prints the same.
+#[test]
+fn slim_keeps_the_passwd_the_runtime_reads_for_home_and_user() {
+    require("/bin/busybox", "busybox-static");
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    for dir in ["bin", "etc", "root", "home/app"] {
+        fs::create_dir_all(tree.join(dir)).unwrap();
+    }
+    fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
+    fs::write(
+        tree.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(tree.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+    let podman = Podman::new();
+    for (user, home) in [(None, "/root"), (Some("app"), "/home/app")] {
+        let name = user.unwrap_or("root");
+        let fat = d.path().join(format!("{name}.tar"));
+        let mut pack = jail();
+        pack.arg("pack")
+            .arg(&tree)
+            .arg("-o")
+            .arg(&fat)
+            .args(["--tag", &format!("slimhome/{name}:1")])
+            .args([
+                "--entrypoint",
+                r#"["/bin/busybox","sh","-c","echo home=$HOME"]"#,
+            ]);
+        if let Some(u) = user {
+            pack.args(["--user", u]);
+        }
+        ok(&run(&mut pack));
+        let slim = d.path().join(format!("{name}-slim.tar"));
+        let o = run(jail()
+            .args(["slim", "--verify"])
+            .arg(&fat)
+            .arg("-o")
+            .arg(&slim));
+        ok(&o);
+        assert!(
+            text(&o.stderr).contains("ok: the traced run"),
+            "{}",
+            text(&o.stderr)
+        );
+        podman.load(&slim);
+        let out = podman.run(&format!("slimhome/{name}:1-slim"), [] as [&str; 0]);
+        ok(&out);
+        assert_eq!(text(&out.stdout), format!("home={home}\n"), "user {name}");
+    }
+}

@@ -11,8 +11,7 @@ use jail::pipeline::FilesRequest;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct EvidenceOpts {
-    /// Do not write the package database (`/var/lib/dpkg/status.d`) of the
-    /// packages with kept files into the image.
+    /// Do not write the kept packages' database (`/var/lib/dpkg/status.d`) into the image.
     #[arg(long)]
     pub no_package_db: bool,
     /// Write an SBOM of the image here: SPDX 2.3 JSON for `*.spdx.json`,
@@ -22,8 +21,7 @@ pub struct EvidenceOpts {
     /// The SBOM format, whatever the file name.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub sbom_format: Option<SbomFormat>,
-    /// Write the image's provenance here: an in-toto Statement v1 with a
-    /// SLSA Provenance v1 predicate.
+    /// Write the image's provenance here (in-toto Statement v1, SLSA Provenance v1).
     #[arg(long, value_name = "FILE")]
     pub provenance: Option<PathBuf>,
 }
@@ -48,8 +46,7 @@ pub struct FilesOpts {
     /// Leave out files matching this glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
-    /// Keep /etc/passwd and /etc/group whole instead of reducing them to
-    /// root and the run user.
+    /// Keep /etc/passwd and /etc/group whole instead of reducing them by evidence.
     #[arg(long)]
     pub keep_passwd: bool,
     /// Put /etc/shadow and /etc/gshadow, when read, in without password hashes.

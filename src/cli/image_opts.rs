@@ -43,13 +43,10 @@ pub struct ImageOpts {
     /// print it by digest (NAME@sha256:…).
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
-    /// At most N layers (1 to 16): the largest packages in layers of their
-    /// own, the other packages in one, the files of no package on top
-    /// (docs/formats.md, "Layers") [default: 8; an unpacked jail image: its own].
+    /// At most N layers, 1-16: big packages alone, the rest, the app on top [default: 8]
     #[arg(long, value_name = "N")]
     pub layers: Option<usize>,
-    /// Reuse this jail image's layers byte for byte (archive, OCI layout or
-    /// registry reference); add layers only for what the command needs beyond it.
+    /// Reuse this jail image's layers byte for byte; add only what the command needs beyond it
     #[arg(long, value_name = "IMAGE")]
     pub base: Option<String>,
 }

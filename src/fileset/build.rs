@@ -39,6 +39,9 @@ pub struct BuildOptions {
     pub exclude: Vec<String>,
     /// Keep `/etc/passwd` and `/etc/group` whole instead of reducing them.
     pub keep_passwd: bool,
+    /// Files the container runtime reads from the image to start the
+    /// command (`ImageSpec::runtime_reads`), kept when the root has them.
+    pub runtime_reads: Vec<PathBuf>,
     /// Put `/etc/shadow` and `/etc/gshadow`, when the run read them, into
     /// the jail generated: the kept accounts, every hash replaced. Off by
     /// default: SPEC leaves them out unless asked for (a finding says so).
@@ -243,6 +246,12 @@ pub fn from_access_log(
 
     // The working directory the command started in.
     b.add_resolved(&log.cwd, Reason::Workdir);
+    // What the runtime reads to start it (reduced below like any passwd).
+    for p in &opts.runtime_reads {
+        if root.lstat(p).is_ok() {
+            b.add_resolved(p, Reason::Runtime);
+        }
+    }
 
     // 3. Config includes.
     for pattern in &opts.include {

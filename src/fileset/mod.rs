@@ -68,6 +68,11 @@ pub enum Reason {
     /// A package database entry jail writes for the packages with kept
     /// files (`/var/lib/dpkg/status.d/NAME`, `NAME.md5sums`).
     PackageDatabase,
+    /// The container runtime reads it to start the command, whether or not
+    /// the program does: `/etc/passwd` for the `HOME` of an image whose Env
+    /// has none, and to resolve a User given by name; `/etc/group` for a
+    /// group name ([`crate::image::ImageSpec::runtime_reads`]).
+    Runtime,
 }
 
 /// One path of the file set.

@@ -136,6 +136,31 @@ pub struct ImageSpec {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl ImageSpec {
+    /// The files a container runtime reads from the image to start its
+    /// command, whatever the command reads: `/etc/passwd` when the Env has
+    /// no `HOME` (runc takes the user's home from it, else `/`) or the User
+    /// is a name; `/etc/group` when the User names a group. Without them
+    /// `podman run` sets another HOME, or refuses the user.
+    pub fn runtime_reads(&self) -> Vec<PathBuf> {
+        let user = self.user.as_deref().filter(|u| !u.is_empty());
+        let (name, group) = match user.map(|u| u.split_once(':').unwrap_or((u, ""))) {
+            Some((n, g)) => (n, g),
+            None => ("0", ""),
+        };
+        let named = |s: &str| !s.is_empty() && s.parse::<u32>().is_err();
+        let no_home = !self.env.iter().any(|kv| kv.starts_with("HOME="));
+        let mut out = Vec::new();
+        if no_home || named(name) {
+            out.push(PathBuf::from("/etc/passwd"));
+        }
+        if named(group) {
+            out.push(PathBuf::from("/etc/group"));
+        }
+        out
+    }
+}
+
 impl Default for ImageSpec {
     fn default() -> Self {
         ImageSpec {

@@ -234,6 +234,7 @@ impl FilesRequest {
             exclude: self.exclude.clone(),
             keep_passwd: self.keep_passwd,
             redacted_shadow: self.redacted_shadow,
+            runtime_reads: Vec::new(),
             user,
             digests: None,
         };

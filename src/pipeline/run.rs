@@ -107,10 +107,9 @@ pub fn run(req: RunRequest) -> Result<i32, Failure> {
     if let Some(u) = &user {
         spec.user = Some(User::lookup(&root, u).map_err(sandbox_failure)?);
     }
-    if image.is_some() && !spec.env.iter().any(|(k, _)| k == "HOME") {
+    if image.is_some() {
         let uid = spec.user.as_ref().map_or(0, |u| u.uid);
-        spec.env
-            .push(("HOME".into(), sandbox::home_of(&root, uid).into_os_string()));
+        sandbox::add_runtime_home(&mut spec.env, &root, uid);
     }
     let status = sandbox::run(&spec).map_err(sandbox_failure)?;
     drop(image);

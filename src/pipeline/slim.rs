@@ -202,7 +202,11 @@ impl SlimJob {
         // Trace it in the image's root, probing it if it is a service.
         let (tx, rx) = mpsc::channel();
         let mut opts = TraceOptions::new(argv.clone());
+        // Run as `podman run` would (and as verify will): with the HOME a
+        // runtime gives the user.
         opts.env = env.clone();
+        let uid = user.as_ref().map_or(0, |u| u.uid);
+        crate::sandbox::add_runtime_home(&mut opts.env, image.root(), uid);
         opts.cwd = Some(cwd.clone());
         opts.sandbox = Some(SandboxRun {
             root: image.root().to_path_buf(),
@@ -267,10 +271,11 @@ impl SlimJob {
         // The slim image keeps the source's config; flags override. The
         // unpacked root is temporary: its inodes mean nothing later, so no
         // digest cache.
-        let build = req
+        let mut build = req
             .files
             .build(config, user.as_ref().map(|u| (u.uid, u.gid)));
         let spec = self.slim_spec(&image, &base, &root, &argv, notes)?;
+        build.runtime_reads = spec.runtime_reads();
         let probe_ok = |p: &str| notes.note(format_args!("probe ok: {p}"));
         let service_check = service.map(|s| move |tree: &Path| s.check(tree, &probe_ok));
         let base_digest = image

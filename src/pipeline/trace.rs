@@ -265,6 +265,7 @@ impl TraceJob {
             self.user.as_ref().map(|u| (u.uid, u.gid)),
         );
         build.digests = Some(Arc::new(crate::fileset::digests::DigestCache::user()));
+        build.runtime_reads = spec.runtime_reads();
         if let Some(c) = self.config.as_ref().filter(|_| !req.no_test) {
             checks.extend(config_tests(c)?.into_iter().map(|mut t| {
                 t.network = req.network;

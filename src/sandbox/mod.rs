@@ -57,7 +57,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
 
 pub use error::SandboxError;
-pub use user::{home_of, User};
+pub use user::{add_runtime_home, home_of, User};
 
 use crate::sys::process::{clone_into, poll_readable, CStringArray};
 use init::{Record, RECORD_SIZE};

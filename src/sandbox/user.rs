@@ -109,6 +109,20 @@ impl User {
     }
 }
 
+/// What a container runtime adds to an image's Env before it starts the
+/// command: `HOME` from `uid`'s passwd entry in `root` when the Env has
+/// none ([`home_of`], runc's rule). Verify, `jail run` of an image and
+/// slim's traced run all start the command this way, as `podman run` does.
+pub fn add_runtime_home(
+    env: &mut Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    root: &Path,
+    uid: u32,
+) {
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), home_of(root, uid).into_os_string()));
+    }
+}
+
 /// The home directory a container runtime gives `uid` when the image's Env
 /// has no `HOME`: its entry in the root's `/etc/passwd`, else `/` (runc's
 /// rule).
