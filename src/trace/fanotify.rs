@@ -266,18 +266,27 @@ fn describe(fd: BorrowedFd<'_>, pid: i32, mask: MaskFlags, start: SystemTime) ->
 
 /// The trace's start, on the clock file timestamps come from.
 ///
-/// The kernel stamps files from the coarse real-time clock (it advances once
-/// a tick). Take its current value and wait until it has moved on: every
-/// file born before this returns has a birth time at or below the value
-/// returned, every file born after it one above — so `born > start` tells
-/// the run's creations apart exactly. Costs at most one tick.
+/// The kernel stamps a new file from the coarse real-time clock (it
+/// advances once a tick), or, with multigrain timestamps (ext4, xfs, btrfs,
+/// tmpfs since Linux 6.13), from the fine-grained clock, which runs ahead
+/// of the coarse one by up to a tick. Either stamp is at most the
+/// fine-grained time of the moment the file is born. So take the
+/// fine-grained time now, then wait until the coarse clock has passed it:
+/// every file born before this returns has a birth time at or below the
+/// value returned, every file born after it one above (coarse or fine), so
+/// `born > start` tells the run's creations apart exactly. Costs at most
+/// one tick. (Taking the coarse time as the start, as before, let a file
+/// made just before the trace, stamped with the fine clock, look created
+/// by the run.)
 pub(super) fn tick_boundary() -> SystemTime {
     use nix::time::{clock_gettime, ClockId};
-    let now = || clock_gettime(ClockId::CLOCK_REALTIME_COARSE).ok();
-    let Some(start) = now() else {
+    let (Ok(start), Ok(_)) = (
+        clock_gettime(ClockId::CLOCK_REALTIME),
+        clock_gettime(ClockId::CLOCK_REALTIME_COARSE),
+    ) else {
         return SystemTime::now();
     };
-    while now().is_some_and(|t| t <= start) {
+    while clock_gettime(ClockId::CLOCK_REALTIME_COARSE).is_ok_and(|t| t <= start) {
         std::thread::sleep(std::time::Duration::from_micros(250));
     }
     SystemTime::UNIX_EPOCH + std::time::Duration::new(start.tv_sec() as u64, start.tv_nsec() as u32)
@@ -343,6 +352,46 @@ fn unescape(s: &str) -> String {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// A file's stamp as `describe` reads it: btime, else ctime.
+    fn born(p: &Path) -> SystemTime {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        m.created().unwrap_or_else(|_| {
+            SystemTime::UNIX_EPOCH
+                + std::time::Duration::new(m.ctime() as u64, m.ctime_nsec() as u32)
+        })
+    }
+
+    /// Files made just before the boundary are at or below it, files made
+    /// after it above, on a filesystem with multigrain (fine) timestamps
+    /// too: a coarse start put most files made just before above it.
+    #[test]
+    fn the_tick_boundary_splits_files_made_before_and_after() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            // A stat marks the directory's inode: the change that creating
+            // a file makes to it is stamped fine-grained, which moves the
+            // kernel's timestamp floor ahead of the coarse clock, and the
+            // new file is born with that finer stamp.
+            let _ = std::fs::metadata(d.path());
+            let before = d.path().join(format!("before{i}"));
+            std::fs::write(&before, "x").unwrap();
+            let start = tick_boundary();
+            let after = d.path().join(format!("after{i}"));
+            std::fs::write(&after, "x").unwrap();
+            assert!(
+                born(&before) <= start,
+                "{} looks made by the run",
+                before.display()
+            );
+            assert!(
+                born(&after) > start,
+                "{} looks older than the run",
+                after.display()
+            );
+        }
+    }
 
     #[test]
     fn unescapes_mount_points() {
