@@ -316,10 +316,11 @@ pub(crate) fn spawn_stopped(
     pre_exec: &dyn Fn() -> nix::Result<()>,
 ) -> nix::Result<Stopped> {
     let (rd, wr) = pipe2(OFlag::O_CLOEXEC)?;
+    let parent = nix::unistd::getpid();
 
-    // SAFETY: the child only calls async-signal-safe functions (raise, the
-    // caller's pre_exec which installs a filter, execve, write, _exit) on
-    // data prepared before the fork.
+    // SAFETY: the child only calls async-signal-safe functions (prctl,
+    // getppid, raise, the caller's pre_exec which installs a filter,
+    // execve, write, _exit) on data prepared before the fork.
     match unsafe { fork() }? {
         ForkResult::Child => {
             drop(rd);
@@ -340,7 +341,25 @@ pub(crate) fn spawn_stopped(
                     report(0, e);
                 }
             }
+            // While it waits stopped for the tracer, the child holds copies
+            // of every descriptor of jail (close-on-exec ones too, until
+            // the exec): killed then, jail would leave it stopped forever,
+            // and with it the ebpf backend's programs attached. Die with
+            // the parent until it has let the child run on to its exec.
+            if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+                report(0, Errno::last());
+            }
+            if nix::unistd::getppid() != parent {
+                // The parent died before the line above took effect.
+                // SAFETY: as in `report`.
+                unsafe { libc::_exit(127) }
+            }
             if raise(Signal::SIGSTOP).is_err() {
+                report(0, Errno::last());
+            }
+            // Continued by an attached tracer: the exec follows at once,
+            // and the program must not die with jail's tracing thread.
+            if nix::sys::prctl::set_pdeathsig(None).is_err() {
                 report(0, Errno::last());
             }
             if let Err(e) = pre_exec() {
@@ -419,5 +438,64 @@ impl std::ops::Deref for ChildHook {
 
     fn deref(&self) -> &Self::Target {
         &*self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    /// The state letter of `/proc/PID/stat` (`T` stopped, `Z` zombie), or
+    /// None once the process is gone.
+    fn state(pid: Pid) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?.1.trim_start().chars().next()
+    }
+
+    /// A child waiting stopped for its tracer dies with the process that
+    /// forked it: killed in that window, jail would otherwise leave it
+    /// stopped forever, holding copies of jail's descriptors (the ebpf
+    /// backend's programs stay attached while any copy is open).
+    #[test]
+    fn a_stopped_child_dies_with_its_parent() {
+        let prog = CString::new("/bin/true").unwrap();
+        let argv = CStringArray::new(vec![prog.clone()]);
+        let envp = CStringArray::new(Vec::new());
+        let (rd, wr) = pipe2(OFlag::O_CLOEXEC).unwrap();
+        // SAFETY: the child makes syscalls only (spawn_stopped's fork,
+        // waitpid, write, pause) on data allocated before this fork.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let code = match spawn_stopped(&prog, &argv, &envp, None, &|| Ok(())) {
+                    Ok(s) => {
+                        let _ = nix::unistd::write(&wr, &s.pid.as_raw().to_ne_bytes());
+                        loop {
+                            nix::unistd::pause();
+                        }
+                    }
+                    Err(_) => 1,
+                };
+                // SAFETY: _exit skips the test harness's state.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(wr);
+                let mut b = [0u8; 4];
+                assert_eq!(nix::unistd::read(&rd, &mut b).unwrap(), 4);
+                let stopped = Pid::from_raw(i32::from_ne_bytes(b));
+                assert_eq!(state(stopped), Some('T'), "the child waits stopped");
+                nix::sys::signal::kill(child, Signal::SIGKILL).unwrap();
+                waitpid(child, None).unwrap();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while matches!(state(stopped), Some(s) if s != 'Z') {
+                    if std::time::Instant::now() > deadline {
+                        let _ = nix::sys::signal::kill(stopped, Signal::SIGKILL);
+                        panic!("the stopped child {stopped} outlived its parent");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
     }
 }
