@@ -120,6 +120,9 @@ impl TraceJob {
         let config = load_config(req.config.as_ref())?;
         let runs = runs(&req, config.as_ref())?;
         req.evidence.format()?;
+        if req.evidence.attest && req.no_image {
+            return Err(JobError::AttestWithoutImage.into());
+        }
         let write = if req.no_image {
             None
         } else {
