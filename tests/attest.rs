@@ -72,7 +72,7 @@ impl Scratch {
         // The traced command's own output comes first on stdout.
         let out = text(&o.stdout);
         let start = out.find('{').expect("a JSON summary");
-        json(out[start..].as_bytes())
+        json(&out.as_bytes()[start..])
     }
 }
 
