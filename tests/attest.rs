@@ -260,7 +260,7 @@ fn verify_and_sbom_read_the_image_not_its_attestations() {
 }
 
 #[test]
-fn attest_without_an_image_is_refused_before_the_trace() {
+fn attest_without_an_image_or_to_a_digest_is_refused_before_the_trace() {
     let s = Scratch::new();
     let o = run(s
         .jail()
@@ -268,6 +268,19 @@ fn attest_without_an_image_is_refused_before_the_trace() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(
         text(&o.stderr).contains("--no-image"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!s.path().join("ran").exists(), "the command was traced");
+    // Nor to a digest: the tag names the index pushed last.
+    let digest = format!("127.0.0.1:9/jail/x@sha256:{}", "0".repeat(64));
+    let o = run(s
+        .jail()
+        .args(["trace", "-o", "x.tar", "--attest", "--push", &digest])
+        .args(["--", "touch", "ran"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("push to a tag"),
         "{}",
         text(&o.stderr)
     );

@@ -12,6 +12,7 @@ use crate::attest::sbom::{sbom, FileSetContent, SbomFormat};
 use crate::attest::{provenance, AttestError, Build, BuildKind, Evidence, ImageRecord};
 use crate::fileset::FileSet;
 use crate::image::{Attestation, ImageSpec, ImageSummary, WriteOptions};
+use crate::registry::RegistryRef;
 use crate::resolve::Root;
 
 use super::{Failure, JobError, Notes};
@@ -44,6 +45,17 @@ impl EvidenceRequest {
         match self.sbom_format.or_else(|| SbomFormat::of_name(path)) {
             Some(f) => Ok(Some(f)),
             None => Err(JobError::SbomName(path.clone()).into()),
+        }
+    }
+
+    /// `--attest --push REF@sha256:…` is refused before any work: the tag
+    /// must name the index pushed last, whose digest nobody knows ahead.
+    pub fn check_push(&self, target: Option<&RegistryRef>) -> Result<(), Failure> {
+        match target {
+            Some(t) if self.attest && t.digest.is_some() => {
+                Err(JobError::AttestPushDigest(t.to_string()).into())
+            }
+            _ => Ok(()),
         }
     }
 

@@ -43,6 +43,7 @@ impl PackJob {
         crate::sys::signals::install();
         req.evidence.format()?;
         let target = req.image.push_target()?;
+        req.evidence.check_push(target.as_ref())?;
         let registry = req.registry.options()?;
         let write = WriteOptions {
             base: req.image.base(&registry)?,

@@ -136,6 +136,7 @@ impl TraceJob {
             Some(t) => Some((t, req.registry.options()?)),
             None => None,
         };
+        req.evidence.check_push(push.as_ref().map(|p| &p.0))?;
         let env_rule = EnvRule::new(&req.env_keep, &req.env_drop).map_err(Failure::usage)?;
         let root = Root::host();
         let user_spec = req
