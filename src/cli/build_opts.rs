@@ -1,6 +1,5 @@
-//! Option groups shared by the commands that build images: the file-set
-//! flags (`FilesOpts`: trace, slim) and the evidence flags (`EvidenceOpts`:
-//! `--sbom`, `--sbom-format`, `--provenance`, `--no-package-db`; trace,
+//! Option groups shared by the commands that build images: the file-set flags
+//! (`FilesOpts`: trace, slim) and the evidence flags (`EvidenceOpts`: trace,
 //! slim, pack; the steps are `jail::pipeline::evidence`).
 
 use std::path::PathBuf;
@@ -14,8 +13,7 @@ pub struct EvidenceOpts {
     /// Do not write the kept packages' database (`/var/lib/dpkg/status.d`) into the image.
     #[arg(long)]
     pub no_package_db: bool,
-    /// Write an SBOM of the image here: SPDX 2.3 JSON for `*.spdx.json`,
-    /// CycloneDX 1.6 JSON for `*.cdx.json` (or see --sbom-format).
+    /// Write an SBOM here: SPDX 2.3 JSON for `*.spdx.json`, CycloneDX 1.6 for `*.cdx.json`.
     #[arg(long, value_name = "FILE")]
     pub sbom: Option<PathBuf>,
     /// The SBOM format, whatever the file name.
@@ -24,6 +22,9 @@ pub struct EvidenceOpts {
     /// Write the image's provenance here (in-toto Statement v1, SLSA Provenance v1).
     #[arg(long, value_name = "FILE")]
     pub provenance: Option<PathBuf>,
+    /// Attach the SBOM and provenance to the image as an attestation manifest (docs/verify.md).
+    #[arg(long)]
+    pub attest: bool,
 }
 
 impl EvidenceOpts {
@@ -33,6 +34,7 @@ impl EvidenceOpts {
             sbom: self.sbom.clone(),
             sbom_format: self.sbom_format,
             provenance: self.provenance.clone(),
+            attest: self.attest,
         }
     }
 }
@@ -52,8 +54,7 @@ pub struct FilesOpts {
     /// Put /etc/shadow and /etc/gshadow, when read, in without password hashes.
     #[arg(long)]
     pub redacted_shadow: bool,
-    /// Build even when the command exits non-zero (and write the image
-    /// even when a check in the jail failed).
+    /// Build even when the command exits non-zero (and write the image when a check failed).
     #[arg(long)]
     pub keep_going: bool,
 }

@@ -26,6 +26,14 @@ pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// index.json annotation: the full name, as docker save (25+) writes it.
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 
+/// Attestation manifests (BuildKit's layout, docs/formats.md): the
+/// index entry's annotations, the statements' media type and annotation.
+pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+pub const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub const REFERENCE_TYPE_ATTESTATION: &str = "attestation-manifest";
+pub const MEDIA_TYPE_IN_TOTO: &str = "application/vnd.in-toto+json";
+pub const ANNOTATION_PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
+
 /// Canonical JSON bytes of any serializable value.
 pub fn canonical(v: &impl Serialize) -> Result<Vec<u8>, ImageError> {
     let value = serde_json::to_value(v).map_err(ImageError::Json)?;
@@ -194,11 +202,26 @@ pub fn manifest(
     canonical(&oci(b.build())?)
 }
 
-/// index.json: the one manifest, tagged.
+/// index.json: the one manifest, tagged; then its attestation manifest
+/// (`--attest`), untagged, as BuildKit lists it.
 pub fn index(
     manifest: &Desc<'_>,
     platform: &Platform,
     reference: &Reference,
+    attestation: Option<&Desc<'_>>,
+) -> Result<Vec<u8>, ImageError> {
+    let annotations = HashMap::from([
+        (ANNOTATION_REF_NAME.to_string(), reference.tag.clone()),
+        (ANNOTATION_IMAGE_NAME.to_string(), reference.to_string()),
+    ]);
+    index_of(manifest, platform, Some(annotations), attestation)
+}
+
+fn index_of(
+    manifest: &Desc<'_>,
+    platform: &Platform,
+    annotations: Option<HashMap<String, String>>,
+    attestation: Option<&Desc<'_>>,
 ) -> Result<Vec<u8>, ImageError> {
     let mut p = PlatformBuilder::default()
         .architecture(Arch::from(platform.architecture.as_str()))
@@ -206,23 +229,89 @@ pub fn index(
     if let Some(v) = &platform.variant {
         p = p.variant(v.clone());
     }
-    let annotations = HashMap::from([
-        (ANNOTATION_REF_NAME.to_string(), reference.tag.clone()),
-        (ANNOTATION_IMAGE_NAME.to_string(), reference.to_string()),
-    ]);
-    let desc = oci(DescriptorBuilder::default()
+    let mut desc = DescriptorBuilder::default()
         .media_type(MediaType::ImageManifest)
         .digest(oci_digest(&manifest.digest)?)
         .size(manifest.size)
-        .platform(oci(p.build())?)
-        .annotations(annotations)
-        .build())?;
+        .platform(oci(p.build())?);
+    if let Some(a) = annotations {
+        desc = desc.annotations(a);
+    }
+    let mut manifests = vec![oci(desc.build())?];
+    if let Some(att) = attestation {
+        let unknown = oci(PlatformBuilder::default()
+            .architecture(Arch::from("unknown"))
+            .os(Os::from("unknown"))
+            .build())?;
+        manifests.push(oci(DescriptorBuilder::default()
+            .media_type(MediaType::ImageManifest)
+            .digest(oci_digest(&att.digest)?)
+            .size(att.size)
+            .platform(unknown)
+            .annotations(HashMap::from([
+                (
+                    ANNOTATION_REFERENCE_TYPE.to_string(),
+                    REFERENCE_TYPE_ATTESTATION.to_string(),
+                ),
+                (
+                    ANNOTATION_REFERENCE_DIGEST.to_string(),
+                    manifest.digest.to_string(),
+                ),
+            ]))
+            .build())?);
+    }
     let index = oci(ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(vec![desc])
+        .manifests(manifests)
         .build())?;
     canonical(&index)
+}
+
+/// The config of an attestation manifest, as BuildKit writes it: platform
+/// unknown/unknown, no config, the statements' digests as diff_ids (they
+/// are stored uncompressed). Only there for tools that expect an image
+/// config; readers ignore it.
+pub fn attestation_config(statements: &[Digest]) -> Result<Vec<u8>, ImageError> {
+    let rootfs = oci(RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(statements.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+        .build())?;
+    let b = ImageConfigurationBuilder::default()
+        .architecture(Arch::from("unknown"))
+        .os(Os::from("unknown"))
+        .config(oci(ConfigBuilder::default().build())?)
+        .rootfs(rootfs);
+    canonical(&oci(b.build())?)
+}
+
+/// An attestation manifest: the config, then one
+/// `application/vnd.in-toto+json` layer per statement, annotated with its
+/// predicate type.
+pub fn attestation_manifest(
+    config: &Desc<'_>,
+    statements: &[(Desc<'_>, &str)],
+) -> Result<Vec<u8>, ImageError> {
+    let layers = statements
+        .iter()
+        .map(|(d, predicate)| {
+            oci(DescriptorBuilder::default()
+                .media_type(MediaType::from(d.media_type))
+                .digest(oci_digest(&d.digest)?)
+                .size(d.size)
+                .annotations(HashMap::from([(
+                    ANNOTATION_PREDICATE_TYPE.to_string(),
+                    predicate.to_string(),
+                )]))
+                .build())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    canonical(&oci(ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(config)?)
+        .layers(layers)
+        .build())?)
 }
 
 /// oci-layout.

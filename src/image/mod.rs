@@ -49,6 +49,8 @@ use crate::sys::interrupt::{self, Interrupted};
 pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Media type of the manifest.
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The media type of an image index (`--attest` pushes one).
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Why an image could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +291,9 @@ pub struct ImageSummary {
     pub base: Option<base::BaseSummary>,
     /// sha256 of the file set (the `jail.fileset` label).
     pub fileset_digest: Digest,
+    /// `--attest`: the attestation manifest's digest (docs/formats.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Digest>,
     /// Where `--push` put it (docs/registry.md), when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pushed: Option<crate::registry::Pushed>,
@@ -336,6 +341,115 @@ pub fn write(
     opts: &WriteOptions,
     dest: &Path,
 ) -> Result<ImageSummary, ImageError> {
+    stage(fs, spec, opts, dest)?.finish(&[])
+}
+
+/// An in-toto statement to attach to the image (`--attest`).
+#[derive(Clone, Debug)]
+pub struct Attestation {
+    /// The statement's `predicateType`.
+    pub predicate_type: String,
+    /// The statement's bytes.
+    pub statement: Vec<u8>,
+}
+
+/// An image whose blobs and manifest are staged but not yet in place: its
+/// attestations, which name the manifest digest, are added by
+/// [`Staged::finish`].
+pub struct Staged {
+    staging: output::Staging,
+    summary: ImageSummary,
+    manifest_size: u64,
+    platform: Platform,
+    reference: Reference,
+    /// docker's manifest.json and repositories, for an archive.
+    docker: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Staged {
+    /// What is being written (`attestation` and `pushed` still empty).
+    pub fn summary(&self) -> &ImageSummary {
+        &self.summary
+    }
+
+    /// Add `attestations` (none: a plain image) as one attestation manifest
+    /// (docs/formats.md, "Attestations"), write index.json and put the
+    /// image in place.
+    pub fn finish(self, attestations: &[Attestation]) -> Result<ImageSummary, ImageError> {
+        let Staged {
+            staging,
+            mut summary,
+            manifest_size,
+            platform,
+            reference,
+            docker,
+        } = self;
+        let manifest_desc = json::Desc {
+            media_type: MEDIA_TYPE_MANIFEST,
+            digest: summary.manifest_digest,
+            size: manifest_size,
+        };
+        let mut attestation_desc = None;
+        if !attestations.is_empty() {
+            let mut layers = Vec::new();
+            for a in attestations {
+                let digest = staging.add_blob(&a.statement)?;
+                layers.push((
+                    json::Desc {
+                        media_type: json::MEDIA_TYPE_IN_TOTO,
+                        digest,
+                        size: a.statement.len() as u64,
+                    },
+                    a.predicate_type.as_str(),
+                ));
+            }
+            let config =
+                json::attestation_config(&layers.iter().map(|l| l.0.digest).collect::<Vec<_>>())?;
+            let config_desc = json::Desc {
+                media_type: MEDIA_TYPE_CONFIG,
+                digest: staging.add_blob(&config)?,
+                size: config.len() as u64,
+            };
+            let manifest = json::attestation_manifest(&config_desc, &layers)?;
+            let digest = staging.add_blob(&manifest)?;
+            summary.attestation = Some(digest);
+            attestation_desc = Some(json::Desc {
+                media_type: MEDIA_TYPE_MANIFEST,
+                digest,
+                size: manifest.len() as u64,
+            });
+        }
+        staging.add_file(
+            "index.json",
+            &json::index(
+                &manifest_desc,
+                &platform,
+                &reference,
+                attestation_desc.as_ref(),
+            )?,
+        )?;
+        staging.add_file("oci-layout", &json::oci_layout()?)?;
+        // docker's manifest.json lists the image only: docker and podman
+        // load it from there, and never see the attestation manifest.
+        if let Some((manifest, repositories)) = docker {
+            staging.add_file("manifest.json", &manifest)?;
+            staging.add_file("repositories", &repositories)?;
+        }
+        match summary.format {
+            Format::OciArchive => staging.finish_archive()?,
+            Format::OciDir => staging.finish_dir()?,
+        }
+        Ok(summary)
+    }
+}
+
+/// Stage `fs` as an image for `dest`: layers, config and manifest.
+pub fn stage(
+    fs: &FileSet,
+    spec: &ImageSpec,
+    opts: &WriteOptions,
+    dest: &Path,
+) -> Result<Staged, ImageError> {
     interrupt::install();
     let staging = output::Staging::new(dest, opts.format == Format::OciDir, opts.replace)?;
     let threads = opts
@@ -467,42 +581,26 @@ pub fn write(
         .collect();
     let manifest = json::manifest(&config_desc, &layer_descs, &spec.annotations)?;
     let manifest_digest = staging.add_blob(&manifest)?;
-    let manifest_desc = json::Desc {
-        media_type: MEDIA_TYPE_MANIFEST,
-        digest: manifest_digest,
-        size: manifest.len() as u64,
-    };
-    staging.add_file(
-        "index.json",
-        &json::index(&manifest_desc, &spec.platform, &spec.reference)?,
-    )?;
-    staging.add_file("oci-layout", &json::oci_layout()?)?;
     // docker-archive readers assume gzip or plain tar layers: a zstd image
     // is an OCI archive only (docs/formats.md).
     let zstd = written
         .iter()
         .any(|l| l.media_type == Compression::Zstd.media_type());
-    if opts.format == Format::OciArchive && !zstd {
-        staging.add_file(
-            "manifest.json",
-            &json::docker_manifest(
+    let docker = if opts.format == Format::OciArchive && !zstd {
+        Some((
+            json::docker_manifest(
                 &config_digest,
                 &written.iter().map(|l| l.digest).collect::<Vec<_>>(),
                 &spec.reference,
             )?,
-        )?;
-        staging.add_file(
-            "repositories",
-            &json::repositories(&top.digest, &spec.reference)?,
-        )?;
-    }
-    match opts.format {
-        Format::OciArchive => staging.finish_archive()?,
-        Format::OciDir => staging.finish_dir()?,
-    }
+            json::repositories(&top.digest, &spec.reference)?,
+        ))
+    } else {
+        None
+    };
 
     let p = &spec.platform;
-    Ok(ImageSummary {
+    let summary = ImageSummary {
         output: dest.to_path_buf(),
         format: opts.format,
         reference: spec.reference.to_string(),
@@ -518,7 +616,16 @@ pub fn write(
         layers: written,
         base: base_summary,
         fileset_digest,
+        attestation: None,
         pushed: None,
+    };
+    Ok(Staged {
+        staging,
+        summary,
+        manifest_size: manifest.len() as u64,
+        platform: spec.platform.clone(),
+        reference: spec.reference.clone(),
+        docker,
     })
 }
 

@@ -668,6 +668,9 @@ impl Reader {
             let cands: Vec<_> = index
                 .manifests()
                 .iter()
+                // An attestation manifest (`--attest`, BuildKit) is no
+                // image: only its digest names it.
+                .filter(|m| matches!(select, Select::Digest(_)) && depth == 0 || !is_attestation(m))
                 .filter(|m| match (select, depth) {
                     (Select::Tag(t), 0) => m.annotations().as_ref().is_some_and(|a| {
                         a.get(ANNOTATION_REF_NAME) == Some(t)
@@ -1020,15 +1023,7 @@ impl LocalImage {
         }
         let (name, bytes, digest, _) = reader.oci_manifest(&select)?;
         let manifest: ImageManifest = reader.parse(&name, &bytes)?;
-        let mut blobs = Vec::new();
-        for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
-            let digest =
-                Digest::from_str(d.digest().as_ref()).map_err(|e| reader.corrupt(e.to_string()))?;
-            blobs.push(registry::PushBlob {
-                digest,
-                size: d.size(),
-            });
-        }
+        let blobs = push_blobs(&reader, &manifest)?;
         let media_type = manifest
             .media_type()
             .as_ref()
@@ -1042,6 +1037,80 @@ impl LocalImage {
             blobs,
         })
     }
+}
+
+/// An image's attestation manifest (`--attest`) as `--push` sends it,
+/// with the index that then names both (docs/registry.md).
+pub struct Attached {
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    /// The config, then the statements.
+    pub blobs: Vec<registry::PushBlob>,
+    /// The image's and the attestation manifest's entries of index.json,
+    /// without the tag annotations (the registry's tag names the index).
+    pub index: Vec<u8>,
+}
+
+impl LocalImage {
+    /// The attestation manifest index.json lists for this image, if any.
+    pub fn attached(&self) -> Result<Option<Attached>, ReadError> {
+        let r = &self.reader;
+        let (bytes, _) = r.read_json("index.json", None)?;
+        let mut index: ImageIndex = r.parse("index.json", &bytes)?;
+        let image = self.manifest_digest.to_string();
+        let Some(att) = index
+            .manifests()
+            .iter()
+            .find(|m| {
+                is_attestation(m)
+                    && m.annotations().as_ref().is_some_and(|a| {
+                        a.get(super::json::ANNOTATION_REFERENCE_DIGEST) == Some(&image)
+                    })
+            })
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let name = Reader::blob_name(att.digest().as_ref()).map_err(|e| r.corrupt(e))?;
+        let want = Digest::from_str(att.digest().as_ref()).map_err(|e| r.corrupt(e.to_string()))?;
+        let (manifest, got) = r.read_json(&name, Some((&want, Some(att.size()))))?;
+        let m: ImageManifest = r.parse(&name, &manifest)?;
+        let blobs = push_blobs(r, &m)?;
+        let entries: Vec<_> = index
+            .manifests()
+            .iter()
+            .filter(|m| m.digest().to_string() == image)
+            .take(1)
+            .map(|m| {
+                let mut m = m.clone();
+                m.set_annotations(None);
+                m
+            })
+            .chain(std::iter::once(att))
+            .collect();
+        index.set_manifests(entries);
+        index.set_annotations(None);
+        let index = super::json::canonical(&index).map_err(|e| r.corrupt(e.to_string()))?;
+        Ok(Some(Attached {
+            manifest,
+            manifest_digest: got,
+            blobs,
+            index,
+        }))
+    }
+}
+
+/// The config and layer blobs a manifest names.
+fn push_blobs(r: &Reader, manifest: &ImageManifest) -> Result<Vec<registry::PushBlob>, ReadError> {
+    let mut blobs = Vec::new();
+    for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+        let digest = Digest::from_str(d.digest().as_ref()).map_err(|e| r.corrupt(e.to_string()))?;
+        blobs.push(registry::PushBlob {
+            digest,
+            size: d.size(),
+        });
+    }
+    Ok(blobs)
 }
 
 impl registry::BlobSource for LocalImage {
@@ -1087,4 +1156,12 @@ impl<R: Read> Read for Hashing<R> {
         self.len += n as u64;
         Ok(n)
     }
+}
+/// Whether an index entry is an attestation manifest (BuildKit's
+/// `vnd.docker.reference.type: attestation-manifest`).
+pub fn is_attestation(m: &oci_spec::image::Descriptor) -> bool {
+    m.annotations().as_ref().is_some_and(|a| {
+        a.get(super::json::ANNOTATION_REFERENCE_TYPE)
+            .is_some_and(|t| t == super::json::REFERENCE_TYPE_ATTESTATION)
+    })
 }

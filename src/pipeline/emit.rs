@@ -175,9 +175,19 @@ pub(crate) fn emit(e: Emit<'_>, notes: &dyn Notes) -> Result<Emitted, Failure> {
         if let Some(ev) = &evidence {
             wopts.layering.owners = ev.owners();
         }
-        let mut s = image::write(&fileset, spec, &wopts, output)
+        let staged = image::stage(&fileset, spec, &wopts, output)
+            .map_err(|err| image_failure(err, output))?;
+        let attestations = match (&e.evidence, &evidence) {
+            (Some(req), Some(ev)) => {
+                evidence::attestations(&req.request, ev, staged.summary(), &fileset)?
+            }
+            _ => Vec::new(),
+        };
+        let mut s = staged
+            .finish(&attestations)
             .map_err(|err| image_failure(err, output))?;
         notes.image(&s);
+        evidence::note_attached(&s, notes);
         if let (Some(req), Some(ev)) = (&e.evidence, &evidence) {
             evidence::documents(&req.request, ev, &s, &fileset, notes)?;
         }

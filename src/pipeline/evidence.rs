@@ -1,5 +1,6 @@
 //! The evidence a job adds (`--sbom`, `--sbom-format`, `--provenance`,
-//! `--no-package-db`; issue 15): the embedded manifest before packing, the
+//! `--attest`, `--no-package-db`; issue 15): the embedded manifest before
+//! packing, the attestations before the image is put in place, the
 //! documents after.
 
 use std::ffi::OsString;
@@ -10,7 +11,8 @@ use crate::attest::embed::{embed, EmbedOptions};
 use crate::attest::sbom::{sbom, FileSetContent, SbomFormat};
 use crate::attest::{provenance, AttestError, Build, BuildKind, Evidence, ImageRecord};
 use crate::fileset::FileSet;
-use crate::image::{ImageSpec, ImageSummary, WriteOptions};
+use crate::image::{Attestation, ImageSpec, ImageSummary, WriteOptions};
+use crate::registry::RegistryRef;
 use crate::resolve::Root;
 
 use super::{Failure, JobError, Notes};
@@ -26,6 +28,9 @@ pub struct EvidenceRequest {
     pub sbom_format: Option<SbomFormat>,
     /// Write the provenance here.
     pub provenance: Option<PathBuf>,
+    /// Attach the SBOM (SPDX) and the provenance to the image as an
+    /// attestation manifest.
+    pub attest: bool,
 }
 
 impl EvidenceRequest {
@@ -40,6 +45,17 @@ impl EvidenceRequest {
         match self.sbom_format.or_else(|| SbomFormat::of_name(path)) {
             Some(f) => Ok(Some(f)),
             None => Err(JobError::SbomName(path.clone()).into()),
+        }
+    }
+
+    /// `--attest --push REF@sha256:…` is refused before any work: the tag
+    /// must name the index pushed last, whose digest nobody knows ahead.
+    pub fn check_push(&self, target: Option<&RegistryRef>) -> Result<(), Failure> {
+        match target {
+            Some(t) if self.attest && t.digest.is_some() => {
+                Err(JobError::AttestPushDigest(t.to_string()).into())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -146,6 +162,73 @@ pub(crate) fn documents(
         notes.note(format_args!("provenance written to {}", path.display()));
     }
     Ok(())
+}
+
+/// The predicate type of an SPDX document in an in-toto statement.
+pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
+/// The predicate type of the SLSA provenance.
+pub const PREDICATE_SLSA: &str = "https://slsa.dev/provenance/v1";
+
+/// `--attest`: the SBOM (SPDX 2.3, as an in-toto Statement v1) and the
+/// provenance statement for the image being written (`staged`: its
+/// manifest digest is their subject). The provenance is byte for byte what
+/// `--provenance` writes.
+pub(crate) fn attestations(
+    req: &EvidenceRequest,
+    ev: &Evidence,
+    staged: &ImageSummary,
+    fs: &FileSet,
+) -> Result<Vec<Attestation>, Failure> {
+    if !req.attest {
+        return Ok(Vec::new());
+    }
+    let spdx = sbom(
+        ev,
+        SbomFormat::Spdx,
+        &staged.reference,
+        &staged.fileset_digest,
+        &FileSetContent(fs),
+    )
+    .map_err(Failure::failed)?;
+    let predicate: serde_json::Value = serde_json::from_slice(&spdx).map_err(Failure::failed)?;
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{
+            "name": staged.reference,
+            "digest": {"sha256": staged.manifest_digest.hex()},
+        }],
+        "predicateType": PREDICATE_SPDX,
+        "predicate": predicate,
+    });
+    let mut sbom_statement = serde_json::to_vec_pretty(&statement).map_err(Failure::failed)?;
+    sbom_statement.push(b'\n');
+    let provenance = provenance::statement(
+        ev,
+        &staged.reference,
+        &staged.manifest_digest,
+        &staged.fileset_digest,
+    )
+    .map_err(Failure::failed)?;
+    Ok(vec![
+        Attestation {
+            predicate_type: PREDICATE_SPDX.into(),
+            statement: sbom_statement,
+        },
+        Attestation {
+            predicate_type: PREDICATE_SLSA.into(),
+            statement: provenance,
+        },
+    ])
+}
+
+/// Say where `--attest` put the statements.
+pub(crate) fn note_attached(summary: &ImageSummary, notes: &dyn Notes) {
+    if let Some(d) = &summary.attestation {
+        notes.note(format_args!(
+            "attached the SBOM (SPDX) and the provenance as attestation manifest {d} for {}",
+            summary.manifest_digest
+        ));
+    }
 }
 
 /// The evidence of a tree or an unpacked image: its embedded manifest when

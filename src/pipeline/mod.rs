@@ -161,6 +161,10 @@ pub enum JobError {
     Layers(usize),
     #[error("--push needs an image: drop --no-image")]
     PushWithoutImage,
+    #[error("--attest attaches the SBOM and provenance to the image: drop --no-image")]
+    AttestWithoutImage,
+    #[error("--push {0}: with --attest the image goes with an index, whose digest is not known ahead; push to a tag (HOST/NAME:TAG)")]
+    AttestPushDigest(String),
     #[error("--sbom-format needs --sbom FILE")]
     SbomFormatWithoutSbom,
     #[error("--sbom {}: name it *.spdx.json (SPDX 2.3) or *.cdx.json (CycloneDX 1.6), or pass --sbom-format spdx|cyclonedx", .0.display())]

@@ -43,6 +43,7 @@ impl PackJob {
         crate::sys::signals::install();
         req.evidence.format()?;
         let target = req.image.push_target()?;
+        req.evidence.check_push(target.as_ref())?;
         let registry = req.registry.options()?;
         let write = WriteOptions {
             base: req.image.base(&registry)?,
@@ -109,16 +110,28 @@ impl PackJob {
                 owners: ev.owners(),
             };
         }
-        let mut summary = image::write(&fs, &self.spec, &write, &req.output)
-            .map_err(|e| image_failure(e, &req.output))?;
+        let e = &req.evidence;
+        // `jail pack` packs the tree as it is (an unpacked image packs back
+        // to the same image): its evidence is the tree's embedded manifest,
+        // or one made for the documents only, not added to the image.
+        let ev = if e.sbom.is_some() || e.provenance.is_some() || e.attest {
+            Some(evidence::for_tree(e, &fs, &self.root, &self.spec, &write)?)
+        } else {
+            None
+        };
+        let staged = image::stage(&fs, &self.spec, &write, &req.output)
+            .map_err(|err| image_failure(err, &req.output))?;
+        let attestations = match &ev {
+            Some(ev) => evidence::attestations(e, ev, staged.summary(), &fs)?,
+            None => Vec::new(),
+        };
+        let mut summary = staged
+            .finish(&attestations)
+            .map_err(|err| image_failure(err, &req.output))?;
         notes.image(&summary);
-        if req.evidence.sbom.is_some() || req.evidence.provenance.is_some() {
-            // `jail pack` packs the tree as it is (an unpacked image packs
-            // back to the same image): its evidence is the tree's embedded
-            // manifest, or one made for the documents only, not added to
-            // the image.
-            let ev = evidence::for_tree(&req.evidence, &fs, &self.root, &self.spec, &write)?;
-            evidence::documents(&req.evidence, &ev, &summary, &fs, notes)?;
+        evidence::note_attached(&summary, notes);
+        if let Some(ev) = &ev {
+            evidence::documents(e, ev, &summary, &fs, notes)?;
         }
         if let Some((target, registry)) = &self.push {
             push_image(&mut summary, target, registry, notes)?;

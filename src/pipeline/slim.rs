@@ -102,6 +102,7 @@ impl SlimJob {
             ..req.image_opts.write_options(req.force)?
         };
         let push = req.image_opts.push_target()?.map(|t| (t, registry.clone()));
+        req.evidence.check_push(push.as_ref().map(|p| &p.0))?;
         let source = ImageSource::parse(&req.image).map_err(|e| match e {
             read::ReadError::Registry(e) => Failure::of(e),
             e => Failure::usage(e),

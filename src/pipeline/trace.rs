@@ -120,6 +120,9 @@ impl TraceJob {
         let config = load_config(req.config.as_ref())?;
         let runs = runs(&req, config.as_ref())?;
         req.evidence.format()?;
+        if req.evidence.attest && req.no_image {
+            return Err(JobError::AttestWithoutImage.into());
+        }
         let write = if req.no_image {
             None
         } else {
@@ -133,6 +136,7 @@ impl TraceJob {
             Some(t) => Some((t, req.registry.options()?)),
             None => None,
         };
+        req.evidence.check_push(push.as_ref().map(|p| &p.0))?;
         let env_rule = EnvRule::new(&req.env_keep, &req.env_drop).map_err(Failure::usage)?;
         let root = Root::host();
         let user_spec = req
