@@ -26,6 +26,11 @@ pub struct Args {
     /// version with apt and compare every file's sha256 with it.
     #[arg(long, requires = "packages")]
     fetch: bool,
+    /// The base an image made with `--base` was built on (an archive, a
+    /// layout or a registry reference) [default: the reference its embedded
+    /// manifest records].
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -39,6 +44,7 @@ pub fn run(a: Args) -> CmdResult {
         root: a.root,
         packages: a.packages,
         fetch: a.fetch,
+        base: a.base,
         registry: a.pull.request(),
     };
     let verified = verify(&request)?;

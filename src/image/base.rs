@@ -92,6 +92,12 @@ pub struct Base {
     pub layers: Vec<BaseLayer>,
     /// Every path of the base's root file system, as unpacked.
     pub files: BTreeMap<ImagePath, Entry>,
+    /// The base's embedded manifest, when it is a jail image: what an
+    /// image made on it records about the base's files
+    /// (docs/verify.md, "Images on a base").
+    pub evidence: Option<Box<crate::attest::Evidence>>,
+    /// The unpacked base (its files' content), kept for the base's life.
+    unpacked: read::Unpacked,
     blobs: Blobs,
 }
 
@@ -164,6 +170,14 @@ impl Base {
         let files = FileSet::from_dir(unpacked.root())
             .map_err(|e| unusable(format!("cannot read its unpacked files: {e}")))?
             .entries;
+        let evidence = crate::attest::Evidence::read_from_root(unpacked.root())
+            .map_err(|e| {
+                unusable(format!(
+                    "its embedded manifest: {}",
+                    crate::error::Chain(&e)
+                ))
+            })?
+            .map(Box::new);
         let blobs = match &source {
             ImageSource::Registry(_) => Blobs::Cache(
                 match &opts.cache {
@@ -179,8 +193,20 @@ impl Base {
             manifest_digest: unpacked.manifest_digest,
             layers,
             files,
+            evidence,
+            unpacked,
             blobs,
         })
+    }
+
+    /// The unpacked base's root file system.
+    pub fn dir(&self) -> &Path {
+        self.unpacked.root()
+    }
+
+    /// Where the base's copy of `path` is on this machine.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        self.dir().join(path.strip_prefix("/").unwrap_or(path))
     }
 
     /// The bytes of one of the base's blobs.

@@ -179,7 +179,7 @@ pub(crate) fn emit(e: Emit<'_>, notes: &dyn Notes) -> Result<Emitted, Failure> {
             .map_err(|err| image_failure(err, output))?;
         notes.image(&s);
         if let (Some(req), Some(ev)) = (&e.evidence, &evidence) {
-            evidence::documents(&req.request, ev, &s, &fileset, notes)?;
+            evidence::documents(&req.request, ev, &s, &fileset, wopts.base.as_deref(), notes)?;
         }
         if let Some((target, ropts)) = &e.push {
             if failed == 0 {

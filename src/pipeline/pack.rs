@@ -118,7 +118,7 @@ impl PackJob {
             // manifest, or one made for the documents only, not added to
             // the image.
             let ev = evidence::for_tree(&req.evidence, &fs, &self.root, &self.spec, &write)?;
-            evidence::documents(&req.evidence, &ev, &summary, &fs, notes)?;
+            evidence::documents(&req.evidence, &ev, &summary, &fs, None, notes)?;
         }
         if let Some((target, registry)) = &self.push {
             push_image(&mut summary, target, registry, notes)?;
