@@ -481,7 +481,7 @@ fn base_evidence_is_carried_and_verified(dir: &Path, on: &Value) {
     assert_eq!(m["base"]["reference"], "base.tar");
     assert_eq!(
         m["base"]["layers"].as_array().unwrap().len(),
-        layers(&on).iter().filter(|l| l.0 == "\"base\"").count()
+        layers(on).iter().filter(|l| l.0 == "\"base\"").count()
     );
     let files = m["files"].as_object().unwrap();
     let find = |part: &str| {
