@@ -475,6 +475,14 @@ fn base_evidence_is_carried_and_verified(dir: &Path, on: &Value) {
     // The manifest: the base recorded, its files with their packages.
     let tree = dir.join("app-tree");
     unpack_layers(&app, &tree);
+    // The directories above the app (in a sticky /tmp) keep their modes:
+    // the new layers do not hide the base's with plain 0755 ones.
+    use std::os::unix::fs::PermissionsExt;
+    for a in dir.ancestors().filter(|a| *a != Path::new("/")) {
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let inside = tree.join(a.strip_prefix("/").unwrap());
+        assert_eq!(mode(&inside), mode(a), "{}", a.display());
+    }
     let m: Value =
         serde_json::from_slice(&fs::read(tree.join("var/lib/jail/manifest.json")).unwrap())
             .unwrap();

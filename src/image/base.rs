@@ -255,6 +255,22 @@ impl Base {
                 }
             }
         }
+        // The directories above what goes on top keep the file set's
+        // metadata: a layer adds the parents it lacks as plain 0755
+        // directories, which would hide the base's (a sticky /tmp).
+        let above: Vec<ImagePath> = rest
+            .entries
+            .keys()
+            .flat_map(|p| p.as_path().ancestors().skip(1))
+            .filter(|a| *a != Path::new("/"))
+            .map(|a| ImagePath(a.to_path_buf()))
+            .filter(|a| !rest.entries.contains_key(a))
+            .collect();
+        for a in above {
+            if let Some(e) = fs.entries.get(&a).filter(|e| e.is_dir()) {
+                rest.entries.insert(a, e.clone());
+            }
+        }
         let (mut unused_files, mut unused_bytes) = (0, 0);
         for (path, b) in &self.files {
             if !b.is_dir() && !fs.entries.contains_key(path) && !is_base_evidence(path) {
