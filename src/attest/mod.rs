@@ -70,9 +70,8 @@ pub enum AttestError {
         in_base: String,
         here: String,
     },
-    #[error("this image was made on the base {reference}{}: {why}; pass --base IMAGE with that image (an archive, an OCI layout or a registry reference) to verify it", digest.map_or(String::new(), |d| format!(" ({d})")))]
+    #[error("this image was made on a base{}: {why}; pass --base IMAGE with that image (an archive, an OCI layout or a registry reference) to verify it", digest.map_or(String::new(), |d| format!(" ({d})")))]
     BaseNeeded {
-        reference: String,
         digest: Option<crate::digest::Digest>,
         why: String,
     },
@@ -382,9 +381,9 @@ pub struct Evidence {
 /// again to rebuild it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BaseRecord {
-    /// The base as `--base` named it (a path, a layout or a registry
-    /// reference): where `jail verify` looks for it without `--base`.
-    pub reference: String,
+    // No name: the same command on the same base gives the same layers
+    // however the base was named. The name is in the OCI manifest's
+    // `org.opencontainers.image.base.name` annotation.
     /// The base's manifest digest (none for a docker-archive base).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<crate::digest::Digest>,
@@ -396,7 +395,6 @@ pub struct BaseRecord {
 impl BaseRecord {
     pub fn of(base: &crate::image::Base) -> BaseRecord {
         BaseRecord {
-            reference: base.name.clone(),
             manifest_digest: base.manifest_digest,
             layers: base.layers.iter().map(|l| l.digest).collect(),
         }

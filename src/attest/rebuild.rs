@@ -66,7 +66,6 @@ pub fn rebuild(
     if let Some(rec) = &evidence.base {
         let Some(b) = &base else {
             return Err(AttestError::BaseNeeded {
-                reference: rec.reference.clone(),
                 digest: rec.manifest_digest,
                 why: "no base was given".into(),
             });
@@ -74,7 +73,6 @@ pub fn rebuild(
         let layers: Vec<Digest> = b.layers.iter().map(|l| l.digest).collect();
         if layers != rec.layers {
             return Err(AttestError::BaseNeeded {
-                reference: rec.reference.clone(),
                 digest: rec.manifest_digest,
                 why: format!(
                     "{} has other layers ({} where the image records {})",

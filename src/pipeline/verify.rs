@@ -204,7 +204,12 @@ pub fn verify(req: &VerifyRequest) -> Result<Verified, Failure> {
                 image: req.image.clone(),
             }))
         }
-        (Some(rec), given) => Some(open_base(rec, given.as_deref(), &registry)?),
+        (Some(rec), given) => Some(open_base(
+            rec,
+            given.as_deref(),
+            &facts.annotations,
+            &registry,
+        )?),
     };
     let outcome =
         rebuild::rebuild(&evidence, &facts, &root, base, scratch.path()).map_err(attest_failure)?;
@@ -214,29 +219,40 @@ pub fn verify(req: &VerifyRequest) -> Result<Verified, Failure> {
     })
 }
 
-/// The base an image was made on: `given` (`--base`), else the reference
-/// the image records. Not found, or not the recorded one (by manifest
-/// digest), it is an error saying what to pass.
+/// The base an image was made on: `given` (`--base`), else the one the
+/// image's OCI manifest names (`org.opencontainers.image.base.name`).
+/// Not named, not readable, or not the recorded one (by manifest digest),
+/// it is an error saying what to pass.
 fn open_base(
     rec: &BaseRecord,
     given: Option<&str>,
+    annotations: &BTreeMap<String, String>,
     registry: &RegistryOptions,
 ) -> Result<Arc<Base>, Failure> {
     let needed = |why: String| {
         attest_failure(AttestError::BaseNeeded {
-            reference: rec.reference.clone(),
             digest: rec.manifest_digest,
             why,
         })
     };
-    let name = given.unwrap_or(&rec.reference);
+    let name = match given.or(annotations
+        .get(crate::image::BASE_NAME_ANNOTATION)
+        .map(String::as_str))
+    {
+        Some(n) => n,
+        None => {
+            return Err(needed(
+                "the image does not name it (the org.opencontainers.image.base.name annotation of a local image's manifest)".into(),
+            ))
+        }
+    };
     let base = match Base::open(name, registry, &std::env::temp_dir()) {
         Ok(b) => b,
         // A base given explicitly that cannot be read is its own error.
         Err(e) if given.is_some() => return Err(Failure::of(e)),
         Err(e) => {
             return Err(needed(format!(
-                "it cannot be read as {name} ({})",
+                "the base it names, {name}, cannot be read ({})",
                 crate::error::Chain(&e)
             )))
         }
@@ -246,10 +262,6 @@ fn open_base(
             return Err(needed(format!("{name} is another image ({have})")));
         }
     }
-    // The same base under the name the image records: the rebuilt
-    // manifest names it so.
-    let mut base = base;
-    base.name = rec.reference.clone();
     Ok(Arc::new(base))
 }
 
