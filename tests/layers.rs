@@ -538,6 +538,24 @@ fn base_evidence_is_carried_and_verified(dir: &Path, on: &Value) {
     );
     assert!(tree.join("var/lib/dpkg/status.d/libsqlite3-0").is_file());
 
+    // --packages checks the base's files too.
+    let o = run(jail()
+        .current_dir(dir)
+        .args(["verify", "--packages", "--json", "app.tar"]));
+    ok(&o);
+    let c = json(&o);
+    assert_eq!(c["mismatched"], 0, "{c}");
+    // Every packaged regular file the manifest lists is verified, the
+    // base's (reason `base`) among them.
+    let packaged: Vec<&Value> = files
+        .values()
+        .filter(|r| r["type"] == "file" && r["package"].is_object())
+        .collect();
+    assert!(packaged
+        .iter()
+        .any(|r| r["reasons"].as_array().unwrap().iter().any(|x| x == "base")));
+    assert_eq!(c["verified"], packaged.len(), "{c}");
+
     // report: the base's files are packaged.
     let o = run(jail()
         .current_dir(dir)
