@@ -391,6 +391,8 @@ fn a_base_is_reused_byte_for_byte_and_a_differing_file_is_refused() {
         text(&o.stderr)
     );
 
+    base_evidence_is_carried_and_verified(dir, &on);
+
     // It runs, with the base's files and its own.
     let podman = Podman::new();
     podman.load(&dir.join("app.tar"));
@@ -418,6 +420,214 @@ fn a_base_is_reused_byte_for_byte_and_a_differing_file_is_refused() {
         text(&o.stderr)
     );
     assert!(!dir.join("bad.tar").exists());
+}
+
+/// Unpack the layers of a jail OCI archive, in order, into `dir`.
+fn unpack_layers(archive: &Path, dir: &Path) {
+    let outer = dir.with_extension("outer");
+    fs::create_dir_all(&outer).unwrap();
+    ok(&run(Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&outer)));
+    let m: Value = serde_json::from_slice(&fs::read(outer.join("manifest.json")).unwrap()).unwrap();
+    fs::create_dir_all(dir).unwrap();
+    for layer in m[0]["Layers"].as_array().unwrap() {
+        ok(&run(Command::new("tar")
+            .args(["--numeric-owner", "-xzf"])
+            .arg(outer.join(layer.as_str().unwrap()))
+            .arg("-C")
+            .arg(dir)));
+    }
+    fs::remove_dir_all(&outer).unwrap();
+}
+
+/// An image made on a base (app.tar on base.tar, in `dir`) describes the
+/// base's files too: its manifest records the base and their packages,
+/// status.d lists them, `jail verify` rebuilds it identical (finding the
+/// base by the name its OCI manifest gives, or by --base) and names a changed byte in a
+/// base file and in a command file; report and sbom see the base's files.
+fn base_evidence_is_carried_and_verified(dir: &Path, on: &Value) {
+    let digest = on["image"]["manifest_digest"].as_str().unwrap();
+    // Verify finds the base by the name it was given (relative to here).
+    let o = run(jail().current_dir(dir).args(["verify", "app.tar"]));
+    ok(&o);
+    assert_eq!(text(&o.stdout), format!("identical: {digest}\n"));
+    // Elsewhere that name is not the base: the error says what to pass.
+    let app = dir.join("app.tar");
+    let o = run(jail().current_dir("/").arg("verify").arg(&app));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("made on a base")
+            && err.contains("base.tar, cannot be read")
+            && err.contains("pass --base IMAGE"),
+        "{err}"
+    );
+    let o = run(jail()
+        .current_dir("/")
+        .arg("verify")
+        .arg("--base")
+        .arg(dir.join("base.tar"))
+        .arg(&app));
+    ok(&o);
+    assert_eq!(text(&o.stdout), format!("identical: {digest}\n"));
+
+    // The manifest: the base recorded, its files with their packages.
+    let tree = dir.join("app-tree");
+    unpack_layers(&app, &tree);
+    // The directories above the app (in a sticky /tmp) keep their modes:
+    // the new layers do not hide the base's with plain 0755 ones.
+    use std::os::unix::fs::PermissionsExt;
+    for a in dir.ancestors().filter(|a| *a != Path::new("/")) {
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let inside = tree.join(a.strip_prefix("/").unwrap());
+        assert_eq!(mode(&inside), mode(a), "{}", a.display());
+    }
+    let m: Value =
+        serde_json::from_slice(&fs::read(tree.join("var/lib/jail/manifest.json")).unwrap())
+            .unwrap();
+    assert!(m["base"]["manifest_digest"].is_string(), "{}", m["base"]);
+    assert_eq!(
+        m["base"]["manifest_digest"],
+        on["image"]["base"]["manifest_digest"]
+    );
+    assert_eq!(
+        m["base"]["layers"].as_array().unwrap().len(),
+        layers(on).iter().filter(|l| l.0 == "\"base\"").count()
+    );
+    let files = m["files"].as_object().unwrap();
+    let find = |part: &str| {
+        files
+            .iter()
+            .find(|(p, r)| p.contains(part) && r["type"] == "file")
+            .unwrap_or_else(|| panic!("no {part} in the manifest"))
+    };
+    let (sqlite_mod, rec) = find("lib-dynload/_sqlite3");
+    let sqlite_mod = sqlite_mod.clone();
+    assert_eq!(rec["package"]["name"], "libpython3.11-stdlib", "{rec}");
+    assert!(
+        rec["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "base"),
+        "{rec}"
+    );
+    let (libsqlite, rec) = find("libsqlite3.so");
+    let libsqlite = libsqlite.clone();
+    assert_eq!(rec["package"]["name"], "libsqlite3-0", "{rec}");
+    // The command's own files are not marked.
+    let (_, json_rec) = find("python3.11/json/__init__.py");
+    assert!(
+        !json_rec["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "base"),
+        "{json_rec}"
+    );
+    // One status.d list per package, naming the base's files too.
+    let sums = fs::read_to_string(tree.join("var/lib/dpkg/status.d/libpython3.11-stdlib.md5sums"))
+        .unwrap();
+    assert!(sums.contains(sqlite_mod.trim_start_matches('/')), "{sums}");
+    assert!(
+        sums.contains("usr/lib/python3.11/json/__init__.py"),
+        "{sums}"
+    );
+    assert!(tree.join("var/lib/dpkg/status.d/libsqlite3-0").is_file());
+
+    // --packages checks the base's files too.
+    let o = run(jail()
+        .current_dir(dir)
+        .args(["verify", "--packages", "--json", "app.tar"]));
+    ok(&o);
+    let c = json(&o);
+    assert_eq!(c["mismatched"], 0, "{c}");
+    // Every packaged regular file the manifest lists is verified, the
+    // base's (reason `base`) among them.
+    let packaged: Vec<&Value> = files
+        .values()
+        .filter(|r| r["type"] == "file" && r["package"].is_object())
+        .collect();
+    assert!(packaged
+        .iter()
+        .any(|r| r["reasons"].as_array().unwrap().iter().any(|x| x == "base")));
+    assert_eq!(c["verified"], packaged.len(), "{c}");
+
+    // report: the base's files are packaged.
+    let o = run(jail()
+        .current_dir(dir)
+        .args(["report", "--json", "app.tar"]));
+    ok(&o);
+    let r = json(&o);
+    let in_report = |path: &str| {
+        r["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in the report"))["packages"]
+            .clone()
+    };
+    assert_eq!(in_report(&libsqlite), serde_json::json!(["libsqlite3-0"]));
+    assert_eq!(
+        in_report(&sqlite_mod),
+        serde_json::json!(["libpython3.11-stdlib"])
+    );
+
+    // sbom: the base's package and files, related.
+    ok(&run(jail().current_dir(dir).args([
+        "sbom",
+        "app.tar",
+        "-o",
+        "app.spdx.json",
+    ])));
+    let sbom: Value =
+        serde_json::from_slice(&fs::read(dir.join("app.spdx.json")).unwrap()).unwrap();
+    let pkg = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "libsqlite3-0")
+        .expect("libsqlite3-0 in the SBOM");
+    let file = sbom["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == format!(".{libsqlite}"))
+        .expect("the base's libsqlite3 in the SBOM");
+    assert!(sbom["relationships"].as_array().unwrap().iter().any(|rel| {
+        rel["spdxElementId"] == pkg["SPDXID"]
+            && rel["relationshipType"] == "CONTAINS"
+            && rel["relatedSpdxElement"] == file["SPDXID"]
+    }));
+
+    // A changed byte in a base file and in a command file, repacked: named.
+    for rel in [sqlite_mod.as_str(), "/usr/lib/python3.11/json/__init__.py"] {
+        let f = tree.join(rel.trim_start_matches('/'));
+        let mut b = fs::read(&f).unwrap();
+        b[100] ^= 1;
+        fs::write(&f, b).unwrap();
+    }
+    ok(&run(jail().current_dir(dir).args([
+        "pack",
+        "app-tree",
+        "-o",
+        "tampered.tar",
+    ])));
+    let o = run(jail()
+        .current_dir(dir)
+        .args(["verify", "--base", "base.tar", "tampered.tar"]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    for rel in [sqlite_mod.as_str(), "/usr/lib/python3.11/json/__init__.py"] {
+        assert!(
+            out.contains(&format!("{rel}: content changed in the image")),
+            "{out}"
+        );
+    }
 }
 
 /// `jail trace --json -o OUT ARGS -- python3 SCRIPT` with its own cache

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use super::packages::{Attribution, PackageSource};
 use super::{
-    is_evidence_only, AttestError, Build, Evidence, FileRecord, ImageRecord, Origin, MANIFEST_PATH,
-    SCHEMA,
+    is_evidence_only, AttestError, BaseRecord, Build, Evidence, FileRecord, ImageRecord, Origin,
+    PackageRecord, PackageRef, MANIFEST_PATH, SCHEMA,
 };
 use crate::digest::Digest;
 use crate::fileset::{Entry, FileSet, Reason};
+use crate::image::Base;
 use crate::paths::ImagePath;
 use crate::resolve::{FileType, Follow, Root};
 
@@ -27,6 +28,9 @@ pub struct EmbedOptions {
     /// `slim`: the source image's manifest digest (a jail image's own
     /// origin wins, see [`Origin::base_image`]).
     pub base_image: Option<String>,
+    /// `--base`: the image whose layers go below; the manifest then
+    /// describes its files too ([`below`]).
+    pub base: Option<std::sync::Arc<Base>>,
 }
 
 /// Add the evidence to `fs` (whose content is read from `root`) and return
@@ -63,14 +67,19 @@ pub fn embed(
             _ => opts.base_image.clone(),
         },
     };
-    for (path, entry) in attribution.database(fs)? {
+    let below = match &opts.base {
+        Some(base) => Some(below(base, fs, &attribution)?),
+        None => None,
+    };
+    let sums = below.as_ref().map(|b| b.sums.clone()).unwrap_or_default();
+    for (path, entry) in attribution.database(fs, &sums)? {
         fs.entries.insert(path, entry);
     }
     // `/var/lib/dpkg/status.d` and `/var/lib/jail` may be new to the root:
     // generated with the database (a rebuild makes them again).
     fs.add_missing_parents(&[Path::new(MANIFEST_PATH)], Reason::PackageDatabase);
 
-    let files: BTreeMap<ImagePath, FileRecord> = fs
+    let mut files: BTreeMap<ImagePath, FileRecord> = fs
         .entries
         .iter()
         .map(|(p, e)| {
@@ -89,6 +98,37 @@ pub fn embed(
             )
         })
         .collect();
+    let mut packages = attribution.packages.clone();
+    if let Some(b) = below {
+        // The base's paths the image does not write again (the status.d
+        // entries of the packages above were just written again).
+        for (p, r) in b.files {
+            if !fs.entries.contains_key(&p) && p.as_path() != Path::new(MANIFEST_PATH) {
+                files.insert(p, r);
+            }
+        }
+        for p in b.packages {
+            if !packages
+                .iter()
+                .any(|q| q.name == p.name && q.architecture == p.architecture)
+            {
+                packages.push(p);
+            }
+        }
+        packages.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
+        // Kept files counted over the whole image.
+        for p in &mut packages {
+            let r = p.reference();
+            p.files_kept = files
+                .values()
+                .filter(|f| {
+                    f.package.as_ref() == Some(&r)
+                        && matches!(f.entry.file_type, FileType::File | FileType::Symlink)
+                })
+                .count() as u64;
+            p.files_total = p.files_total.max(p.files_kept);
+        }
+    }
     let evidence = Evidence {
         schema: SCHEMA.into(),
         jail: env!("CARGO_PKG_VERSION").into(),
@@ -99,8 +139,9 @@ pub fn embed(
             base_image,
         },
         image: image.clone(),
-        packages: attribution.packages.clone(),
+        packages,
         files,
+        base: opts.base.as_deref().map(BaseRecord::of),
     };
     let bytes = evidence.to_bytes()?;
     let text = String::from_utf8(bytes).map_err(|e| AttestError::Json {
@@ -124,6 +165,79 @@ pub fn embed(
         },
     );
     Ok(evidence)
+}
+
+/// What a `--base` brings below the image, as the manifest records it.
+struct Below {
+    /// The base's paths the command's file set does not have: the base
+    /// manifest's record (reasons, package) with reason `base` added; a
+    /// path the base manifest does not list (a base that is not a jail
+    /// image) as unpacked, without a package. Directories the base
+    /// manifest does not list are implied, as in any manifest.
+    files: BTreeMap<ImagePath, FileRecord>,
+    /// The packages of those paths, as the base manifest records them.
+    packages: Vec<PackageRecord>,
+    /// The md5 of each of those regular files with a package, for the
+    /// package's `status.d/NAME.md5sums`.
+    sums: BTreeMap<ImagePath, (PackageRef, String)>,
+}
+
+fn below(base: &Base, fs: &FileSet, attribution: &Attribution) -> Result<Below, AttestError> {
+    // The base's embedded manifest, when it is a jail image (read here, not
+    // by `image::Base`: the image writer does not know the evidence).
+    let base_ev = Evidence::read_from_root(base.dir())?;
+    let ev = base_ev.as_ref();
+    // A package described by both must be the same version: the image has
+    // one status.d stanza for it.
+    if let Some(ev) = ev {
+        for p in &attribution.packages {
+            if let Some(q) = ev.package(&p.reference()) {
+                if q.version != p.version {
+                    return Err(AttestError::BaseVersion {
+                        base: base.name.clone(),
+                        package: p.name.clone(),
+                        in_base: q.version.clone(),
+                        here: p.version.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let mut out = Below {
+        files: BTreeMap::new(),
+        packages: Vec::new(),
+        sums: BTreeMap::new(),
+    };
+    for (path, unpacked) in &base.files {
+        if fs.entries.contains_key(path) || path.as_path() == Path::new("/") {
+            continue;
+        }
+        let mut rec = match ev.and_then(|ev| ev.files.get(path)) {
+            Some(r) => r.clone(),
+            None if unpacked.file_type == FileType::Dir => continue,
+            None => FileRecord {
+                entry: unpacked.clone(),
+                package: None,
+            },
+        };
+        rec.entry.reasons.insert(Reason::Base);
+        if let Some(owner) = &rec.package {
+            if rec.entry.file_type == FileType::File {
+                let host = base.host_path(path.as_path());
+                out.sums.insert(
+                    path.clone(),
+                    (owner.clone(), super::packages::md5_file(&host)?),
+                );
+            }
+            if let Some(p) = ev.and_then(|ev| ev.package(owner)) {
+                if !out.packages.contains(p) {
+                    out.packages.push(p.clone());
+                }
+            }
+        }
+        out.files.insert(path.clone(), rec);
+    }
+    Ok(out)
 }
 
 /// Remove evidence from an earlier build: entries that are only evidence go,

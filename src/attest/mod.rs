@@ -63,6 +63,18 @@ pub enum AttestError {
         hint: &'static str,
         source: std::io::Error,
     },
+    #[error("--base {base}: package {package} is version {in_base} in the base, {here} here: its status.d stanza would contradict this image's files; rebuild the base from the same root, or drop --base")]
+    BaseVersion {
+        base: String,
+        package: String,
+        in_base: String,
+        here: String,
+    },
+    #[error("this image was made on a base{}: {why}; pass --base IMAGE with that image (an archive, an OCI layout or a registry reference) to verify it", digest.map_or(String::new(), |d| format!(" ({d})")))]
+    BaseNeeded {
+        digest: Option<crate::digest::Digest>,
+        why: String,
+    },
     #[error(transparent)]
     Interrupted(#[from] crate::sys::signals::Interrupted),
 }
@@ -72,7 +84,11 @@ impl AttestError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            AttestError::Parse { .. } | AttestError::NoManifest { .. } | AttestError::Usage(_)
+            AttestError::Parse { .. }
+                | AttestError::NoManifest { .. }
+                | AttestError::Usage(_)
+                | AttestError::BaseVersion { .. }
+                | AttestError::BaseNeeded { .. }
         )
     }
 }
@@ -353,8 +369,36 @@ pub struct Evidence {
     pub image: ImageRecord,
     pub packages: Vec<PackageRecord>,
     /// Every path of the image but the manifest itself (the parent
-    /// directories the layer adds are not listed).
+    /// directories the layer adds are not listed). On a base, the base's
+    /// paths the command does not use too, with reason `base`.
     pub files: BTreeMap<ImagePath, FileRecord>,
+    /// The base image whose layers are below this image's (`--base`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
+}
+
+/// The base an image was made on (`--base`): what `jail verify` needs
+/// again to rebuild it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaseRecord {
+    // No name: the same command on the same base gives the same layers
+    // however the base was named. The name is in the OCI manifest's
+    // `org.opencontainers.image.base.name` annotation.
+    /// The base's manifest digest (none for a docker-archive base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<crate::digest::Digest>,
+    /// The blob digests of the base's layers, bottom to top: the image's
+    /// first layers.
+    pub layers: Vec<crate::digest::Digest>,
+}
+
+impl BaseRecord {
+    pub fn of(base: &crate::image::Base) -> BaseRecord {
+        BaseRecord {
+            manifest_digest: base.manifest_digest,
+            layers: base.layers.iter().map(|l| l.digest).collect(),
+        }
+    }
 }
 
 impl Evidence {

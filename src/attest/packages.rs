@@ -200,7 +200,14 @@ impl Attribution {
     /// The database entries to add to the image: `status.d/NAME` (the
     /// stanza) and `status.d/NAME.md5sums` (the md5 of every kept regular
     /// file of the package, as in dpkg's own lists: path relative to `/`).
-    pub fn database(&self, fs: &FileSet) -> Result<Vec<(ImagePath, Entry)>, AttestError> {
+    /// `below` holds the regular files of a `--base` below the image that
+    /// the file set does not have, with their package and md5: a package's
+    /// list names them too, so it describes every file of the image.
+    pub fn database(
+        &self,
+        fs: &FileSet,
+        below: &BTreeMap<ImagePath, (PackageRef, String)>,
+    ) -> Result<Vec<(ImagePath, Entry)>, AttestError> {
         let mut out = Vec::new();
         let mut used: BTreeMap<String, usize> = BTreeMap::new();
         for (p, stanza) in self.packages.iter().zip(&self.stanzas) {
@@ -216,7 +223,7 @@ impl Attribution {
             text.push('\n');
             out.push((ImagePath(Path::new(STATUS_D).join(&name)), generated(text)));
             let r = p.reference();
-            let mut sums = String::new();
+            let mut lines: BTreeMap<&ImagePath, String> = BTreeMap::new();
             for (path, owner) in &self.files {
                 if *owner != r {
                     continue;
@@ -227,7 +234,15 @@ impl Attribution {
                 if e.file_type != FileType::File {
                     continue;
                 }
-                let md5 = md5_of(fs, path.as_path(), e)?;
+                lines.insert(path, md5_of(fs, path.as_path(), e)?);
+            }
+            for (path, (owner, md5)) in below {
+                if *owner == r && !fs.entries.contains_key(path) {
+                    lines.insert(path, md5.clone());
+                }
+            }
+            let mut sums = String::new();
+            for (path, md5) in lines {
                 let rel = path.as_path().strip_prefix("/").unwrap_or(path.as_path());
                 sums.push_str(&format!("{md5}  {}\n", rel.display()));
             }

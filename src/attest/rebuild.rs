@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -14,7 +15,7 @@ use super::{is_evidence_only, AttestError, Evidence, MANIFEST_PATH, STATUS_D};
 use crate::digest::Digest;
 use crate::dpkg::PackageDb;
 use crate::fileset::{Entry, FileSet, Reason};
-use crate::image;
+use crate::image::{self, Base};
 use crate::paths::ImagePath;
 use crate::resolve::{FileType, Root};
 
@@ -49,19 +50,61 @@ pub struct ImageFacts<'a> {
     pub reference: image::Reference,
 }
 
-/// Rebuild the image `evidence` describes from `root`, into `scratch`, and
-/// compare it with `image`.
+/// Rebuild the image `evidence` describes from `root` (and, for an image
+/// made on a base, the `base` it records), into `scratch`, and compare it
+/// with `image`.
 pub fn rebuild(
     evidence: &Evidence,
     image: &ImageFacts<'_>,
     root: &Root,
+    base: Option<Arc<Base>>,
     scratch: &Path,
 ) -> Result<Rebuilt, AttestError> {
     let mut diffs = Vec::new();
+    // 0. The base must be the one recorded: its layers are the image's
+    // first ones, as they are.
+    if let Some(rec) = &evidence.base {
+        let Some(b) = &base else {
+            return Err(AttestError::BaseNeeded {
+                digest: rec.manifest_digest,
+                why: "no base was given".into(),
+            });
+        };
+        let layers: Vec<Digest> = b.layers.iter().map(|l| l.digest).collect();
+        if layers != rec.layers {
+            return Err(AttestError::BaseNeeded {
+                digest: rec.manifest_digest,
+                why: format!(
+                    "{} has other layers ({} where the image records {})",
+                    b.name,
+                    show_digests(&layers),
+                    show_digests(&rec.layers)
+                ),
+            });
+        }
+    }
+    let base = base.filter(|_| evidence.base.is_some());
+    // The base's paths, as the manifest records them (compared with the
+    // base, not with the root).
+    let mut below: BTreeMap<ImagePath, Entry> = BTreeMap::new();
     // 1. Every path the manifest lists, from the root.
     let mut fs = FileSet::new(root.dir());
     for (path, rec) in &evidence.files {
         let want = &rec.entry;
+        if let (Some(b), true) = (&base, want.reasons.contains(&Reason::Base)) {
+            match b.files.get(path) {
+                None => diffs.push(diff(path, "missing in the base")),
+                Some(have) => {
+                    let mut want = want.clone();
+                    want.mtime = have.mtime;
+                    for why in compare(&want, have, "in the base") {
+                        diffs.push(diff(path, &why));
+                    }
+                }
+            }
+            below.insert(path.clone(), want.clone());
+            continue;
+        }
         // The package database is regenerated below, and so is the
         // manifest; other evidence (os-release) must be the root's.
         let regenerated = is_evidence_only(want);
@@ -114,6 +157,7 @@ pub fn rebuild(
     let opts = EmbedOptions {
         build: evidence.build.clone(),
         base_image: evidence.origin.base_image.clone(),
+        base: base.clone(),
     };
     let again = embed::embed(&mut fs, root, &evidence.image, &opts)?;
     for (path, rec) in &evidence.files {
@@ -159,13 +203,14 @@ pub fn rebuild(
     let out = scratch.join("rebuilt.tar");
     let mut wopts = evidence.image.write_options();
     wopts.layering.owners = evidence.owners();
+    wopts.base = base;
     let summary = image::write(&fs, &spec, &wopts, &out).map_err(|e| AttestError::Write {
         path: out.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
     let identical = diffs.is_empty() && image.manifest_digest == Some(summary.manifest_digest);
     if !identical {
-        diffs.extend(compare_with_image(&fs, image.root)?);
+        diffs.extend(compare_with_image(&fs, &below, image.root)?);
         if diffs.is_empty() {
             diffs.push(Difference {
                 path: PathBuf::from("/"),
@@ -263,9 +308,21 @@ fn show_target(t: &Option<PathBuf>) -> String {
         .map_or("(none)".into(), |t| t.display().to_string())
 }
 
-/// Name the paths where the image's files are not the rebuilt ones.
+fn show_digests(d: &[Digest]) -> String {
+    let v: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Name the paths where the image's files are not the rebuilt ones (the
+/// file set, and `below` it the base's paths as recorded; their mtimes
+/// are the base layer's, not compared).
 fn compare_with_image(
     rebuilt: &FileSet,
+    below: &BTreeMap<ImagePath, Entry>,
     image_root: &Path,
 ) -> Result<Vec<Difference>, AttestError> {
     let image = FileSet::from_dir(image_root).map_err(|e| AttestError::Read {
@@ -289,8 +346,22 @@ fn compare_with_image(
             out.push(diff(path, &why));
         }
     }
+    for (path, want) in below {
+        let Some(have) = image.entries.get(path) else {
+            out.push(diff(path, "missing in the image"));
+            continue;
+        };
+        let mut want = want.clone();
+        want.mtime = have.mtime;
+        for why in compare(&want, have, "in the image") {
+            out.push(diff(path, &why));
+        }
+    }
     for (path, have) in &image.entries {
-        if have.file_type != FileType::Dir && !rebuilt.entries.contains_key(path) {
+        if have.file_type != FileType::Dir
+            && !rebuilt.entries.contains_key(path)
+            && !below.contains_key(path)
+        {
             out.push(diff(path, "in the image, but not in the rebuild"));
         }
     }

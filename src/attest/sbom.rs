@@ -68,6 +68,26 @@ impl Content for FileSetContent<'_> {
     }
 }
 
+/// The files of a file set, and below them those of the `--base` unpacked
+/// at the second path (the base's paths the file set does not have).
+pub struct OnBase<'a>(pub &'a crate::fileset::FileSet, pub Option<&'a Path>);
+
+impl Content for OnBase<'_> {
+    fn open(&self, path: &Path) -> std::io::Result<Box<dyn Read + '_>> {
+        match (self.0.get(path), self.1) {
+            (Some(e), _) => match e.content.as_deref() {
+                Some(c) => Ok(Box::new(c.as_bytes())),
+                None => Ok(Box::new(std::fs::File::open(self.0.host_path(path))?)),
+            },
+            (None, Some(base)) => {
+                let rel = path.strip_prefix("/").unwrap_or(path);
+                Ok(Box::new(std::fs::File::open(base.join(rel))?))
+            }
+            (None, None) => Ok(Box::new(std::fs::File::open(self.0.host_path(path))?)),
+        }
+    }
+}
+
 /// The SBOM of the image `evidence` describes, as pretty JSON. `name` names
 /// the image (its reference); `digest` identifies it (the file-set digest).
 pub fn sbom(

@@ -33,8 +33,7 @@ pub struct Args {
     /// (K alone). The command's environment is only PATH plus these.
     #[arg(long, short = 'e', value_name = "K=V")]
     env: Vec<OsString>,
-    /// Working directory inside the tree [default: the image's WorkingDir,
-    /// or /].
+    /// Working directory inside the tree [default: the image's WorkingDir, or /].
     #[arg(long, short = 'w', value_name = "DIR")]
     workdir: Option<PathBuf>,
     /// Hostname inside the jail (default: this machine's).

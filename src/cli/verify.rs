@@ -10,22 +10,21 @@ use super::{print_json, CmdResult, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The image: an archive, an OCI layout DIR, DIR:TAG, or a registry
-    /// reference.
+    /// The image: an archive, an OCI layout DIR, DIR:TAG, or a registry reference.
     image: String,
-    /// The root to rebuild from: a directory, or an image (unpacked)
-    /// [default: /].
+    /// The root to rebuild from: a directory, or an image [default: /].
     #[arg(long, value_name = "DIR|IMAGE")]
     root: Option<String>,
-    /// Check every regular file against its package's checksums in the
-    /// root's dpkg database (`info/*.md5sums`, `Conffiles:`) instead of
-    /// rebuilding.
+    /// Check every regular file against its package's checksums in the root's
+    /// dpkg database instead of rebuilding.
     #[arg(long)]
     packages: bool,
-    /// With --packages: also download the .deb of each package's exact
-    /// version with apt and compare every file's sha256 with it.
+    /// With --packages: also compare with the .deb of each exact version, from apt.
     #[arg(long, requires = "packages")]
     fetch: bool,
+    /// The base an image made with `--base` was built on [default: the one it names].
+    #[arg(long, value_name = "IMAGE")]
+    base: Option<String>,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -39,6 +38,7 @@ pub fn run(a: Args) -> CmdResult {
         root: a.root,
         packages: a.packages,
         fetch: a.fetch,
+        base: a.base,
         registry: a.pull.request(),
     };
     let verified = verify(&request)?;

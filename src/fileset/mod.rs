@@ -73,6 +73,10 @@ pub enum Reason {
     /// has none, and to resolve a User given by name; `/etc/group` for a
     /// group name ([`crate::image::ImageSpec::runtime_reads`]).
     Runtime,
+    /// In the embedded manifest of an image made on `--base`: a path of
+    /// the base's layers that the command's file set does not have (its
+    /// other reasons and package are the base manifest's; docs/verify.md).
+    Base,
 }
 
 /// One path of the file set.

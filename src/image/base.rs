@@ -92,6 +92,8 @@ pub struct Base {
     pub layers: Vec<BaseLayer>,
     /// Every path of the base's root file system, as unpacked.
     pub files: BTreeMap<ImagePath, Entry>,
+    /// The unpacked base (its files' content), kept for the base's life.
+    unpacked: read::Unpacked,
     blobs: Blobs,
 }
 
@@ -179,8 +181,19 @@ impl Base {
             manifest_digest: unpacked.manifest_digest,
             layers,
             files,
+            unpacked,
             blobs,
         })
+    }
+
+    /// The unpacked base's root file system.
+    pub fn dir(&self) -> &Path {
+        self.unpacked.root()
+    }
+
+    /// Where the base's copy of `path` is on this machine.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        self.dir().join(path.strip_prefix("/").unwrap_or(path))
     }
 
     /// The bytes of one of the base's blobs.
@@ -227,6 +240,22 @@ impl Base {
                         what,
                     })
                 }
+            }
+        }
+        // The directories above what goes on top keep the file set's
+        // metadata: a layer adds the parents it lacks as plain 0755
+        // directories, which would hide the base's (a sticky /tmp).
+        let above: Vec<ImagePath> = rest
+            .entries
+            .keys()
+            .flat_map(|p| p.as_path().ancestors().skip(1))
+            .filter(|a| *a != Path::new("/"))
+            .map(|a| ImagePath(a.to_path_buf()))
+            .filter(|a| !rest.entries.contains_key(a))
+            .collect();
+        for a in above {
+            if let Some(e) = fs.entries.get(&a).filter(|e| e.is_dir()) {
+                rest.entries.insert(a, e.clone());
             }
         }
         let (mut unused_files, mut unused_bytes) = (0, 0);

@@ -334,6 +334,11 @@ pub fn parse_source_date_epoch(v: &OsStr) -> Result<i64, ImageError> {
     s.parse().map_err(|_| bad())
 }
 
+/// The OCI manifest annotation naming the image's base.
+pub const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";
+/// The OCI manifest annotation with the base's manifest digest.
+pub const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
+
 /// Write `fs` as an image at `dest`.
 pub fn write(
     fs: &FileSet,
@@ -579,7 +584,22 @@ pub fn stage(
             size: l.size,
         })
         .collect();
-    let manifest = json::manifest(&config_desc, &layer_descs, &spec.annotations)?;
+    // On a base, the manifest names it (the OCI annotations; slim's own
+    // are kept): outside the layers and the config, so the same command
+    // on the same base gives the same blobs however the base was named,
+    // and `jail verify` finds the base by it (docs/verify.md).
+    let mut annotations = spec.annotations.clone();
+    if let Some(b) = &opts.base {
+        annotations
+            .entry(BASE_NAME_ANNOTATION.to_string())
+            .or_insert_with(|| b.name.clone());
+        if let Some(d) = b.manifest_digest {
+            annotations
+                .entry(BASE_DIGEST_ANNOTATION.to_string())
+                .or_insert_with(|| d.to_string());
+        }
+    }
+    let manifest = json::manifest(&config_desc, &layer_descs, &annotations)?;
     let manifest_digest = staging.add_blob(&manifest)?;
     // docker-archive readers assume gzip or plain tar layers: a zstd image
     // is an OCI archive only (docs/formats.md).

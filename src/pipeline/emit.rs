@@ -178,9 +178,13 @@ pub(crate) fn emit(e: Emit<'_>, notes: &dyn Notes) -> Result<Emitted, Failure> {
         let staged = image::stage(&fileset, spec, &wopts, output)
             .map_err(|err| image_failure(err, output))?;
         let attestations = match (&e.evidence, &evidence) {
-            (Some(req), Some(ev)) => {
-                evidence::attestations(&req.request, ev, staged.summary(), &fileset)?
-            }
+            (Some(req), Some(ev)) => evidence::attestations(
+                &req.request,
+                ev,
+                staged.summary(),
+                &fileset,
+                wopts.base.as_deref(),
+            )?,
             _ => Vec::new(),
         };
         let mut s = staged
@@ -189,7 +193,7 @@ pub(crate) fn emit(e: Emit<'_>, notes: &dyn Notes) -> Result<Emitted, Failure> {
         notes.image(&s);
         evidence::note_attached(&s, notes);
         if let (Some(req), Some(ev)) = (&e.evidence, &evidence) {
-            evidence::documents(&req.request, ev, &s, &fileset, notes)?;
+            evidence::documents(&req.request, ev, &s, &fileset, wopts.base.as_deref(), notes)?;
         }
         if let Some((target, ropts)) = &e.push {
             if failed == 0 {

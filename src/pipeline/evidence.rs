@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic::write_atomic;
 use crate::attest::embed::{embed, EmbedOptions};
-use crate::attest::sbom::{sbom, FileSetContent, SbomFormat};
+use crate::attest::sbom::{sbom, OnBase, SbomFormat};
 use crate::attest::{provenance, AttestError, Build, BuildKind, Evidence, ImageRecord};
 use crate::fileset::FileSet;
 use crate::image::{Attestation, ImageSpec, ImageSummary, WriteOptions};
@@ -111,6 +111,7 @@ pub(crate) fn add(
     let opts = EmbedOptions {
         build: req.build.clone(),
         base_image: req.base_image.clone(),
+        base: wopts.base.clone(),
     };
     let ev = embed(fs, root, &ImageRecord::new(spec, wopts), &opts).map_err(attest_failure)?;
     notes.note(format_args!(
@@ -127,6 +128,7 @@ pub(crate) fn documents(
     ev: &Evidence,
     summary: &ImageSummary,
     fs: &FileSet,
+    base: Option<&crate::image::Base>,
     notes: &dyn Notes,
 ) -> Result<(), Failure> {
     if let Some(format) = req.format()? {
@@ -136,7 +138,7 @@ pub(crate) fn documents(
             format,
             &summary.reference,
             &summary.fileset_digest,
-            &FileSetContent(fs),
+            &OnBase(fs, base.map(|b| b.dir())),
         )
         .map_err(Failure::failed)?;
         write_atomic(path, &bytes).map_err(|source| JobError::Write {
@@ -178,6 +180,7 @@ pub(crate) fn attestations(
     ev: &Evidence,
     staged: &ImageSummary,
     fs: &FileSet,
+    base: Option<&crate::image::Base>,
 ) -> Result<Vec<Attestation>, Failure> {
     if !req.attest {
         return Ok(Vec::new());
@@ -187,7 +190,7 @@ pub(crate) fn attestations(
         SbomFormat::Spdx,
         &staged.reference,
         &staged.fileset_digest,
-        &FileSetContent(fs),
+        &OnBase(fs, base.map(|b| b.dir())),
     )
     .map_err(Failure::failed)?;
     let predicate: serde_json::Value = serde_json::from_slice(&spdx).map_err(Failure::failed)?;
@@ -253,6 +256,7 @@ pub(crate) fn for_tree(
         &EmbedOptions {
             build,
             base_image: None,
+            base: None,
         },
     )
     .map_err(attest_failure)

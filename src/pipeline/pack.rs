@@ -122,7 +122,7 @@ impl PackJob {
         let staged = image::stage(&fs, &self.spec, &write, &req.output)
             .map_err(|err| image_failure(err, &req.output))?;
         let attestations = match &ev {
-            Some(ev) => evidence::attestations(e, ev, staged.summary(), &fs)?,
+            Some(ev) => evidence::attestations(e, ev, staged.summary(), &fs, None)?,
             None => Vec::new(),
         };
         let mut summary = staged
@@ -131,7 +131,7 @@ impl PackJob {
         notes.image(&summary);
         evidence::note_attached(&summary, notes);
         if let Some(ev) = &ev {
-            evidence::documents(e, ev, &summary, &fs, notes)?;
+            evidence::documents(e, ev, &summary, &fs, None, notes)?;
         }
         if let Some((target, registry)) = &self.push {
             push_image(&mut summary, target, registry, notes)?;

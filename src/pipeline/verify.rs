@@ -7,14 +7,15 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::attest::embed::{embed, EmbedOptions};
 use crate::attest::rebuild::{self, ImageFacts, PackageCheck, Rebuilt};
 use crate::attest::sbom::{sbom as sbom_document, DirContent, SbomFormat};
-use crate::attest::{AttestError, Build, BuildKind, Evidence, ImageRecord};
+use crate::attest::{AttestError, BaseRecord, Build, BuildKind, Evidence, ImageRecord};
 use crate::fileset::FileSet;
 use crate::image::read::{self, ImageSource, LocalImage, Unpacked};
-use crate::image::{ImageSpec, Reference, WriteOptions};
+use crate::image::{Base, ImageSpec, Reference, WriteOptions};
 use crate::registry::RegistryOptions;
 use crate::resolve::Root;
 
@@ -31,6 +32,9 @@ pub struct VerifyRequest {
     pub packages: bool,
     /// With `packages`: also against the `.deb`s from the archive.
     pub fetch: bool,
+    /// The base an image made on `--base` was built on [default: the
+    /// reference its embedded manifest records].
+    pub base: Option<String>,
     pub registry: RegistryRequest,
 }
 
@@ -43,6 +47,8 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("--base {base}: {image} was not made on a base (its embedded manifest records none); drop --base")]
+    NoBase { base: String, image: String },
 }
 
 /// What `jail verify` found; as JSON, the check or the rebuild's outcome.
@@ -190,12 +196,73 @@ pub fn verify(req: &VerifyRequest) -> Result<Verified, Failure> {
             .and_then(|r| Reference::parse(r).ok())
             .unwrap_or_else(|| Reference::default_for("image")),
     };
+    let base = match (&evidence.base, &req.base) {
+        (None, None) => None,
+        (None, Some(b)) => {
+            return Err(Failure::usage(VerifyError::NoBase {
+                base: b.clone(),
+                image: req.image.clone(),
+            }))
+        }
+        (Some(rec), given) => Some(open_base(
+            rec,
+            given.as_deref(),
+            &facts.annotations,
+            &registry,
+        )?),
+    };
     let outcome =
-        rebuild::rebuild(&evidence, &facts, &root, scratch.path()).map_err(attest_failure)?;
+        rebuild::rebuild(&evidence, &facts, &root, base, scratch.path()).map_err(attest_failure)?;
     Ok(Verified::Rebuild {
         outcome,
         root: root.dir().to_path_buf(),
     })
+}
+
+/// The base an image was made on: `given` (`--base`), else the one the
+/// image's OCI manifest names (`org.opencontainers.image.base.name`).
+/// Not named, not readable, or not the recorded one (by manifest digest),
+/// it is an error saying what to pass.
+fn open_base(
+    rec: &BaseRecord,
+    given: Option<&str>,
+    annotations: &BTreeMap<String, String>,
+    registry: &RegistryOptions,
+) -> Result<Arc<Base>, Failure> {
+    let needed = |why: String| {
+        attest_failure(AttestError::BaseNeeded {
+            digest: rec.manifest_digest,
+            why,
+        })
+    };
+    let name = match given.or(annotations
+        .get(crate::image::BASE_NAME_ANNOTATION)
+        .map(String::as_str))
+    {
+        Some(n) => n,
+        None => {
+            return Err(needed(
+                "the image does not name it (the org.opencontainers.image.base.name annotation of a local image's manifest)".into(),
+            ))
+        }
+    };
+    let base = match Base::open(name, registry, &std::env::temp_dir()) {
+        Ok(b) => b,
+        // A base given explicitly that cannot be read is its own error.
+        Err(e) if given.is_some() => return Err(Failure::of(e)),
+        Err(e) => {
+            return Err(needed(format!(
+                "the base it names, {name}, cannot be read ({})",
+                crate::error::Chain(&e)
+            )))
+        }
+    };
+    if let (Some(want), Some(have)) = (rec.manifest_digest, base.manifest_digest) {
+        if want != have {
+            return Err(needed(format!("{name} is another image ({have})")));
+        }
+    }
+    Ok(Arc::new(base))
 }
 
 /// The OCI manifest's annotations of a local image (a registry image's
@@ -246,6 +313,7 @@ pub fn sbom(
             let opts = EmbedOptions {
                 build,
                 base_image: None,
+                base: None,
             };
             let record = ImageRecord::new(&spec, &WriteOptions::default());
             embed(&mut copy, &root, &record, &opts).map_err(attest_failure)?
