@@ -310,10 +310,12 @@ impl SlimJob {
             notes,
         )?;
 
+        // Paths, as `before_files` counts them (an image's `files` sums the
+        // entries of its layers: a parent directory counts once per layer).
         let after = done
             .image
             .as_ref()
-            .map(|s| (s.uncompressed_size, s.files))
+            .map(|s| (s.uncompressed_size, done.fileset.entries.len() as u64))
             .unwrap_or_default();
         let ratio = if after.0 > 0 {
             before_bytes as f64 / after.0 as f64
