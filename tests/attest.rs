@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{jail, ok, require, run, text, Podman};
+use common::{ok, require, run, text, Podman};
 use registry_server::Registry;
 use serde_json::Value;
 use sha2::Digest as _;
@@ -50,15 +50,7 @@ impl Scratch {
     }
 
     fn jail(&self) -> Command {
-        let mut c = jail();
-        c.current_dir(self.path())
-            .env("HOME", self.path().join("home"))
-            .env("XDG_CACHE_HOME", self.path().join("cache"))
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("DOCKER_CONFIG");
-        c
+        registry_server::isolated_jail(self.path(), &self.path().join("cache"))
     }
 
     /// `jail trace --attest -- /bin/echo attested` with `args`, as JSON.

@@ -156,6 +156,15 @@ fn python_json_jail_is_small_and_holds_no_docs_or_package_state() {
 
 // -------------------------------------------------------------- secrets ---
 
+/// The stderr line that names /etc/shadow.
+fn shadow_warning(t: &Traced) -> String {
+    t.stderr()
+        .lines()
+        .find(|l| l.contains("/etc/shadow"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no warning names /etc/shadow:\n{}", t.stderr()))
+}
+
 /// `/etc/shadow` is a secret (SPEC): left out, and said loudly, naming
 /// `--redacted-shadow`. With that flag the jail gets the accounts (PAM's
 /// account stage reads them) with every hash replaced; with `--include`
@@ -180,12 +189,7 @@ fn etc_shadow_is_left_out_loudly_or_generated_without_hashes_when_asked() {
         t.has("/etc/os-release"),
         "the other file read is in the tree"
     );
-    let warning = t
-        .stderr()
-        .lines()
-        .find(|l| l.contains("/etc/shadow"))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no warning names /etc/shadow:\n{}", t.stderr()));
+    let warning = shadow_warning(&t);
     assert!(
         warning.contains("SECRET LEFT OUT")
             && warning.contains("read by pid")
@@ -214,12 +218,7 @@ fn etc_shadow_is_left_out_loudly_or_generated_without_hashes_when_asked() {
         (meta.mode() & 0o7777, meta.uid(), meta.gid()),
         (host.mode() & 0o7777, host.uid(), host.gid())
     );
-    let warning = t
-        .stderr()
-        .lines()
-        .find(|l| l.contains("/etc/shadow"))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no warning names /etc/shadow:\n{}", t.stderr()));
+    let warning = shadow_warning(&t);
     assert!(
         warning.contains("SECRET REDACTED") && warning.contains("read by pid"),
         "{warning}"

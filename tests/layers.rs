@@ -15,7 +15,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{jail, ok, require, run, text, Podman};
+use common::{jail, ok, require, run, text, unpack_layers, Podman};
 use registry_server::Registry;
 use serde_json::Value;
 
@@ -31,16 +31,7 @@ fn app_v2() -> &'static str {
 
 /// `jail trace --json -o OUT ARGS -- python3 SCRIPT`, its summary.
 fn trace(dir: &Path, out: &str, script: &Path, args: &[&str]) -> Value {
-    require(PYTHON, "python3");
-    let o = run(jail()
-        .current_dir(dir)
-        .args(["trace", "--json", "-o", out])
-        .args(args)
-        .arg("--")
-        .arg(PYTHON)
-        .arg(script));
-    ok(&o);
-    json(&o)
+    trace_in(dir, None, out, script, args)
 }
 
 fn json(o: &Output) -> Value {
@@ -422,27 +413,6 @@ fn a_base_is_reused_byte_for_byte_and_a_differing_file_is_refused() {
     assert!(!dir.join("bad.tar").exists());
 }
 
-/// Unpack the layers of a jail OCI archive, in order, into `dir`.
-fn unpack_layers(archive: &Path, dir: &Path) {
-    let outer = dir.with_extension("outer");
-    fs::create_dir_all(&outer).unwrap();
-    ok(&run(Command::new("tar")
-        .arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(&outer)));
-    let m: Value = serde_json::from_slice(&fs::read(outer.join("manifest.json")).unwrap()).unwrap();
-    fs::create_dir_all(dir).unwrap();
-    for layer in m[0]["Layers"].as_array().unwrap() {
-        ok(&run(Command::new("tar")
-            .args(["--numeric-owner", "-xzf"])
-            .arg(outer.join(layer.as_str().unwrap()))
-            .arg("-C")
-            .arg(dir)));
-    }
-    fs::remove_dir_all(&outer).unwrap();
-}
-
 /// An image made on a base (app.tar on base.tar, in `dir`) describes the
 /// base's files too: its manifest records the base and their packages,
 /// status.d lists them, `jail verify` rebuilds it identical (finding the
@@ -630,12 +600,16 @@ fn base_evidence_is_carried_and_verified(dir: &Path, on: &Value) {
     }
 }
 
-/// `jail trace --json -o OUT ARGS -- python3 SCRIPT` with its own cache
-/// (where the record of pushed blobs lives).
-fn trace_cached(dir: &Path, cache: &Path, out: &str, script: &Path, args: &[&str]) -> Value {
-    let o = run(jail()
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", cache)
+/// `jail trace --json -o OUT ARGS -- python3 SCRIPT`, with its own cache
+/// when given (where the record of pushed blobs lives).
+fn trace_in(dir: &Path, cache: Option<&Path>, out: &str, script: &Path, args: &[&str]) -> Value {
+    require(PYTHON, "python3");
+    let mut cmd = jail();
+    cmd.current_dir(dir);
+    if let Some(cache) = cache {
+        cmd.env("XDG_CACHE_HOME", cache);
+    }
+    let o = run(cmd
         .args(["trace", "--json", "-o", out])
         .args(args)
         .arg("--")
@@ -656,9 +630,9 @@ fn a_push_mounts_what_another_repository_has_and_uploads_when_it_cannot() {
     let base_py = dir.join("base.py");
     write_app(&base_py, "import json, decimal\nprint('base')\n");
     let base_ref = format!("{host}/base:1");
-    let base = trace_cached(
+    let base = trace_in(
         dir,
-        &cache,
+        Some(&cache),
         "base.tar",
         &base_py,
         &[&["--push", &base_ref][..], &insecure].concat(),
@@ -671,9 +645,9 @@ fn a_push_mounts_what_another_repository_has_and_uploads_when_it_cannot() {
     write_app(&app, app_v1());
     let before = reg.blob_puts().len();
     let app_ref = format!("{host}/app:1");
-    let on = trace_cached(
+    let on = trace_in(
         dir,
-        &cache,
+        Some(&cache),
         "app.tar",
         &app,
         &[&["--base", "base.tar", "--push", &app_ref][..], &insecure].concat(),
@@ -707,9 +681,9 @@ fn a_push_mounts_what_another_repository_has_and_uploads_when_it_cannot() {
 
     // A base named by its registry reference: pulled, its layers reused,
     // and mounted into a third repository.
-    let by_ref = trace_cached(
+    let by_ref = trace_in(
         dir,
-        &cache,
+        Some(&cache),
         "app2.tar",
         &app,
         &[
@@ -730,7 +704,7 @@ fn a_push_mounts_what_another_repository_has_and_uploads_when_it_cannot() {
     // A record that names a repository without the blob: the registry
     // answers 202 (an upload), and jail uploads it.
     write_app(&app, app_v2());
-    let other = trace_cached(dir, &cache, "other.tar", &app, &[]);
+    let other = trace_in(dir, Some(&cache), "other.tar", &app, &[]);
     let record = cache.join("jail/pushed.json");
     let mut r: Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
     for (_, digest, _) in layers(&other) {
@@ -738,9 +712,9 @@ fn a_push_mounts_what_another_repository_has_and_uploads_when_it_cannot() {
     }
     fs::write(&record, serde_json::to_vec(&r).unwrap()).unwrap();
     let mounts = reg.mounts();
-    let again = trace_cached(
+    let again = trace_in(
         dir,
-        &cache,
+        Some(&cache),
         "other.tar",
         &app,
         &[&["--push", &format!("{host}/other:1")][..], &insecure].concat(),

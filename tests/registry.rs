@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use common::{jail, ok, require, run, text};
+use common::{ok, require, run, text};
 use registry_server::Registry;
 use serde_json::Value;
 
@@ -58,15 +58,7 @@ impl Scratch {
     }
 
     fn jail(&self) -> Command {
-        let mut c = jail();
-        c.current_dir(self.path())
-            .env("HOME", self.path().join("home"))
-            .env("XDG_CACHE_HOME", self.cache())
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("DOCKER_CONFIG");
-        c
+        registry_server::isolated_jail(self.path(), &self.cache())
     }
 
     /// A tree with a static busybox (and `extra` random bytes in a file).

@@ -32,29 +32,6 @@ fn host_version(package: &str) -> String {
     text(&o.stdout)
 }
 
-/// Unpack the layers of an OCI archive written by jail, in order, into `dir`.
-fn unpack_layers(archive: &Path, dir: &Path) {
-    let outer = dir.with_extension("outer");
-    fs::create_dir_all(&outer).unwrap();
-    ok(&run(Command::new("tar")
-        .arg("-xf")
-        .arg(archive)
-        .arg("-C")
-        .arg(&outer)));
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(outer.join("manifest.json")).unwrap()).unwrap();
-    fs::create_dir_all(dir).unwrap();
-    // Every layer in order (jail's layers hold no whiteouts).
-    for layer in m[0]["Layers"].as_array().unwrap() {
-        ok(&run(Command::new("tar")
-            .args(["--numeric-owner", "-xzf"])
-            .arg(outer.join(layer.as_str().unwrap()))
-            .arg("-C")
-            .arg(dir)));
-    }
-    let _ = fs::remove_dir_all(&outer);
-}
-
 fn json_of(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(

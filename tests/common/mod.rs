@@ -226,3 +226,27 @@ pub fn debian_root() -> PathBuf {
     std::fs::write(&done, "").expect("mark the root complete");
     root
 }
+
+/// Unpack the layers of an OCI archive written by jail, in order, into
+/// `dir` (jail's layers hold no whiteouts).
+#[allow(dead_code)]
+pub fn unpack_layers(archive: &Path, dir: &Path) {
+    let outer = dir.with_extension("outer");
+    std::fs::create_dir_all(&outer).unwrap();
+    ok(&run(Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&outer)));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(outer.join("manifest.json")).unwrap()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    for layer in m[0]["Layers"].as_array().unwrap() {
+        ok(&run(Command::new("tar")
+            .args(["--numeric-owner", "-xzf"])
+            .arg(outer.join(layer.as_str().unwrap()))
+            .arg("-C")
+            .arg(dir)));
+    }
+    let _ = std::fs::remove_dir_all(&outer);
+}

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -154,4 +154,18 @@ impl Registry {
             .filter(|l| l.contains("\"POST /v2/") && l.contains("mount=") && l.contains("\" 201 "))
             .count()
     }
+}
+
+/// `jail` run in `dir` with a private HOME (`dir/home`) and blob cache
+/// (`cache`), and none of the machine's registry auth files.
+pub fn isolated_jail(dir: &Path, cache: &Path) -> Command {
+    let mut c = crate::common::jail();
+    c.current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env("XDG_CACHE_HOME", cache)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("DOCKER_CONFIG");
+    c
 }
