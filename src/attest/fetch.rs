@@ -20,6 +20,7 @@ use super::rebuild::Difference;
 use super::AttestError;
 use crate::digest::Digest;
 use crate::dpkg::{self, PackageDb};
+use crate::fileset::FileSet;
 use crate::resolve::Root;
 use crate::sys::signals as interrupt;
 
@@ -52,11 +53,11 @@ impl FetchCheck {
 
 /// Compare `files` (package → the image's files it owns, as in-image paths)
 /// with the `.deb` of each package's installed version in `db`, read from
-/// the unpacked image at `image_root`. Downloads go to `scratch`.
+/// the unpacked image `image`. Downloads go to `scratch`.
 pub fn compare_with_debs(
     db: &PackageDb,
     root: &Root,
-    image_root: &Path,
+    image: &FileSet,
     files: &BTreeMap<String, Vec<PathBuf>>,
     scratch: &Path,
 ) -> Result<FetchCheck, AttestError> {
@@ -91,7 +92,7 @@ pub fn compare_with_debs(
         let shipped = deb_sha256s(&deb, root)?;
         out.packages += 1;
         for p in paths {
-            let have = sha256_of(&in_root(image_root, p))?;
+            let have = sha256_of(&image.host_path(p))?;
             match shipped.get(p) {
                 Some(want) if *want == have => out.verified += 1,
                 Some(want) => {
@@ -124,10 +125,6 @@ pub fn compare_with_debs(
     }
     out.mismatched_files.sort();
     Ok(out)
-}
-
-fn in_root(image_root: &Path, p: &Path) -> PathBuf {
-    image_root.join(p.strip_prefix("/").unwrap_or(p))
 }
 
 fn sha256_of(path: &Path) -> Result<Digest, AttestError> {

@@ -490,7 +490,7 @@ pub fn check_packages(
     }
     if let Some(scratch) = fetch {
         out.fetched = Some(super::fetch::compare_with_debs(
-            &db, root, image_root, &owned, scratch,
+            &db, root, &image, &owned, scratch,
         )?);
     }
     Ok(out)
