@@ -76,6 +76,7 @@ pub struct TraceSummary {
     pub syscall_stops: u64,
     pub duration_ms: u64,
     pub setup_ms: u64,
+    pub command_us: u64,
     pub fileset_ms: u64,
     pub fileset: FileSetSummary,
     pub findings: Vec<Finding>,
@@ -316,6 +317,7 @@ impl TraceJob {
             syscall_stops: log.stats.syscall_stops,
             duration_ms: log.stats.duration_ms,
             setup_ms: log.stats.setup_ms,
+            command_us: log.stats.command_us,
             fileset_ms: done.fileset_ms,
             fileset: FileSetSummary {
                 entries: done.fileset.entries.len(),

@@ -157,6 +157,12 @@ pub struct TraceStats {
     /// programs (`ebpf`), in milliseconds.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub setup_ms: u64,
+    /// Of that, the command's own run: from its release (after the tracer
+    /// is ready) until its first process exited, in microseconds. This is
+    /// what tracing costs the program itself, and what the benchmarks
+    /// compare with a native run.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub command_us: u64,
 }
 
 fn is_zero_u64(n: &u64) -> bool {
@@ -258,6 +264,7 @@ impl AccessLog {
         self.stats.syscall_stops += other.stats.syscall_stops;
         self.stats.duration_ms += other.stats.duration_ms;
         self.stats.setup_ms += other.stats.setup_ms;
+        self.stats.command_us += other.stats.command_us;
         if self.exit.success() {
             self.exit = other.exit;
         }

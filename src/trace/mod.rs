@@ -349,6 +349,7 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             syscall_stops: out.syscall_stops,
             duration_ms,
             setup_ms,
+            command_us: out.command.as_micros() as u64,
         },
     })
 }

@@ -47,6 +47,8 @@ pub(super) struct Outcome {
     pub warnings: Vec<String>,
     pub syscall_stops: u64,
     pub syscall_counts: Option<BTreeMap<String, u64>>,
+    /// From the command's release to its first process's exit.
+    pub command: std::time::Duration,
 }
 
 /// How to start the command.
@@ -136,6 +138,9 @@ struct Tracer {
     procs: BTreeMap<i32, Process>,
     main: Pid,
     main_exit: Option<ExitStatus>,
+    /// When the command was released, and how long its first process ran.
+    released: Option<std::time::Instant>,
+    main_ran: Option<std::time::Duration>,
     /// The first process's raw wait status (the sandbox decodes its init's).
     main_wait: Option<WaitStatus>,
     buf: Vec<u8>,
@@ -220,6 +225,8 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         procs: BTreeMap::new(),
         main: pid,
         main_exit: None,
+        released: None,
+        main_ran: None,
         main_wait: None,
         buf: Vec::with_capacity(sp::MAX_STR),
         stops: 0,
@@ -259,6 +266,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
     let result = match started {
         Started::Host(stopped) => {
             // Wake it from its SIGSTOP; it now installs the filter and execs.
+            t.released = Some(std::time::Instant::now());
             let r = kill(pid, Signal::SIGCONT)
                 .map_err(|e| TraceError::Ptrace {
                     pid: pid.as_raw(),
@@ -270,6 +278,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         }
         Started::Sandbox(mut child) => {
             // Open the gate: init forks the payload, traced from birth.
+            t.released = Some(std::time::Instant::now());
             let r = child
                 .start()
                 .map_err(|e| TraceError::Sandbox(Box::new(e)))
@@ -343,6 +352,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         warnings: t.warnings,
         syscall_stops: t.stops,
         syscall_counts: counts,
+        command: t.main_ran.unwrap_or_default(),
     })
 }
 
@@ -515,6 +525,7 @@ impl Tracer {
         }
         if pid == self.main {
             self.main_exit = Some(status);
+            self.main_ran = self.released.map(|r| r.elapsed());
         }
     }
 
