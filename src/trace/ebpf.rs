@@ -396,13 +396,10 @@ fn run_forwarding(root: Root, launch: &Launch<'_>) -> Result<(Outcome, Duration)
             Launched::Sandbox(child)
         }
     };
-    let main_wait = {
-        let pidfd = match (&launched, &host_pidfd) {
-            (_, Some(fd)) => fd.as_fd(),
-            (Launched::Sandbox(child), None) => child.pidfd(),
-            (Launched::Host(_), None) => unreachable!("a host run has a pidfd"),
-        };
-        wait_main(pid, pidfd)?
+    let main_wait = match (&launched, &host_pidfd) {
+        (Launched::Sandbox(child), _) => wait_main(pid, child.pidfd())?,
+        (Launched::Host(_), Some(fd)) => wait_main(pid, fd.as_fd())?,
+        (Launched::Host(_), None) => return Err(TraceError::Wait(Errno::EBADF)),
     };
     let command = released.elapsed();
     let mut warnings = Vec::new();
@@ -532,8 +529,7 @@ fn end_left_running(tracer: &Tracer, warnings: &mut Vec<String>) -> Result<(), T
     let mut killed = false;
     let mut killing = false;
     loop {
-        let mut left = tracer.left()?;
-        left.sort_unstable();
+        let left = tracer.left()?;
         if left.is_empty() {
             reap_ended();
             return Ok(());
@@ -593,13 +589,18 @@ impl Tracer {
             .ok_or_else(|| failed("find the traced map")("missing".into()))?;
         let traced: BpfHashMap<&MapData, u32, u32> =
             BpfHashMap::try_from(map).map_err(|e| failed("open the traced map")(chain(&e)))?;
-        // A key deleted while the walk passes it ends the walk early: the
-        // caller asks again until the map is empty.
-        Ok(traced
+        // A key deleted while the walk passes it restarts the walk (a
+        // pid may come twice; bounded): the caller asks again until the
+        // map is empty.
+        let mut keys = traced
             .keys()
-            .filter_map(Result::ok)
-            .map(|k| k as i32)
-            .collect())
+            .take(1 << 17)
+            .map(|k| k.map(|k| k as i32))
+            .collect::<Result<Vec<i32>, _>>()
+            .map_err(|e| failed("read the traced map")(chain(&e)))?;
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Call once every traced process has exited: their events are all in
