@@ -706,34 +706,46 @@ fn sigkill_to_jail_leaves_no_traced_process() {
     }
 }
 
+/// Under the ptrace backend and under ebpf (whose own wait loop forwards).
 #[test]
 fn sigint_is_forwarded_to_the_command() {
-    let d = tempfile::tempdir().unwrap();
-    let pidfile = d.path().join("pid");
-    let script = format!(
-        "trap 'echo got-int; exit 5' INT; echo $$ > {}; while :; do sleep 0.05; done",
-        pidfile.display()
-    );
-    let child = jail()
-        .args(["trace", "--no-image", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    for backend in ["ptrace", "ebpf"] {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("pid");
+        let script = format!(
+            "trap 'echo got-int; exit 5' INT; echo $$ > {}; while :; do sleep 0.05; done",
+            pidfile.display()
+        );
+        let child = jail()
+            .args([
+                "trace",
+                "--no-image",
+                "--backend",
+                backend,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_pid_file(&pidfile);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
         .unwrap();
-    wait_pid_file(&pidfile);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(text(&out.stdout), "got-int\n");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("exit status 5"),
-        "{}",
-        text(&out.stderr)
-    );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(text(&out.stdout), "got-int\n", "{backend}");
+        assert_eq!(out.status.code(), Some(1), "{backend}");
+        assert!(
+            text(&out.stderr).contains("exit status 5"),
+            "{backend}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]
