@@ -181,7 +181,7 @@ pub(in crate::trace) fn exit_of(
                 return Err(match step {
                     process::ChildStep::Exec => TraceError::Exec { program, errno },
                     process::ChildStep::PreExec => TraceError::Setup {
-                        what: "install the seccomp filter in the child",
+                        what: "prepare the command in its child (change to the working directory, install the seccomp filter)",
                         source: errno,
                     },
                 });
