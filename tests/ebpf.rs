@@ -1,7 +1,9 @@
-//! The eBPF backend against the ptrace backend: the same access logs and
-//! file sets for every tracer fixture, sh and python3 (inside an image's
-//! sandbox: tests/ebpf_sandbox.rs); a fork storm loses nothing; SIGKILL leaves no program
-//! attached; two runs at once see only their own command.
+//! The eBPF backend against the ptrace backend: the same access logs, file
+//! sets and process trees for every tracer fixture, sh, python3 and setpriv
+//! (inside an image's sandbox: tests/ebpf_sandbox.rs); the same handling of
+//! a process left running, of exec failures and of 32-bit programs; the
+//! command is never stopped; a fork storm loses nothing; SIGKILL leaves no
+//! program attached; two runs at once see only their own command.
 //!
 //! Allowed differences are listed in docs/tracing.md ("The ebpf backend");
 //! [`compare`] names each one it tolerates.
