@@ -19,6 +19,12 @@
 //    dirfd's file), walked up to the task's root across mounts;
 //  * at sched_process_exec, the name the program was executed by, the cwd
 //    chain when that name is relative, and the chain of the file loaded;
+//    then its argv (read from the new mm's arg_start..arg_end) and its
+//    credentials (task->cred: uids, gids, supplementary groups);
+//  * the process tree, so that the command is never stopped: a fork event
+//    for every process or thread a traced group starts, an exit event with
+//    the wait status when a group's last thread exits, and the credentials
+//    again at sys_exit of every setuid-family call;
 //  * counts every event it could not deliver whole (`lost`): jail fails the
 //    trace when any count is not zero.
 //
@@ -91,14 +97,42 @@ typedef struct {
 
 struct signal_struct {
 	atomic_t live;
+	unsigned int flags;
+	int group_exit_code;
+} __attribute__((preserve_access_index));
+
+struct mm_struct {
+	unsigned long arg_start, arg_end;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	unsigned int val;
+} kuid_t;
+
+typedef struct {
+	unsigned int val;
+} kgid_t;
+
+struct group_info {
+	int ngroups;
+	kgid_t gid[];
+} __attribute__((preserve_access_index));
+
+struct cred {
+	kuid_t uid, suid, euid, fsuid;
+	kgid_t gid, sgid, egid, fsgid;
+	struct group_info *group_info;
 } __attribute__((preserve_access_index));
 
 struct task_struct {
 	int pid;
 	int tgid;
+	int exit_code;
 	struct fs_struct *fs;
 	struct files_struct *files;
 	struct signal_struct *signal;
+	struct mm_struct *mm;
+	const struct cred *cred;
 } __attribute__((preserve_access_index));
 
 struct linux_binprm {
@@ -121,6 +155,14 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define KIND_SYSCALL 1
 #define KIND_EXEC 2
+#define KIND_FORK 3	// tgid: parent; tid: child; args[0]: child's tgid
+#define KIND_EXIT 4	// a group's last thread exited; ret: the wait status
+#define KIND_ARGV 5	// the argv of the exec just sent (name 1: NUL-separated)
+#define KIND_CREDS 6	// args[0..3]: uid|euid<<32, suid|fsuid<<32, gid|egid<<32,
+			// sgid|fsgid<<32; name 1: the supplementary groups (u32s)
+
+#define MAX_GROUPS 64
+#define SIGNAL_GROUP_EXIT 0x4
 
 // event.flags
 #define F_NO_BASE1 (1 << 0)	// base 1 unavailable (closed fd, not a file)
@@ -132,6 +174,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define F_BASE1 (1 << 6)	// chain 1 present
 #define F_BASE2 (1 << 7)
 #define F_CREATED (1 << 8)	// the open created the file (FMODE_CREATED)
+#define F_THREAD (1 << 9)	// KIND_FORK: a thread of the parent's group
+#define F_TRUNCATED (1 << 10)	// KIND_ARGV/KIND_CREDS: did not fit, cut
 
 #define FMODE_CREATED (1 << 20)
 
@@ -148,6 +192,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define D_SOCKADDR 3	// a sockaddr_un in args[1], length args[2]
 #define D_MARK 4	// no names (io_uring_setup)
 #define D_EXEC 5	// like D_PATHS, only failures (success: sched_process_exec)
+#define D_CREDS 6	// no names: the credentials after a setuid-family call
 
 struct desc {
 	u8 kind;
@@ -408,6 +453,63 @@ static __always_inline int base_for(struct work *w, u32 off, u32 name_off, int n
 	return walk_fd(w, off, t, dirfd);
 }
 
+// Start an event with no arguments, names or chains.
+static __always_inline struct event *begin(struct work *w, u32 kind, u32 tgid, u32 tid)
+{
+	struct event *e = &w->e;
+	e->kind = kind;
+	e->tgid = tgid;
+	e->tid = tid;
+	e->flags = 0;
+	e->nr = 0;
+	e->ret = 0;
+	for (int i = 0; i < 6; i++)
+		e->args[i] = 0;
+	e->len[0] = e->len[1] = e->len[2] = e->len[3] = 0;
+	return e;
+}
+
+// The credentials `t` runs with now (after an exec or a setuid-family
+// call): the four uids, the four gids and the supplementary groups.
+static __always_inline void send_creds(struct task_struct *t, u32 tgid, u32 tid)
+{
+	struct work *w = scratch_work();
+	if (!w)
+		return;
+	struct event *e = begin(w, KIND_CREDS, tgid, tid);
+	const struct cred *c = BPF_CORE_READ(t, cred);
+	if (!c) {
+		count_lost(LOST_READ);
+		return;
+	}
+	u64 uid = BPF_CORE_READ(c, uid.val), euid = BPF_CORE_READ(c, euid.val);
+	u64 suid = BPF_CORE_READ(c, suid.val), fsuid = BPF_CORE_READ(c, fsuid.val);
+	u64 gid = BPF_CORE_READ(c, gid.val), egid = BPF_CORE_READ(c, egid.val);
+	u64 sgid = BPF_CORE_READ(c, sgid.val), fsgid = BPF_CORE_READ(c, fsgid.val);
+	e->args[0] = uid | euid << 32;
+	e->args[1] = suid | fsuid << 32;
+	e->args[2] = gid | egid << 32;
+	e->args[3] = sgid | fsgid << 32;
+	struct group_info *gi = BPF_CORE_READ(c, group_info);
+	s32 n = gi ? BPF_CORE_READ(gi, ngroups) : 0;
+	if (n < 0)
+		n = 0;
+	if (n > MAX_GROUPS) {
+		n = MAX_GROUPS;
+		e->flags |= F_TRUNCATED;
+	}
+	u64 size = (u64)n * 4;
+	asm volatile("%0 &= %1" : "+r"(size) : "i"(MAX_GROUPS * 4 * 2 - 1));
+	if (size > 0 &&
+	    bpf_probe_read_kernel(&e->data[0], size,
+				  (void *)gi + bpf_core_field_offset(struct group_info, gid))) {
+		count_lost(LOST_READ);
+		return;
+	}
+	e->len[0] = size;
+	send(e, size);
+}
+
 SEC("raw_tracepoint/sys_exit")
 int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -425,6 +527,10 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (d->kind == D_EXEC && ret == 0)
 		return 0;
+	if (d->kind == D_CREDS) {
+		send_creds((struct task_struct *)bpf_get_current_task(), tgid, (u32)id);
+		return 0;
+	}
 	struct work *w = scratch_work();
 	if (!w)
 		return 0;
@@ -653,6 +759,26 @@ int jail_exec(struct bpf_raw_tracepoint_args *ctx)
 		e->flags |= F_OUTSIDE2;
 	e->len[3] = r - off;
 	send(e, r);
+
+	// Its argv, from the new image's stack (current's mm is the new one
+	// here; the kernel has just written the strings, so they are resident).
+	u32 tid = e->tid;
+	e = begin(w, KIND_ARGV, tgid, tid);
+	u64 start = BPF_CORE_READ(t, mm, arg_start);
+	u64 end = BPF_CORE_READ(t, mm, arg_end);
+	u64 size = end > start ? end - start : 0;
+	if (size > DATA_USED - 1) {
+		size = DATA_USED - 1;
+		e->flags |= F_TRUNCATED;
+	}
+	asm volatile("%0 &= %1" : "+r"(size) : "i"(DATA_USED - 1));
+	if (size > 0 && bpf_probe_read_user(&e->data[0], size, (void *)start)) {
+		count_lost(LOST_READ);
+		return 0;
+	}
+	e->len[0] = size;
+	send(e, size);
+	send_creds(t, tgid, tid);
 	return 0;
 }
 
@@ -663,9 +789,21 @@ int jail_fork(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
 	u32 ptgid = BPF_CORE_READ(parent, tgid);
 	u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (ptgid == ctgid)
-		return 0; // a thread: its group is already known
+	u32 ctid = BPF_CORE_READ(child, pid);
 	u32 *pv = bpf_map_lookup_elem(&traced, &ptgid);
+	if (ptgid == ctgid) {
+		// A thread: its group is already known; counted for the tree.
+		if (!pv)
+			return 0;
+		struct work *w = scratch_work();
+		if (!w)
+			return 0;
+		struct event *e = begin(w, KIND_FORK, ptgid, ctid);
+		e->args[0] = ctgid;
+		e->flags = F_THREAD;
+		send(e, 0);
+		return 0;
+	}
 	u32 val = T_STARTING;
 	if (pv) {
 		val = *pv;
@@ -682,8 +820,16 @@ int jail_fork(struct bpf_raw_tracepoint_args *ctx)
 		if (__sync_val_compare_and_swap(&c->armed, 1, 0) != 1)
 			return 0;
 	}
-	if (bpf_map_update_elem(&traced, &ctgid, &val, BPF_ANY))
+	if (bpf_map_update_elem(&traced, &ctgid, &val, BPF_ANY)) {
 		count_lost(LOST_MAP);
+		return 0;
+	}
+	struct work *w = scratch_work();
+	if (!w)
+		return 0;
+	struct event *e = begin(w, KIND_FORK, ptgid, ctid);
+	e->args[0] = ctgid;
+	send(e, 0);
 	return 0;
 }
 
@@ -694,7 +840,22 @@ int jail_exit(struct bpf_raw_tracepoint_args *ctx)
 	u32 tgid = BPF_CORE_READ(t, tgid);
 	if (!bpf_map_lookup_elem(&traced, &tgid))
 		return 0;
-	if (BPF_CORE_READ(t, signal, live.counter) == 0)
-		bpf_map_delete_elem(&traced, &tgid);
+	if (BPF_CORE_READ(t, signal, live.counter) != 0)
+		return 0;
+	// The group's wait status, as wait(2) will report it: the group exit
+	// code after exit_group or a fatal signal, else this thread's code.
+	struct signal_struct *sig = BPF_CORE_READ(t, signal);
+	s64 status = BPF_CORE_READ(t, exit_code);
+	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+		status = BPF_CORE_READ(sig, group_exit_code);
+	// Sent before the group leaves the map: once the map is empty, jail
+	// knows every event of the command is in the ring.
+	struct work *w = scratch_work();
+	if (w) {
+		struct event *e = begin(w, KIND_EXIT, tgid, BPF_CORE_READ(t, pid));
+		e->ret = status;
+		send(e, 0);
+	}
+	bpf_map_delete_elem(&traced, &tgid);
 	return 0;
 }

@@ -1,7 +1,9 @@
-//! The eBPF backend against the ptrace backend: the same access logs and
-//! file sets for every tracer fixture, sh and python3 (inside an image's
-//! sandbox: tests/ebpf_sandbox.rs); a fork storm loses nothing; SIGKILL leaves no program
-//! attached; two runs at once see only their own command.
+//! The eBPF backend against the ptrace backend: the same access logs, file
+//! sets and process trees for every tracer fixture, sh, python3 and setpriv
+//! (inside an image's sandbox: tests/ebpf_sandbox.rs); the same handling of
+//! a process left running, of exec failures and of 32-bit programs; the
+//! command is never stopped; a fork storm loses nothing; SIGKILL leaves no
+//! program attached; two runs at once see only their own command.
 //!
 //! Allowed differences are listed in docs/tracing.md ("The ebpf backend");
 //! [`compare`] names each one it tolerates.
@@ -51,17 +53,42 @@ fn trace(backend: &str, cwd: &Path, args: &[&str]) -> (Output, AccessLog, BTreeS
 
 type Summary = BTreeMap<PathBuf, (BTreeSet<AccessKind>, bool)>;
 
+/// The log's paths with their kinds and `existed`; `/proc/PID/…` paths
+/// as `/proc/PID/…` (two runs have different pids).
 fn summary(log: &AccessLog) -> Summary {
     log.files
         .iter()
-        .map(|(p, a)| (p.0.clone(), (a.kinds.clone(), a.existed)))
+        .map(|(p, a)| {
+            let mut path = p.0.clone();
+            if let Ok(rest) = p.0.strip_prefix("/proc") {
+                let mut c = rest.components();
+                if let Some(first) = c.next() {
+                    if first
+                        .as_os_str()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                    {
+                        path = Path::new("/proc/PID").join(c.as_path());
+                    }
+                }
+            }
+            (path, (a.kinds.clone(), a.existed))
+        })
         .collect()
 }
 
 /// Trace the same command under both backends, each in a fresh copy of the
 /// scene `setup` builds at the same path, and require the same logs (path,
-/// kinds, existed) and the same file sets, the same stdout and exit status.
-fn compare(name: &str, setup: impl Fn(&Path), cwd: Option<&str>, args: &[&str]) {
+/// kinds, existed) and the same file sets, the same stdout and exit status,
+/// and the same process tree (ppid links, execs with argv, threads, exit
+/// statuses, uids and gids: [`process_tree`]). Returns both logs.
+fn compare(
+    name: &str,
+    setup: impl Fn(&Path),
+    cwd: Option<&str>,
+    args: &[&str],
+) -> (AccessLog, AccessLog) {
     let base = test_dir("ebpf-compare").join(name);
     let mut results = Vec::new();
     for backend in ["ptrace", "ebpf"] {
@@ -107,6 +134,12 @@ fn compare(name: &str, setup: impl Fn(&Path), cwd: Option<&str>, args: &[&str]) 
         e_log.processes.len(),
         "{name}: process counts"
     );
+    assert_eq!(
+        process_tree(p_log),
+        process_tree(e_log),
+        "{name}: process trees (ptrace, then ebpf)"
+    );
+    (results[0].1.clone(), results[1].1.clone())
 }
 
 fn data(base: &Path) {
@@ -241,6 +274,35 @@ fn fixtures_give_the_same_logs_as_ptrace() {
     for (name, cwd, args) in cases {
         compare(name, with_links, *cwd, args);
     }
+    // Credentials: setpriv switches ids (setgroups, setresgid, setresuid)
+    // and execs; ptrace sees the calls' arguments and /proc at the exec,
+    // ebpf the kernel's credentials after each.
+    let (_, e) = compare(
+        "setpriv",
+        data,
+        None,
+        &[
+            "/usr/bin/setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/bin/cat",
+            "/etc/hostname",
+        ],
+    );
+    let cat = e
+        .processes
+        .iter()
+        .find(|p| {
+            p.execs
+                .iter()
+                .any(|x| x.argv.first().is_some_and(|a| a == "/bin/cat"))
+        })
+        .expect("the cat exec is in the tree");
+    assert!(
+        cat.uids.contains(&65534) && cat.gids.contains(&65534),
+        "{cat:?}"
+    );
     let threads_cwd = fixture("trace_threads_cwd", &["-pthread"]);
     compare("threads-cwd", data, None, &[s(&threads_cwd), "@/sub"]);
     let thread_exec = fixture("trace_thread_exec", &["-pthread"]);
@@ -266,6 +328,116 @@ fn fixtures_give_the_same_logs_as_ptrace() {
     );
     let signals = fixture("trace_signals", &[]);
     compare("signals", data, None, &[s(&signals)]);
+}
+
+/// A command that leaves a process running: both backends report it, watch
+/// it for the grace period, kill it, and log the same tree (its exit:
+/// killed by SIGKILL).
+#[test]
+fn a_process_left_running_is_handled_as_ptrace_does() {
+    let (p, e) = compare(
+        "left-running",
+        data,
+        None,
+        &["/bin/sh", "-c", "sleep 5 & echo hi"],
+    );
+    for (backend, log) in [("ptrace", &p), ("ebpf", &e)] {
+        let has = |w: &str| log.warnings.iter().any(|x| x.contains(w));
+        assert!(
+            has("left 1 process(es) running") && has("killed what the command left running"),
+            "{backend}: {:?}",
+            log.warnings
+        );
+        let sleep = log
+            .processes
+            .iter()
+            .find(|p| {
+                p.execs
+                    .iter()
+                    .any(|x| x.argv.first().is_some_and(|a| a == "sleep"))
+            })
+            .expect("the sleep is in the tree");
+        assert_eq!(
+            sleep.exit.as_deref(),
+            Some("killed by SIGKILL"),
+            "{backend}"
+        );
+    }
+}
+
+/// A missing program and a file that is not executable: the same error
+/// and exit code as ptrace.
+#[test]
+fn exec_failures_are_the_same_as_ptrace() {
+    let d = tempfile::tempdir().unwrap();
+    let plain = d.path().join("plain.txt");
+    fs::write(&plain, "not a program").unwrap();
+    for prog in [d.path().join("missing"), plain] {
+        let outs: Vec<Output> = ["ptrace", "ebpf"]
+            .iter()
+            .map(|b| {
+                run(jail()
+                    .args(["trace", "--no-image", "--backend", b, "--"])
+                    .arg(&prog))
+            })
+            .collect();
+        let error = |o: &Output| {
+            text(&o.stderr)
+                .lines()
+                .find(|l| l.contains("error"))
+                .map(str::to_string)
+        };
+        assert_eq!(outs[0].status.code(), Some(2), "{}", text(&outs[0].stderr));
+        assert_eq!(
+            outs[0].status.code(),
+            outs[1].status.code(),
+            "{}",
+            prog.display()
+        );
+        assert!(error(&outs[0]).is_some(), "{}", text(&outs[0].stderr));
+        assert_eq!(error(&outs[0]), error(&outs[1]), "{}", prog.display());
+    }
+}
+
+/// The ebpf backend never stops the command: no syscall stop, and no
+/// tracer attached to it or to its children (TracerPid, read from inside;
+/// under ptrace the same command sees jail as its tracer).
+#[test]
+fn the_command_is_never_stopped() {
+    let cmd = [
+        "/bin/sh",
+        "-c",
+        "grep TracerPid /proc/self/status; grep TracerPid /proc/$$/status",
+    ];
+    let (out, log, _) = trace("ebpf", Path::new("/"), &cmd);
+    ok(&out);
+    assert_eq!(text(&out.stdout), "TracerPid:\t0\nTracerPid:\t0\n");
+    assert_eq!(log.stats.syscall_stops, 0);
+    assert!(log.stats.command_us > 0);
+    let (out, _, _) = trace("ptrace", Path::new("/"), &cmd);
+    assert!(
+        !text(&out.stdout).contains("TracerPid:\t0"),
+        "the control run is traced: {}",
+        text(&out.stdout)
+    );
+}
+
+/// An exec of a 32-bit program is refused as under ptrace.
+#[test]
+fn a_32bit_program_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("tiny32");
+    fs::write(&bin, tiny_i386_elf()).unwrap();
+    fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run(jail()
+        .args(["trace", "--no-image", "--backend", "ebpf", "--"])
+        .arg(&bin));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("tiny32") && err.contains("32-bit (i386)") && err.contains("only x86_64"),
+        "{err}"
+    );
 }
 
 #[test]

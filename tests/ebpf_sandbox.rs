@@ -48,6 +48,7 @@ fn inside_an_image_sandbox_paths_are_in_root() {
         "/not-there",
     ];
     let mut logs = Vec::new();
+    let mut trees = Vec::new();
     for backend in [jail::trace::Backend::Ptrace, jail::trace::Backend::Ebpf] {
         let mut o = jail::trace::TraceOptions::new(argv.iter().map(Into::into).collect());
         o.backend = backend;
@@ -62,6 +63,7 @@ fn inside_an_image_sandbox_paths_are_in_root() {
         let log = jail::trace::trace(&o).unwrap_or_else(|e| panic!("{backend:?}: {e}"));
         assert!(log.exit.success(), "{backend:?}: {}", log.exit);
         logs.push(summary(&log));
+        trees.push(process_tree(&log));
     }
     // The one allowed difference: ptrace's filter is installed before the
     // sandbox's payload changes to its working directory, so ptrace records
@@ -71,6 +73,9 @@ fn inside_an_image_sandbox_paths_are_in_root() {
         Some(([AccessKind::Stat].into(), true))
     );
     assert_eq!(logs[0], logs[1]);
+    // The same tree: the sandbox's init (no exec), the command below it.
+    assert_eq!(trees[0], trees[1]);
+    assert!(trees[1].contains("/ops"), "{}", trees[1]);
     let data = logs[1]
         .get(Path::new("/sub/data.txt"))
         .expect("in-root path");

@@ -706,34 +706,46 @@ fn sigkill_to_jail_leaves_no_traced_process() {
     }
 }
 
+/// Under the ptrace backend and under ebpf (whose own wait loop forwards).
 #[test]
 fn sigint_is_forwarded_to_the_command() {
-    let d = tempfile::tempdir().unwrap();
-    let pidfile = d.path().join("pid");
-    let script = format!(
-        "trap 'echo got-int; exit 5' INT; echo $$ > {}; while :; do sleep 0.05; done",
-        pidfile.display()
-    );
-    let child = jail()
-        .args(["trace", "--no-image", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    for backend in ["ptrace", "ebpf"] {
+        let d = tempfile::tempdir().unwrap();
+        let pidfile = d.path().join("pid");
+        let script = format!(
+            "trap 'echo got-int; exit 5' INT; echo $$ > {}; while :; do sleep 0.05; done",
+            pidfile.display()
+        );
+        let child = jail()
+            .args([
+                "trace",
+                "--no-image",
+                "--backend",
+                backend,
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_pid_file(&pidfile);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
         .unwrap();
-    wait_pid_file(&pidfile);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(text(&out.stdout), "got-int\n");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("exit status 5"),
-        "{}",
-        text(&out.stderr)
-    );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(text(&out.stdout), "got-int\n", "{backend}");
+        assert_eq!(out.status.code(), Some(1), "{backend}");
+        assert!(
+            text(&out.stderr).contains("exit status 5"),
+            "{backend}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -789,31 +801,6 @@ fn a_32bit_syscall_is_refused_not_misread() {
     );
     // The process was stopped before the call ran: it printed nothing.
     assert_eq!(text(&out.stdout), "");
-}
-
-/// A minimal static i386 ELF executable that calls exit(0) through int $0x80.
-fn tiny_i386_elf() -> Vec<u8> {
-    let code: &[u8] = &[0xb8, 1, 0, 0, 0, 0x31, 0xdb, 0xcd, 0x80]; // mov eax,1; xor ebx,ebx; int 0x80
-    let base: u32 = 0x0804_8000;
-    let (ehsize, phsize) = (52u16, 32u16);
-    let total = u32::from(ehsize + phsize) + code.len() as u32;
-    let mut f = Vec::new();
-    f.extend_from_slice(b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0");
-    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f.extend_from_slice(&3u16.to_le_bytes()); // EM_386
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&(base + u32::from(ehsize + phsize)).to_le_bytes()); // entry
-    f.extend_from_slice(&u32::from(ehsize).to_le_bytes()); // phoff
-    f.extend_from_slice(&0u32.to_le_bytes()); // shoff
-    f.extend_from_slice(&0u32.to_le_bytes()); // flags
-    for v in [ehsize, phsize, 1, 40, 0, 0] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [1u32, 0, base, base, total, total, 5, 0x1000] {
-        f.extend_from_slice(&v.to_le_bytes()); // PT_LOAD, R+X
-    }
-    f.extend_from_slice(code);
-    f
 }
 
 #[test]

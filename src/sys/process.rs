@@ -389,6 +389,17 @@ pub(crate) fn spawn_stopped(
     }
 }
 
+/// A pidfd for process `pid` (close-on-exec): readable once it has exited,
+/// for a loop that waits for it and for signals at once.
+pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags (none) and passes no memory.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let fd = Errno::result(fd)?;
+    // SAFETY: on success pidfd_open returned a new descriptor that nothing
+    // else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
+}
+
 /// Whether this process has CAP_SYS_ADMIN in its effective set (it may then
 /// install a seccomp filter without no_new_privs, which would break setuid
 /// programs in the traced run).

@@ -15,30 +15,49 @@
 //! map at load: one table for the seccomp filter, the ptrace decoder and
 //! this backend.
 //!
+//! The process tree comes from the kernel too: the sched tracepoints send a
+//! fork event for every process and thread a traced group starts, the argv
+//! and credentials of every exec, the credentials after every setuid-family
+//! call, and the wait status when a group's last thread exits.
+//!
 //! Here a reader thread decodes the events while the command runs and feeds
-//! a [`Recorder`], as the ptrace backend does at each stop. The process tree
-//! (fork/exec/exit, argv, exit statuses, the ELF and `#!` interpreters the
-//! kernel loads without a syscall) comes from the ptrace backend in
-//! process-only mode, as for fanotify: the command stops at fork/clone/exec
-//! only. docs/tracing.md ("The ebpf backend") has the choices and the
-//! differences from ptrace.
+//! a [`Recorder`], as the ptrace backend does at each stop, and builds the
+//! [`Process`] list (with the ELF and `#!` interpreters each exec loads).
+//! [`run`] starts the command with the launch pieces the ptrace backend uses
+//! (a self-stopped child, or the sandbox's gate), never stops it, waits for
+//! its first process through a pidfd, forwards signals, and handles what it
+//! left running with the `traced` map (jail is a child subreaper for the
+//! trace, so orphans stay its children). docs/tracing.md ("The ebpf
+//! backend") has the choices and the differences from ptrace.
 //!
 //! Nothing is pinned: programs, links and maps live in file descriptors of
 //! this process and go away with it, SIGKILL included.
 
-use std::ffi::OsStr;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use aya::maps::{Array, MapData, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
+use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 use crate::resolve::{Follow, Root};
+use crate::sys::{process, signals};
 
+use super::exec;
+use super::log::{Exec, ExitStatus, Process};
+use super::ptrace::{self, Launch, Launched, Outcome, Start, Started, LEFT_GRACE};
 use super::record::{Access, Recorder};
 use super::syscalls::{self, Op, OpenFlags};
 use super::TraceError;
@@ -52,6 +71,10 @@ const MAX_NR: u32 = 512;
 const POLL_MS: u8 = 5;
 const KIND_SYSCALL: u32 = 1;
 const KIND_EXEC: u32 = 2;
+const KIND_FORK: u32 = 3;
+const KIND_EXIT: u32 = 4;
+const KIND_ARGV: u32 = 5;
+const KIND_CREDS: u32 = 6;
 const F_NO_BASE1: u32 = 1 << 0;
 const F_NO_BASE2: u32 = 1 << 1;
 const F_OUTSIDE1: u32 = 1 << 2;
@@ -60,11 +83,14 @@ const F_NULL1: u32 = 1 << 4;
 const F_BASE1: u32 = 1 << 6;
 const F_BASE2: u32 = 1 << 7;
 const F_CREATED: u32 = 1 << 8;
+const F_THREAD: u32 = 1 << 9;
+const F_TRUNCATED: u32 = 1 << 10;
 const D_PATHS: u8 = 1;
 const D_FD: u8 = 2;
 const D_SOCKADDR: u8 = 3;
 const D_MARK: u8 = 4;
 const D_EXEC: u8 = 5;
+const D_CREDS: u8 = 6;
 /// Header size of `struct event` before `data`.
 const HEADER: usize = 4 * 4 + 8 * 2 + 8 * 6 + 2 * 4;
 const LOST_REASONS: [&str; 4] = [
@@ -151,10 +177,8 @@ fn descriptor(op: &Op) -> [u8; 8] {
         }
         Op::Sockaddr { .. } => d[0] = D_SOCKADDR,
         Op::IoUring => d[0] = D_MARK,
-        // Not recorded in the kernel (kind 0): the ids a process runs as
-        // come from /proc at each exec, through ptrace's process-only mode
-        // (docs/tracing.md, "ebpf: differences").
-        Op::SetIds { .. } | Op::SetGroups => {}
+        // The credentials after the call (the kernel's, not the arguments).
+        Op::SetIds { .. } | Op::SetGroups => d[0] = D_CREDS,
     }
     d
 }
@@ -166,12 +190,18 @@ pub(super) struct Tracer {
     thread: JoinHandle<Result<Decoded, TraceError>>,
     /// Load and attach time, for the summary and the benchmarks.
     pub setup: std::time::Duration,
+    /// Set by the reader when it refused the run (a 32-bit exec).
+    refused: Arc<AtomicBool>,
 }
 
 /// What the reader thread made of the events.
 pub(super) struct Decoded {
     pub recorder: Recorder,
     pub warnings: Vec<String>,
+    /// The process tree, by pid (ppids as the kernel saw them).
+    pub processes: BTreeMap<i32, Process>,
+    /// Why the run was refused, if it was.
+    pub refused: Option<String>,
 }
 
 fn failed(what: &'static str) -> impl Fn(String) -> TraceError {
@@ -264,16 +294,278 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
         })?;
     let setup = t0.elapsed();
     let start = super::fanotify::tick_boundary();
+    let refused = Arc::new(AtomicBool::new(false));
+    let decoder = Decoder {
+        rec: Recorder::new(root),
+        start,
+        warnings: Vec::new(),
+        warned_uring: false,
+        warned_chroot: false,
+        warned_argv: false,
+        warned_groups: false,
+        procs: BTreeMap::new(),
+        script_prefix: Default::default(),
+        refused: None,
+        refused_flag: refused.clone(),
+    };
     let thread = std::thread::Builder::new()
         .name("jail-ebpf".into())
-        .spawn(move || read_loop(ring, ring_fd, stop_rd, Recorder::new(root), start, tiny))
+        .spawn(move || read_loop(ring, ring_fd, stop_rd, decoder, tiny))
         .map_err(|e| failed("start the ring buffer reader")(e.to_string()))?;
     Ok(Tracer {
         bpf,
         stop: stop_wr,
         thread,
         setup,
+        refused,
     })
+}
+
+/// Clears the child-subreaper attribute at the end of a trace.
+struct Subreaper;
+
+impl Subreaper {
+    fn on() -> Result<Subreaper, TraceError> {
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| TraceError::Setup {
+            what: "become a child subreaper (PR_SET_CHILD_SUBREAPER)",
+            source: e,
+        })?;
+        Ok(Subreaper)
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        let _ = nix::sys::prctl::set_child_subreaper(false);
+    }
+}
+
+/// Run the command with the kernel side recording it, never stopping it,
+/// until it and what it left running are gone. Returns what ptrace's loop
+/// returns, and the load and attach time.
+pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<(Outcome, Duration), TraceError> {
+    signals::install_forwarding().map_err(|e| TraceError::Setup {
+        what: "install signal handlers",
+        source: e,
+    })?;
+    let r = run_forwarding(root, launch);
+    signals::restore_default();
+    r
+}
+
+fn run_forwarding(root: Root, launch: &Launch<'_>) -> Result<(Outcome, Duration), TraceError> {
+    let sandboxed = matches!(launch.start, Start::Sandbox(_));
+    // On the host, orphans of the command become jail's children (not
+    // init's): they stay visible, and their pids are not reused while they
+    // are unreaped. In the sandbox its own init is their reaper.
+    let _reaper = if sandboxed {
+        None
+    } else {
+        Some(Subreaper::on()?)
+    };
+    // In the sandbox jail forks its init, which forks the command.
+    let tracer = start(root, u64::from(sandboxed))?;
+    let setup = tracer.setup;
+    let started = match &launch.start {
+        Start::Host {
+            program,
+            argv,
+            env,
+            stdout,
+        } => ptrace::start_on_host(program, argv, env, &launch.cwd, *stdout, None, None)?,
+        Start::Sandbox(spec) => ptrace::start_in_sandbox(spec, None, None)?,
+    };
+    let pid = started.pid();
+    let setup_err = |what| move |source| TraceError::Setup { what, source };
+    let host_pidfd;
+    let released = Instant::now();
+    let launched = match started {
+        Started::Host(stopped) => {
+            host_pidfd = Some(process::pidfd_open(pid).map_err(setup_err("open a pidfd"))?);
+            kill(pid, Signal::SIGCONT).map_err(setup_err("release the command (SIGCONT)"))?;
+            Launched::Host(stopped)
+        }
+        Started::Sandbox(mut child) => {
+            host_pidfd = None;
+            child
+                .start()
+                .map_err(|e| TraceError::Sandbox(Box::new(e)))?;
+            if let Some(tx) = &launch.started {
+                let _ = tx.send(pid.as_raw());
+            }
+            Launched::Sandbox(child)
+        }
+    };
+    let main_wait = match (&launched, &host_pidfd) {
+        (Launched::Sandbox(child), _) => wait_main(pid, child.pidfd())?,
+        (Launched::Host(_), Some(fd)) => wait_main(pid, fd.as_fd())?,
+        (Launched::Host(_), None) => return Err(TraceError::Wait(Errno::EBADF)),
+    };
+    let command = released.elapsed();
+    let mut warnings = Vec::new();
+    end_left_running(&tracer, &mut warnings)?;
+    let mut decoded = tracer.finish()?;
+    if let Some(why) = decoded.refused.take() {
+        return Err(TraceError::Unsupported(why));
+    }
+    let main_exit = status_of(main_wait);
+    let exit = ptrace::exit_of(launched, &launch.start, main_exit, Some(main_wait))?;
+    let mut processes = decoded.processes;
+    if sandboxed {
+        // The sandbox's init, as the ptrace backend lists it: jail's child,
+        // the command's parent.
+        processes.insert(
+            pid.as_raw(),
+            Process {
+                pid: pid.as_raw(),
+                ppid: 0,
+                execs: Vec::new(),
+                threads: 0,
+                exit: main_exit.map(|s| s.to_string()),
+                uids: Default::default(),
+                gids: Default::default(),
+            },
+        );
+    } else if let Some(p) = processes.get_mut(&pid.as_raw()) {
+        p.ppid = 0;
+    }
+    warnings.extend(decoded.warnings);
+    Ok((
+        Outcome {
+            recorder: decoded.recorder,
+            exit,
+            processes: processes.into_values().collect(),
+            warnings,
+            syscall_stops: 0,
+            syscall_counts: None,
+            command,
+        },
+        setup,
+    ))
+}
+
+/// The wait status as the log's exit status (`None` for a stop).
+fn status_of(w: WaitStatus) -> Option<ExitStatus> {
+    match w {
+        WaitStatus::Exited(_, code) => Some(ExitStatus::Code { code }),
+        WaitStatus::Signaled(_, sig, _) => Some(ExitStatus::Signal { signal: sig as i32 }),
+        _ => None,
+    }
+}
+
+/// A raw wait status (as the kernel keeps it) as the log's exit status.
+fn status_of_raw(raw: i64) -> ExitStatus {
+    let raw = raw as i32;
+    if raw & 0x7f == 0 {
+        ExitStatus::Code {
+            code: (raw >> 8) & 0xff,
+        }
+    } else {
+        ExitStatus::Signal { signal: raw & 0x7f }
+    }
+}
+
+/// Wait for the command's first process (host) or the sandbox's init,
+/// forwarding the signals jail receives meanwhile; returns its wait status.
+fn wait_main(pid: Pid, pidfd: std::os::fd::BorrowedFd<'_>) -> Result<WaitStatus, TraceError> {
+    loop {
+        for (sig, from_process) in signals::take_pending() {
+            // A terminal's signal already reached the command's process
+            // group; only a signal sent to jail itself is forwarded.
+            if from_process {
+                let _ = kill(pid, sig);
+            }
+        }
+        // A signal interrupts the poll (EINTR); the timeout covers one that
+        // arrived between the check above and the poll.
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u8)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(TraceError::Wait(e)),
+        }
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(s),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(TraceError::Wait(e)),
+        }
+    }
+}
+
+/// Reap every child that has ended (orphans the command left, reparented
+/// to jail), without waiting.
+fn reap_ended() {
+    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// `pid (argv…)` for each process, as the ptrace backend lists them.
+fn describe(pids: &[i32]) -> Vec<String> {
+    pids.iter()
+        .map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv: Vec<String> = raw
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if argv.is_empty() {
+                format!("{pid}")
+            } else {
+                format!("{pid} ({})", argv.join(" "))
+            }
+        })
+        .collect()
+}
+
+/// After the command's first process exited: the processes it left running
+/// (the `traced` map) are reported, watched for [`LEFT_GRACE`] more, then
+/// killed; the first SIGINT/SIGTERM/SIGHUP/SIGQUIT kills them at once, and
+/// a refused run kills them without delay. Returns once none is left.
+fn end_left_running(tracer: &Tracer, warnings: &mut Vec<String>) -> Result<(), TraceError> {
+    let mut since: Option<Instant> = None;
+    let mut killed = false;
+    let mut killing = false;
+    loop {
+        let left = tracer.left()?;
+        if left.is_empty() {
+            reap_ended();
+            return Ok(());
+        }
+        let refused = tracer.refused.load(Ordering::SeqCst);
+        if since.is_none() && !refused {
+            since = Some(Instant::now());
+            let list = describe(&left);
+            warnings.push(format!(
+                "the command exited and left {} process(es) running: {}; they are traced for {} s more, then killed",
+                list.len(),
+                list.join(", "),
+                LEFT_GRACE.as_secs()
+            ));
+        }
+        if !signals::take_pending().is_empty()
+            || refused
+            || since.is_some_and(|t| t.elapsed() >= LEFT_GRACE)
+        {
+            killing = true;
+        }
+        if killing {
+            if !killed && !refused {
+                warnings.push(format!(
+                    "killed what the command left running: {}",
+                    describe(&left).join(", ")
+                ));
+            }
+            killed = true;
+            for p in &left {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+            }
+        }
+        reap_ended();
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// An error and its sources on one line.
@@ -289,6 +581,28 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Tracer {
+    /// The thread groups of the command still alive (the `traced` map).
+    fn left(&self) -> Result<Vec<i32>, TraceError> {
+        let map = self
+            .bpf
+            .map("traced")
+            .ok_or_else(|| failed("find the traced map")("missing".into()))?;
+        let traced: BpfHashMap<&MapData, u32, u32> =
+            BpfHashMap::try_from(map).map_err(|e| failed("open the traced map")(chain(&e)))?;
+        // A key deleted while the walk passes it restarts the walk (a
+        // pid may come twice; bounded): the caller asks again until the
+        // map is empty.
+        let mut keys = traced
+            .keys()
+            .take(1 << 17)
+            .map(|k| k.map(|k| k as i32))
+            .collect::<Result<Vec<i32>, _>>()
+            .map_err(|e| failed("read the traced map")(chain(&e)))?;
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
     /// Call once every traced process has exited: their events are all in
     /// the ring by then. Drains it, detaches, and fails when any event was
     /// lost.
@@ -334,17 +648,19 @@ fn read_loop(
     mut ring: RingBuf<MapData>,
     ring_fd: OwnedFd,
     stop: OwnedFd,
-    rec: Recorder,
-    start: std::time::SystemTime,
+    mut d: Decoder,
     only_at_stop: bool,
 ) -> Result<Decoded, TraceError> {
-    let mut d = Decoder {
-        rec,
-        start,
-        warnings: Vec::new(),
-        warned_uring: false,
-        warned_chroot: false,
-    };
+    // The forwarded signals go to the thread that waits for the command.
+    let mut mask = nix::sys::signal::SigSet::empty();
+    for s in signals::FORWARDED {
+        mask.add(s);
+    }
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&mask),
+        None,
+    );
     let mut stopping = false;
     loop {
         if stopping || !only_at_stop {
@@ -356,6 +672,8 @@ fn read_loop(
             return Ok(Decoded {
                 recorder: d.rec,
                 warnings: d.warnings,
+                processes: d.procs,
+                refused: d.refused,
             });
         }
         // The kernel side wakes the reader only when the ring fills up: poll
@@ -384,12 +702,15 @@ fn read_loop(
 struct Event<'a> {
     kind: u32,
     tgid: i32,
+    tid: i32,
     flags: u32,
     nr: i64,
     ret: i64,
     args: [u64; 6],
     name1: Option<&'a [u8]>,
     name2: Option<&'a [u8]>,
+    /// Name 1's bytes, NULs included (argv, groups).
+    raw1: &'a [u8],
     base1: Option<PathBuf>,
     base2: Option<PathBuf>,
 }
@@ -430,6 +751,7 @@ impl<'a> Event<'a> {
         }
         let kind = u32_at(b, 0);
         let tgid = u32_at(b, 4) as i32;
+        let tid = u32_at(b, 8) as i32;
         let flags = u32_at(b, 12);
         let nr = u64_at(b, 16) as i64;
         let ret = u64_at(b, 24) as i64;
@@ -456,12 +778,14 @@ impl<'a> Event<'a> {
         Some(Event {
             kind,
             tgid,
+            tid,
             flags,
             nr,
             ret,
             args,
             name1: (lens[0] > 0).then(|| strip(n1)),
             name2: (lens[1] > 0).then(|| strip(n2)),
+            raw1: n1,
             base1: usable(F_BASE1, F_NO_BASE1, F_OUTSIDE1).then(|| chain_path(c1)),
             base2: usable(F_BASE2, F_NO_BASE2, F_OUTSIDE2).then(|| chain_path(c2)),
         })
@@ -520,6 +844,15 @@ struct Decoder {
     warnings: Vec<String>,
     warned_uring: bool,
     warned_chroot: bool,
+    warned_argv: bool,
+    warned_groups: bool,
+    /// The process tree so far.
+    procs: BTreeMap<i32, Process>,
+    /// Per process, the `#!` arguments in front of its last exec's argv.
+    script_prefix: std::collections::HashMap<i32, usize>,
+    /// Why the run is refused; its processes are being killed.
+    refused: Option<String>,
+    refused_flag: Arc<AtomicBool>,
 }
 
 impl Decoder {
@@ -530,7 +863,116 @@ impl Decoder {
         match ev.kind {
             KIND_EXEC => self.on_exec(&ev),
             KIND_SYSCALL => self.on_syscall(&ev),
+            KIND_FORK => self.on_fork(&ev),
+            KIND_EXIT => self.on_exit(&ev),
+            KIND_ARGV => self.on_argv(&ev),
+            KIND_CREDS => self.on_creds(&ev),
             _ => {}
+        }
+    }
+
+    /// A process or thread started by a traced group (or the command's
+    /// first process, started by jail or the sandbox's init).
+    fn on_fork(&mut self, ev: &Event<'_>) {
+        let child = ev.args[0] as i32;
+        if ev.flags & F_THREAD != 0 {
+            if let Some(p) = self.procs.get_mut(&ev.tgid) {
+                p.threads += 1;
+            }
+            return;
+        }
+        self.procs.insert(
+            child,
+            Process {
+                pid: child,
+                ppid: ev.tgid,
+                execs: Vec::new(),
+                threads: 0,
+                exit: None,
+                uids: Default::default(),
+                gids: Default::default(),
+            },
+        );
+        if self.refused.is_some() {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        }
+    }
+
+    /// A group's last thread exited.
+    fn on_exit(&mut self, ev: &Event<'_>) {
+        if let Some(p) = self.procs.get_mut(&ev.tgid) {
+            p.exit = Some(status_of_raw(ev.ret).to_string());
+        }
+    }
+
+    /// The argv of the process's last exec. For a `#!` script the kernel
+    /// replaced the caller's argv[0] by the script's path and put each
+    /// interpreter (and its argument) in front: those are dropped, so the
+    /// log keeps the script's path and the caller's arguments.
+    fn on_argv(&mut self, ev: &Event<'_>) {
+        let mut args: Vec<&[u8]> = ev.raw1.split(|&b| b == 0).collect();
+        // Each argument ends with a NUL: the split leaves one empty tail.
+        if args.last().is_some_and(|a| a.is_empty()) {
+            args.pop();
+        }
+        let prefix = self.script_prefix.remove(&ev.tgid).unwrap_or(0);
+        let args: Vec<&[u8]> = args.into_iter().skip(prefix).collect();
+        if ev.flags & F_TRUNCATED != 0 && !self.warned_argv {
+            self.warned_argv = true;
+            self.warnings.push(format!(
+                "pid {}: its argv is longer than the kernel side reads ({} bytes): the log keeps its start",
+                ev.tgid,
+                ev.raw1.len()
+            ));
+        }
+        let Some(last) = self
+            .procs
+            .get_mut(&ev.tgid)
+            .and_then(|p| p.execs.last_mut())
+        else {
+            return;
+        };
+        last.argv = args
+            .into_iter()
+            .map(|a| OsString::from(OsStr::from_bytes(a)))
+            .collect();
+    }
+
+    /// The credentials a process runs with after an exec or a setuid-family
+    /// call.
+    fn on_creds(&mut self, ev: &Event<'_>) {
+        if ev.flags & F_TRUNCATED != 0 && !self.warned_groups {
+            self.warned_groups = true;
+            self.warnings.push(format!(
+                "pid {} has more than {} supplementary groups: the log keeps the first ones",
+                ev.tgid,
+                ev.raw1.len() / 4
+            ));
+        }
+        let Some(p) = self.procs.get_mut(&ev.tgid) else {
+            return;
+        };
+        let split = |v: u64| [v as u32, (v >> 32) as u32];
+        p.uids.extend(split(ev.args[0]));
+        p.uids.extend(split(ev.args[1]));
+        p.gids.extend(split(ev.args[2]));
+        p.gids.extend(split(ev.args[3]));
+        p.gids.extend(
+            ev.raw1
+                .chunks_exact(4)
+                .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]])),
+        );
+    }
+
+    /// Stop the run: kill the command's processes (the main loop kills what
+    /// the `traced` map still holds).
+    fn refuse(&mut self, why: String) {
+        if self.refused.is_none() {
+            self.refused = Some(why);
+        }
+        self.refused_flag.store(true, Ordering::SeqCst);
+        for p in self.procs.values().filter(|p| p.exit.is_none()) {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
         }
     }
 
@@ -552,7 +994,8 @@ impl Decoder {
     }
 
     /// A successful exec: the name it was run by (a `/dev/fd/N` name of
-    /// execveat by fd is the file loaded).
+    /// execveat by fd is the file loaded), the interpreters the kernel
+    /// loaded, and a new entry in the process's execs (argv follows).
     fn on_exec(&mut self, ev: &Event<'_>) {
         let by_fd = ev.name1.is_some_and(|n| n.starts_with(b"/dev/fd/"));
         let named = if by_fd {
@@ -560,9 +1003,25 @@ impl Decoder {
         } else {
             ev.first(false)
         };
-        if let Some(p) = named {
-            self.rec.access(ev.tgid, &p, Follow::Yes, Access::Exec);
+        let path = named.map(|p| self.rec.access(ev.tgid, &p, Follow::Yes, Access::Exec).path);
+        // The file the kernel really loaded (for a script: its interpreter).
+        if let Some(exe) = &ev.base2 {
+            let host = self.rec.root().host_path(exe);
+            if let Err(why) = exec::check_abi(ev.tid, exe, &host) {
+                self.refuse(why);
+                return;
+            }
         }
+        let prefix = path
+            .as_ref()
+            .map_or(0, |path| self.rec.interpreters(ev.tgid, path));
+        if let Some(p) = self.procs.get_mut(&ev.tgid) {
+            p.execs.push(Exec {
+                path: path.unwrap_or_default(),
+                argv: Vec::new(),
+            });
+        }
+        self.script_prefix.insert(ev.tgid, prefix);
     }
 
     fn on_syscall(&mut self, ev: &Event<'_>) {
@@ -743,6 +1202,7 @@ impl Decoder {
                         .access_at(pid, &named, Follow::Yes, Access::Stat, found(ev.ret));
                 }
             }
+            // Sent as KIND_CREDS events.
             Op::SetIds { .. } | Op::SetGroups => {}
             Op::IoUring => {
                 if !self.warned_uring && ev.ret >= 0 {
@@ -785,11 +1245,20 @@ mod tests {
     }
 
     #[test]
-    fn every_path_syscall_of_the_table_has_a_descriptor() {
+    fn every_syscall_of_the_table_has_a_descriptor() {
         for s in syscalls::TABLE {
-            // The setuid family names no path; ptrace alone records it.
             let ids = matches!(s.op, Op::SetIds { .. } | Op::SetGroups);
-            assert_eq!(descriptor(&s.op)[0] == 0, ids, "{}", s.name);
+            let kind = descriptor(&s.op)[0];
+            assert_ne!(kind, 0, "{}", s.name);
+            assert_eq!(kind == D_CREDS, ids, "{}", s.name);
         }
+    }
+
+    #[test]
+    fn raw_wait_statuses() {
+        assert_eq!(status_of_raw(3 << 8), ExitStatus::Code { code: 3 });
+        assert_eq!(status_of_raw(9), ExitStatus::Signal { signal: 9 });
+        // A core dump sets 0x80.
+        assert_eq!(status_of_raw(0x80 | 11), ExitStatus::Signal { signal: 11 });
     }
 }

@@ -29,6 +29,27 @@ pub enum Image {
     Other,
 }
 
+/// Refuse a program jail cannot trace: a 32-bit (i386) or x32 ELF that
+/// process `pid` executed. `exe` is the file the kernel loaded, in-root
+/// (for the message), `host` the same file on this machine. Every backend
+/// gives the same error.
+pub fn check_abi(pid: i32, exe: &Path, host: &Path) -> Result<(), String> {
+    let Ok(Image::Elf {
+        class64: false,
+        machine,
+        ..
+    }) = inspect(host)
+    else {
+        return Ok(());
+    };
+    let abi = if machine == goblin::elf::header::EM_X86_64 {
+        "x32"
+    } else {
+        "32-bit (i386)"
+    };
+    Err(format!("pid {pid} executed {}, a {abi} program: jail traces only x86_64 programs; jail a 64-bit build of it", exe.display()))
+}
+
 /// Read the head of `host_path` and say what the kernel would do with it.
 pub fn inspect(host_path: &Path) -> std::io::Result<Image> {
     let mut f = std::fs::File::open(host_path)?;

@@ -247,7 +247,6 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         }
     };
     let root_dir = root.dir().to_path_buf();
-    let mut ebpf_extra = None;
     let mut setup_ms = 0;
     let mut out = match opts.backend {
         Backend::Ptrace => {
@@ -292,35 +291,15 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
                     "--syscalls needs --backend ptrace: the ebpf backend records path syscalls only".into(),
                 ));
             }
-            // In the sandbox jail forks its init, which forks the command.
-            let hops = u64::from(opts.sandbox.is_some());
-            let tracer = ebpf::start(root.clone(), hops)?;
-            setup_ms = tracer.setup.as_millis() as u64;
-            launch.mode = ptrace::Mode::ProcessesOnly {
-                pids: Arc::new(Mutex::new(HashSet::new())),
-            };
-            let traced = ptrace::run(root, &launch);
-            let decoded = tracer.finish();
-            let mut out = traced?;
-            let decoded = decoded?;
-            out.warnings.extend(decoded.warnings);
-            ebpf_extra = Some(decoded.recorder);
+            let (out, setup) = ebpf::run(root, &launch)?;
+            setup_ms = setup.as_millis() as u64;
             out
         }
     };
     out.warnings.sort();
     out.warnings.dedup();
     let duration_ms = start.elapsed().as_millis() as u64;
-    let (mut files, mut names) = out.recorder.finish();
-    if let Some(rec) = ebpf_extra {
-        // The syscalls seen in the kernel, with what the process-only
-        // tracer saw the kernel load (interpreters).
-        let (f, n) = rec.finish();
-        log::merge_files(&mut files, f);
-        for (k, v) in n {
-            names.entry(k).or_insert(v);
-        }
-    }
+    let (files, names) = out.recorder.finish();
     let env: BTreeMap<String, String> = log::LOOKUP_ENV
         .iter()
         .filter_map(|k| {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::paths::{self, ImagePath};
 use crate::resolve::{FileType, Follow, Missing, Root};
 
+use super::exec::{self, Image, MAX_INTERP_DEPTH};
 use super::log::{AccessKind, FileAccess};
 
 /// What a call does to the path it names.
@@ -193,6 +194,40 @@ impl Recorder {
         }
         // Just inserted or already present.
         self.files.get_mut(path).expect("entry present")
+    }
+
+    /// Record the `#!` chain and the ELF interpreter the kernel loaded for
+    /// the executable at the in-root `path` (process `pid` exec'd it): the
+    /// kernel opens them without a syscall any backend sees. Returns how
+    /// many arguments the `#!` lines put in front of the script's path in
+    /// the argv the kernel hands the final program (each level: the
+    /// interpreter and its optional argument).
+    pub fn interpreters(&mut self, pid: i32, path: &Path) -> usize {
+        let mut cur = path.to_path_buf();
+        let mut prefix = 0;
+        for _ in 0..MAX_INTERP_DEPTH {
+            let host = self.root.host_path(&cur);
+            let next = match exec::inspect(&host) {
+                Ok(Image::Script { interpreter, arg }) => {
+                    prefix += 1 + usize::from(arg.is_some());
+                    interpreter
+                }
+                Ok(Image::Elf {
+                    interp: Some(i), ..
+                }) => {
+                    self.access(pid, &i, Follow::Yes, Access::Exec);
+                    return prefix;
+                }
+                _ => return prefix,
+            };
+            let named = if next.is_absolute() {
+                next
+            } else {
+                cur.parent().unwrap_or(Path::new("/")).join(next)
+            };
+            cur = self.access(pid, &named, Follow::Yes, Access::Exec).path;
+        }
+        prefix
     }
 
     /// Forget cached resolutions below `path` (the run changed it).

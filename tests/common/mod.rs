@@ -250,3 +250,82 @@ pub fn unpack_layers(archive: &Path, dir: &Path) {
     }
     let _ = std::fs::remove_dir_all(&outer);
 }
+
+/// A traced run's process tree in a form two runs can be compared by: no
+/// pids, each process as its execs (path, argv), thread count, exit and
+/// ids, its children sorted below it. A `#!` script's argv[0] is left out:
+/// the ebpf backend logs the script's path there, ptrace the caller's
+/// argv[0] (docs/tracing.md, "The ebpf backend").
+pub fn process_tree(log: &jail::trace::AccessLog) -> String {
+    use std::collections::BTreeMap;
+    let mut children: BTreeMap<i32, Vec<&jail::trace::log::Process>> = BTreeMap::new();
+    let pids: std::collections::BTreeSet<i32> = log.processes.iter().map(|p| p.pid).collect();
+    for p in &log.processes {
+        let parent = if pids.contains(&p.ppid) { p.ppid } else { 0 };
+        children.entry(parent).or_default().push(p);
+    }
+    fn node(
+        p: &jail::trace::log::Process,
+        children: &BTreeMap<i32, Vec<&jail::trace::log::Process>>,
+        root: &Path,
+    ) -> String {
+        let execs: Vec<String> = p
+            .execs
+            .iter()
+            .map(|e| {
+                let host = root.join(e.path.strip_prefix("/").unwrap_or(&e.path));
+                let script = std::fs::read(&host).is_ok_and(|b| b.starts_with(b"#!"));
+                let argv = if script {
+                    &e.argv[1.min(e.argv.len())..]
+                } else {
+                    &e.argv[..]
+                };
+                format!("{} {:?}", e.path.display(), argv)
+            })
+            .collect();
+        let mut kids: Vec<String> = children
+            .get(&p.pid)
+            .map(|v| v.iter().map(|c| node(c, children, root)).collect())
+            .unwrap_or_default();
+        kids.sort();
+        format!(
+            "{{execs {execs:?} threads {} exit {:?} uids {:?} gids {:?} children [{}]}}",
+            p.threads,
+            p.exit,
+            p.uids,
+            p.gids,
+            kids.join(", ")
+        )
+    }
+    let mut roots: Vec<String> = children
+        .get(&0)
+        .map(|v| v.iter().map(|c| node(c, &children, &log.root)).collect())
+        .unwrap_or_default();
+    roots.sort();
+    roots.join("\n")
+}
+
+/// A minimal static i386 ELF executable that calls exit(0) through int $0x80.
+pub fn tiny_i386_elf() -> Vec<u8> {
+    let code: &[u8] = &[0xb8, 1, 0, 0, 0, 0x31, 0xdb, 0xcd, 0x80]; // mov eax,1; xor ebx,ebx; int 0x80
+    let base: u32 = 0x0804_8000;
+    let (ehsize, phsize) = (52u16, 32u16);
+    let total = u32::from(ehsize + phsize) + code.len() as u32;
+    let mut f = Vec::new();
+    f.extend_from_slice(b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0");
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&3u16.to_le_bytes()); // EM_386
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(base + u32::from(ehsize + phsize)).to_le_bytes()); // entry
+    f.extend_from_slice(&u32::from(ehsize).to_le_bytes()); // phoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // flags
+    for v in [ehsize, phsize, 1, 40, 0, 0] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1u32, 0, base, base, total, total, 5, 0x1000] {
+        f.extend_from_slice(&v.to_le_bytes()); // PT_LOAD, R+X
+    }
+    f.extend_from_slice(code);
+    f
+}

@@ -1,6 +1,8 @@
 //! Starting the traced command: the seccomp filter that stops only the path
 //! syscalls, and the start on the host (fork, self-stop, seize) or in the
-//! sandbox (seize init at its gate; the payload installs the filter).
+//! sandbox (seize init at its gate; the payload installs the filter). The
+//! ebpf backend starts the command with the same functions, without a
+//! filter and without seizing it, and reads its fate with [`exit_of`].
 
 use super::*;
 
@@ -49,13 +51,13 @@ pub(super) fn cstring(s: &OsStr, what: &str) -> Result<CString, TraceError> {
 }
 
 /// The first traced process, before it runs.
-pub(super) enum Started {
+pub(in crate::trace) enum Started {
     Host(process::Stopped),
     Sandbox(Box<sandbox::Child>),
 }
 
 impl Started {
-    pub(super) fn pid(&self) -> Pid {
+    pub(in crate::trace) fn pid(&self) -> Pid {
         match self {
             Started::Host(s) => s.pid,
             Started::Sandbox(c) => c.pid(),
@@ -64,21 +66,22 @@ impl Started {
 }
 
 /// The first traced process, after the run.
-pub(super) enum Launched {
+pub(in crate::trace) enum Launched {
     Host(process::Stopped),
     Sandbox(Box<sandbox::Child>),
 }
 
-/// Fork a child that stops itself; seize it; it will install the filter
-/// and exec once sent SIGCONT.
-pub(super) fn start_on_host(
+/// Fork a child that stops itself; seize it (unless `opts` is `None`: the
+/// ebpf backend); it will install the filter and exec once sent SIGCONT.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::trace) fn start_on_host(
     program: &Path,
     argv: &[OsString],
     env: &[(OsString, OsString)],
     cwd: &Path,
     stdout: Option<std::os::fd::RawFd>,
     prog_filter: Option<Vec<seccomp::Insn>>,
-    opts: Options,
+    opts: Option<Options>,
 ) -> Result<Started, TraceError> {
     let prog = cstring(program.as_os_str(), "program path")?;
     let argv = process::CStringArray::new(
@@ -117,6 +120,9 @@ pub(super) fn start_on_host(
         }
     })?;
     let pid = child.pid;
+    let Some(opts) = opts else {
+        return Ok(Started::Host(child));
+    };
     if let Err(e) = ptrace::seize(pid, opts) {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -129,12 +135,12 @@ pub(super) fn start_on_host(
     Ok(Started::Host(child))
 }
 
-/// Create the sandbox (its init waits at a gate), seize init; the payload
-/// installs the filter just before its exec.
-pub(super) fn start_in_sandbox(
+/// Create the sandbox (its init waits at a gate), seize init (unless
+/// `opts` is `None`); the payload installs the filter just before its exec.
+pub(in crate::trace) fn start_in_sandbox(
     spec: &sandbox::Spec,
     prog_filter: Option<Vec<seccomp::Insn>>,
-    opts: Options,
+    opts: Option<Options>,
 ) -> Result<Started, TraceError> {
     let pre_exec = prog_filter.map(sandbox::Hook::seccomp);
     let child = sandbox::spawn(
@@ -145,12 +151,63 @@ pub(super) fn start_in_sandbox(
         },
     )
     .map_err(|e| TraceError::Sandbox(Box::new(e)))?;
-    ptrace::seize(child.pid(), opts).map_err(|e| TraceError::Ptrace {
-        pid: child.pid().as_raw(),
-        op: "PTRACE_SEIZE",
-        source: e,
-    })?;
+    if let Some(opts) = opts {
+        ptrace::seize(child.pid(), opts).map_err(|e| TraceError::Ptrace {
+            pid: child.pid().as_raw(),
+            op: "PTRACE_SEIZE",
+            source: e,
+        })?;
+    }
     Ok(Started::Sandbox(Box::new(child)))
+}
+
+/// The command's exit status once its first process is gone: on the host,
+/// the exec failure the child reported (the same error for every backend)
+/// or `main_exit`; in the sandbox, what init reports of the payload, given
+/// init's wait status `main_wait`.
+pub(in crate::trace) fn exit_of(
+    launched: Launched,
+    start: &Start<'_>,
+    main_exit: Option<ExitStatus>,
+    main_wait: Option<WaitStatus>,
+) -> Result<ExitStatus, TraceError> {
+    Ok(match launched {
+        Launched::Host(stopped) => {
+            if let Some((step, errno)) = stopped.exec_result() {
+                let program = match start {
+                    Start::Host { program, .. } => program.to_path_buf(),
+                    Start::Sandbox(_) => PathBuf::new(),
+                };
+                return Err(match step {
+                    process::ChildStep::Exec => TraceError::Exec { program, errno },
+                    process::ChildStep::PreExec => TraceError::Setup {
+                        what: "prepare the command in its child (change to the working directory, install the seccomp filter)",
+                        source: errno,
+                    },
+                });
+            }
+            main_exit.unwrap_or(ExitStatus::Signal {
+                signal: libc::SIGKILL,
+            })
+        }
+        Launched::Sandbox(child) => {
+            // init reports the payload's exact fate (and setup errors).
+            let status = main_wait.ok_or(TraceError::Wait(Errno::ECHILD))?;
+            let real = child
+                .finish(status)
+                .map_err(|e| TraceError::Sandbox(Box::new(e)))?;
+            match (
+                real.code(),
+                std::os::unix::process::ExitStatusExt::signal(&real),
+            ) {
+                (Some(code), _) => ExitStatus::Code { code },
+                (None, Some(signal)) => ExitStatus::Signal { signal },
+                _ => ExitStatus::Signal {
+                    signal: libc::SIGKILL,
+                },
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::sandbox;
 use crate::sys::ptrace::{self as sp, SyscallInfo};
 use crate::sys::{process, seccomp, signals};
 
-use super::exec::{self, Image, MAX_INTERP_DEPTH};
+use super::exec;
 use super::log::{Exec, ExitStatus, Process};
 use super::record::{Access, Recorder};
 use super::syscalls::{self, Op, OpenFlags};
@@ -36,7 +36,8 @@ mod launch;
 mod stop;
 
 use decode::{ids_of_status, proc_argv};
-use launch::{filter, start_in_sandbox, start_on_host, Launched, Started};
+use launch::filter;
+pub(super) use launch::{exit_of, start_in_sandbox, start_on_host, Launched, Started};
 use stop::{CloneKind, Stop};
 
 /// What the loop hands back to [`super::trace`].
@@ -158,7 +159,7 @@ struct Tracer {
 
 /// How long the processes a command left running are still traced after it
 /// exited, before they are killed (docs/tracing.md).
-const LEFT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const LEFT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The seccomp program: trace the table's syscalls, allow the rest. 32-bit
 /// and x32 syscalls are always traced, so the tracer sees and refuses them.
@@ -204,8 +205,16 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
             argv,
             env,
             stdout,
-        } => start_on_host(program, argv, env, &launch.cwd, *stdout, prog_filter, opts)?,
-        Start::Sandbox(spec) => start_in_sandbox(spec, prog_filter, opts)?,
+        } => start_on_host(
+            program,
+            argv,
+            env,
+            &launch.cwd,
+            *stdout,
+            prog_filter,
+            Some(opts),
+        )?,
+        Start::Sandbox(spec) => start_in_sandbox(spec, prog_filter, Some(opts))?,
     };
     let pid = started.pid();
     if let Mode::ProcessesOnly { pids } = &launch.mode {
@@ -296,43 +305,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
     if let Some(e) = t.fatal.take() {
         return Err(e);
     }
-    let exit = match launched {
-        Launched::Host(stopped) => {
-            if let Some((step, errno)) = stopped.exec_result() {
-                let program = match &launch.start {
-                    Start::Host { program, .. } => program.to_path_buf(),
-                    Start::Sandbox(_) => PathBuf::new(),
-                };
-                return Err(match step {
-                    process::ChildStep::Exec => TraceError::Exec { program, errno },
-                    process::ChildStep::PreExec => TraceError::Setup {
-                        what: "install the seccomp filter in the child",
-                        source: errno,
-                    },
-                });
-            }
-            t.main_exit.unwrap_or(ExitStatus::Signal {
-                signal: libc::SIGKILL,
-            })
-        }
-        Launched::Sandbox(child) => {
-            // init reports the payload's exact fate (and setup errors).
-            let status = t.main_wait.ok_or(TraceError::Wait(Errno::ECHILD))?;
-            let real = child
-                .finish(status)
-                .map_err(|e| TraceError::Sandbox(Box::new(e)))?;
-            match (
-                real.code(),
-                std::os::unix::process::ExitStatusExt::signal(&real),
-            ) {
-                (Some(code), _) => ExitStatus::Code { code },
-                (None, Some(signal)) => ExitStatus::Signal { signal },
-                _ => ExitStatus::Signal {
-                    signal: libc::SIGKILL,
-                },
-            }
-        }
-    };
+    let exit = exit_of(launched, &launch.start, t.main_exit, t.main_wait)?;
     let counts = t.counts.take().map(|c| {
         c.into_iter()
             .map(|(nr, n)| {
@@ -635,22 +608,13 @@ impl Tracer {
             }
         };
         if let Some(exe) = &exe {
-            if let Ok(Image::Elf {
-                class64: false,
-                machine,
-                ..
-            }) = exec::inspect(&self.rec.root().host_path(exe))
-            {
-                let abi = if machine == goblin::elf::header::EM_X86_64 {
-                    "x32"
-                } else {
-                    "32-bit (i386)"
-                };
-                self.refuse(format!("pid {pid} executed {}, a {abi} program: jail traces only x86_64 programs; jail a 64-bit build of it", exe.display()));
+            let host = self.rec.root().host_path(exe);
+            if let Err(why) = exec::check_abi(pid.as_raw(), exe, &host) {
+                self.refuse(why);
                 return;
             }
         }
-        self.record_interpreters(tgid.as_raw(), &path);
+        let _ = self.rec.interpreters(tgid.as_raw(), &path);
         if let Some(p) = self.procs.get_mut(&tgid.as_raw()) {
             p.execs.push(Exec { path, argv });
             // Who the new program runs as (setuid files, `su`, `setpriv`).
@@ -685,31 +649,6 @@ impl Tracer {
         };
         self.rec
             .access(tgid.as_raw(), &named, Follow::Yes, Access::Exec);
-    }
-
-    /// Record the `#!` chain and the ELF interpreter the kernel loaded for
-    /// the executable at the in-root `path`.
-    fn record_interpreters(&mut self, pid: i32, path: &Path) {
-        let mut cur = path.to_path_buf();
-        for _ in 0..MAX_INTERP_DEPTH {
-            let host = self.rec.root().host_path(&cur);
-            let next = match exec::inspect(&host) {
-                Ok(Image::Script { interpreter, .. }) => interpreter,
-                Ok(Image::Elf {
-                    interp: Some(i), ..
-                }) => {
-                    self.rec.access(pid, &i, Follow::Yes, Access::Exec);
-                    return;
-                }
-                _ => return,
-            };
-            let named = if next.is_absolute() {
-                next
-            } else {
-                cur.parent().unwrap_or(Path::new("/")).join(next)
-            };
-            cur = self.rec.access(pid, &named, Follow::Yes, Access::Exec).path;
-        }
     }
 
     /// Stop the run: kill every traced process; the loop reaps them.
