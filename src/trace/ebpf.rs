@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 
 use aya::maps::{Array, MapData, RingBuf};
 use aya::programs::RawTracePoint;
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::resolve::{Follow, Root};
@@ -166,6 +166,9 @@ pub(super) struct Tracer {
     thread: JoinHandle<Result<Decoded, TraceError>>,
     /// Load and attach time, for the summary and the benchmarks.
     pub setup: std::time::Duration,
+    /// Why the loader used the kernel's whole BTF (or none) instead of the
+    /// minimal one (trace/btf.rs), for a warning.
+    pub btf_fallback: Option<String>,
 }
 
 /// What the reader thread made of the events.
@@ -193,7 +196,21 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
     // A testing aid, not a user option (docs/tracing.md): a one-page ring
     // drained only after the run, so that a real run overflows it.
     let tiny = std::env::var_os("JAIL_EBPF_TINY_RING").is_some();
-    let mut loader = EbpfLoader::new();
+    // The kernel's BTF projected onto the object's structs (trace/btf.rs),
+    // for a loader that has not parsed the whole of it.
+    let target = super::btf::target(OBJECT, std::path::Path::new(super::btf::VMLINUX));
+    let mut loader = super::btf::loader();
+    let btf_fallback = match &target {
+        super::btf::Target::Minimal(btf) => {
+            loader.btf(Some(btf));
+            None
+        }
+        super::btf::Target::Full(btf, why) => {
+            loader.btf(Some(btf));
+            Some(format!("loaded the kernel's whole BTF (slower): {why}"))
+        }
+        super::btf::Target::None(why) => Some(format!("no kernel BTF: {why}")),
+    };
     if tiny {
         loader.set_max_entries("events", 4096);
     }
@@ -273,6 +290,7 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
         stop: stop_wr,
         thread,
         setup,
+        btf_fallback,
     })
 }
 
