@@ -647,7 +647,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_kernel_btf_falls_back_to_none_with_the_reason() {
+    fn a_failed_projection_falls_back_with_the_reason() {
         let dir = std::env::temp_dir().join(format!("jail-btf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let bad = dir.join("vmlinux");
@@ -655,6 +655,12 @@ mod tests {
         match target(OBJECT, &bad) {
             Target::None(why) => assert!(why.contains("not BTF"), "{why}"),
             _ => panic!("a broken BTF gave a target"),
+        }
+        // An object without BTF cannot be projected for: the whole kernel
+        // BTF, and the reason.
+        match target(b"not an ELF object", Path::new(VMLINUX)) {
+            Target::Full(_, why) => assert!(why.contains("BPF object"), "{why}"),
+            _ => panic!("no fallback to the full BTF"),
         }
         match target(OBJECT, Path::new(VMLINUX)) {
             Target::Minimal(_) => {}
