@@ -35,7 +35,7 @@ use std::path::Path;
 use aya::{Btf, EbpfLoader, Endianness};
 
 /// Where the kernel publishes its BTF.
-pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+pub use crate::sys::kernel_btf::VMLINUX;
 
 const MAGIC: u16 = 0xeb9f;
 const HEADER_LEN: usize = 24;
@@ -89,6 +89,8 @@ struct Scanned<'a> {
     strings: &'a [u8],
     /// `starts[id - 1]`: offset of type `id`'s record in `types`.
     starts: Vec<usize>,
+    /// The named structs and unions: (id, name offset).
+    composites: Vec<(u32, u32)>,
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -96,7 +98,9 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// The size of the kind-specific data after a type's 12-byte common part.
@@ -140,7 +144,9 @@ impl<'a> Scanned<'a> {
         };
         let types = section(type_off, type_len, "type section")?;
         let strings = section(str_off, str_len, "string section")?;
-        let mut starts = Vec::new();
+        // A record is 12 bytes and more: a bound, not a guess.
+        let mut starts = Vec::with_capacity(types.len() / 12);
+        let mut composites = Vec::new();
         let mut at = 0;
         while at < types.len() {
             let truncated = || BtfError::Truncated {
@@ -152,7 +158,7 @@ impl<'a> Scanned<'a> {
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
             let id = starts.len() as u32 + 1;
-            let extra = trailer(kind, vlen).ok_or(BtfError::UnknownKind {
+            let extra = trailer(kind, vlen).ok_or_else(|| BtfError::UnknownKind {
                 what: what.into(),
                 id,
                 kind,
@@ -160,6 +166,12 @@ impl<'a> Scanned<'a> {
             let end = at + 12 + extra;
             if end > types.len() {
                 return Err(truncated());
+            }
+            if matches!(kind, KIND_STRUCT | KIND_UNION) {
+                let name_off = u32_at(types, at).unwrap_or(0);
+                if name_off != 0 {
+                    composites.push((id, name_off));
+                }
             }
             starts.push(at);
             at = end;
@@ -169,6 +181,7 @@ impl<'a> Scanned<'a> {
             types,
             strings,
             starts,
+            composites,
         })
     }
 
@@ -176,7 +189,7 @@ impl<'a> Scanned<'a> {
         let at = *self
             .starts
             .get((id as usize).wrapping_sub(1))
-            .ok_or(BtfError::BadReference {
+            .ok_or_else(|| BtfError::BadReference {
                 what: self.what.into(),
                 id,
                 to: id,
@@ -239,25 +252,22 @@ pub fn wanted_names(object: &[u8]) -> Result<BTreeSet<Vec<u8>>, BtfError> {
         .section_headers
         .iter()
         .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(".BTF"))
-        .ok_or(BtfError::NoSection { what: what.into() })?;
-    let range = sh.file_range().ok_or(BtfError::NoSection { what: what.into() })?;
-    let blob = object.get(range).ok_or(BtfError::Truncated {
+        .ok_or_else(|| BtfError::NoSection { what: what.into() })?;
+    let range = sh
+        .file_range()
+        .ok_or_else(|| BtfError::NoSection { what: what.into() })?;
+    let blob = object.get(range).ok_or_else(|| BtfError::Truncated {
         what: what.into(),
         at: object.len(),
         part: ".BTF section",
     })?;
     let local = Scanned::scan(what, blob)?;
-    let mut names = BTreeSet::new();
-    for id in 1..=local.len() {
-        let r = local.record(id)?;
-        if matches!(r.kind, KIND_STRUCT | KIND_UNION) {
-            let name = flavorless(local.string(r.name_off));
-            if !name.is_empty() {
-                names.insert(name.to_vec());
-            }
-        }
-    }
-    Ok(names)
+    Ok(local
+        .composites
+        .iter()
+        .map(|&(_, name)| flavorless(local.string(name)).to_vec())
+        .filter(|name| !name.is_empty())
+        .collect())
 }
 
 /// The kernel's structs and unions named in `wanted`, projected into a
@@ -269,13 +279,12 @@ pub fn project(vmlinux: &[u8], wanted: &BTreeSet<Vec<u8>>) -> Result<Vec<u8>, Bt
         id,
         to,
     };
-    let mut roots = Vec::new();
-    for id in 1..=k.len() {
-        let r = k.record(id)?;
-        if matches!(r.kind, KIND_STRUCT | KIND_UNION) && wanted.contains(k.string(r.name_off)) {
-            roots.push(id);
-        }
-    }
+    let roots: Vec<u32> = k
+        .composites
+        .iter()
+        .filter(|&&(_, name)| wanted.contains(k.string(name)))
+        .map(|&(id, _)| id)
+        .collect();
     // The kept types; a pointer's entry is the type it points to (0: void).
     let mut kept: BTreeMap<u32, u32> = BTreeMap::new();
     let mut todo = roots;
@@ -440,14 +449,22 @@ pub enum Target {
 /// The target BTF for `object`, read from `vmlinux`: minimal when the
 /// projection works, else aya's full parse.
 pub fn target(object: &[u8], vmlinux: &Path) -> Target {
-    let minimal = std::fs::read(vmlinux)
-        .map_err(|e| format!("{}: {e}", vmlinux.display()))
-        .and_then(|k| {
-            let wanted = wanted_names(object).map_err(|e| e.to_string())?;
-            let blob = project(&k, &wanted).map_err(|e| e.to_string())?;
-            Btf::parse(&blob, Endianness::default())
-                .map_err(|e| format!("the projected BTF does not parse: {e}"))
-        });
+    let project_from = |k: &[u8]| {
+        let wanted = wanted_names(object).map_err(|e| e.to_string())?;
+        let blob = project(k, &wanted).map_err(|e| e.to_string())?;
+        Btf::parse(&blob, Endianness::default())
+            .map_err(|e| format!("the projected BTF does not parse: {e}"))
+    };
+    // The kernel's file is mapped when the kernel allows it (no copy).
+    let mapped = (vmlinux == Path::new(VMLINUX))
+        .then(crate::sys::kernel_btf::map_vmlinux)
+        .and_then(Result::ok);
+    let minimal = match mapped {
+        Some(k) => project_from(&k),
+        None => std::fs::read(vmlinux)
+            .map_err(|e| format!("{}: {e}", vmlinux.display()))
+            .and_then(|k| project_from(&k)),
+    };
     match minimal {
         Ok(btf) => Target::Minimal(btf),
         Err(why) => match Btf::parse_file(vmlinux, Endianness::default()) {
@@ -510,7 +527,8 @@ mod tests {
     /// (code, dst, src, off, imm) of every instruction of every function,
     /// by name: what the relocations write.
     fn relocated(target: &Btf) -> BTreeMap<String, Vec<(u8, u8, u8, i16, i32)>> {
-        let mut obj = aya_obj::Object::parse(OBJECT).expect("parse the object");
+        // The object parser wants the ELF aligned: a heap copy.
+        let mut obj = aya_obj::Object::parse(&OBJECT.to_vec()).expect("parse the object");
         obj.relocate_btf(target).expect("relocate");
         obj.functions
             .values()

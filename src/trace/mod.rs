@@ -306,7 +306,8 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             let mut out = traced?;
             let decoded = decoded?;
             out.warnings.extend(decoded.warnings);
-            out.warnings.extend(btf_fallback.map(|w| format!("ebpf backend: {w}")));
+            out.warnings
+                .extend(btf_fallback.map(|w| format!("ebpf backend: {w}")));
             ebpf_extra = Some(decoded.recorder);
             out
         }
