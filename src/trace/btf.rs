@@ -526,9 +526,12 @@ mod tests {
 
     /// (code, dst, src, off, imm) of every instruction of every function,
     /// by name: what the relocations write.
-    fn relocated(target: &Btf) -> BTreeMap<String, Vec<(u8, u8, u8, i16, i32)>> {
+    type Insn = (u8, u8, u8, i16, i32);
+
+    fn relocated(target: &Btf) -> BTreeMap<String, Vec<Insn>> {
         // The object parser wants the ELF aligned: a heap copy.
-        let mut obj = aya_obj::Object::parse(&OBJECT.to_vec()).expect("parse the object");
+        let aligned: Vec<u8> = OBJECT.into();
+        let mut obj = aya_obj::Object::parse(&aligned).expect("parse the object");
         obj.relocate_btf(target).expect("relocate");
         obj.functions
             .values()
