@@ -478,6 +478,12 @@ pub fn target(object: &[u8], vmlinux: &Path) -> Target {
 /// documentation). When the mount namespace cannot be made, a plain
 /// `EbpfLoader::new()`: slower, same result once the target is set.
 pub fn loader() -> EbpfLoader<'static> {
+    loader_hiding().0
+}
+
+/// The loader, and whether the kernel's BTF was hidden from it (false: it
+/// parsed the whole file).
+fn loader_hiding() -> (EbpfLoader<'static>, bool) {
     std::thread::scope(|s| {
         s.spawn(|| {
             use nix::mount::{mount, MsFlags};
@@ -504,13 +510,14 @@ pub fn loader() -> EbpfLoader<'static> {
                             | MsFlags::MS_NOEXEC,
                         None::<&str>,
                     )
-                });
+                })
+                .is_ok()
+                && !Path::new(VMLINUX).exists();
             // Either way the thread, and with it its namespace, ends here.
-            let _ = hidden;
-            EbpfLoader::new()
+            (EbpfLoader::new(), hidden)
         })
         .join()
-        .unwrap_or_else(|_| EbpfLoader::new())
+        .unwrap_or_else(|_| (EbpfLoader::new(), false))
     })
 }
 
@@ -633,6 +640,24 @@ mod tests {
         let full = members(&k);
         assert!(small.len() > 100);
         assert!(small.is_subset(&full));
+    }
+
+    /// The tmpfs hides the kernel's BTF from `EbpfLoader::new()` and stays
+    /// in the loader thread's namespace: the rest of the process (and the
+    /// host) still sees the file, and no mount at /sys/kernel/btf.
+    #[test]
+    fn the_loader_hides_nothing_from_the_process() {
+        let (_loader, hidden) = loader_hiding();
+        assert!(hidden, "the loader thread could not hide {VMLINUX} (root?)");
+        assert!(
+            Path::new(VMLINUX).exists(),
+            "{VMLINUX} hidden after loader()"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(" /sys/kernel/btf "),
+            "a mount at /sys/kernel/btf leaked:\n{mounts}"
+        );
     }
 
     #[test]
