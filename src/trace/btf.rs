@@ -441,8 +441,8 @@ pub enum Target {
     /// aya's parse of the whole kernel BTF, because the projection failed
     /// (the reason, for a warning).
     Full(Btf, String),
-    /// Neither worked: loading goes on without BTF and fails with the
-    /// kernel's or aya's own error if the programs need it.
+    /// Neither worked (the reasons): the backend cannot relocate its
+    /// kernel reads and refuses to start.
     None(String),
 }
 

@@ -166,9 +166,9 @@ pub(super) struct Tracer {
     thread: JoinHandle<Result<Decoded, TraceError>>,
     /// Load and attach time, for the summary and the benchmarks.
     pub setup: std::time::Duration,
-    /// Why the loader used the kernel's whole BTF (or none) instead of the
-    /// minimal one (trace/btf.rs), for a warning.
-    pub btf_fallback: Option<String>,
+    /// Why the loader used the kernel's whole BTF instead of the minimal
+    /// one (trace/btf.rs), for a warning.
+    btf_fallback: Option<String>,
 }
 
 /// What the reader thread made of the events.
@@ -209,7 +209,11 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
             loader.btf(Some(btf));
             Some(format!("loaded the kernel's whole BTF (slower): {why}"))
         }
-        super::btf::Target::None(why) => Some(format!("no kernel BTF: {why}")),
+        super::btf::Target::None(why) => {
+            return Err(TraceError::Unsupported(format!(
+                "--backend ebpf needs the kernel's BTF ({why}); use --backend ptrace"
+            )))
+        }
     };
     if tiny {
         loader.set_max_entries("events", 4096);
@@ -344,6 +348,10 @@ impl Tracer {
         if !why.is_empty() {
             return Err(TraceError::Lost(why.join(", ")));
         }
+        let mut decoded = decoded;
+        decoded
+            .warnings
+            .extend(self.btf_fallback.map(|w| format!("ebpf backend: {w}")));
         Ok(decoded)
     }
 }

@@ -297,7 +297,6 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             let hops = u64::from(opts.sandbox.is_some());
             let tracer = ebpf::start(root.clone(), hops)?;
             setup_ms = tracer.setup.as_millis() as u64;
-            let btf_fallback = tracer.btf_fallback.clone();
             launch.mode = ptrace::Mode::ProcessesOnly {
                 pids: Arc::new(Mutex::new(HashSet::new())),
             };
@@ -306,8 +305,6 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
             let mut out = traced?;
             let decoded = decoded?;
             out.warnings.extend(decoded.warnings);
-            out.warnings
-                .extend(btf_fallback.map(|w| format!("ebpf backend: {w}")));
             ebpf_extra = Some(decoded.recorder);
             out
         }
