@@ -2,6 +2,7 @@
 //! with a `// SAFETY:` note, behind small safe wrappers.
 
 pub mod caps;
+pub mod kernel_btf;
 pub mod netdev;
 pub mod process;
 pub mod ptrace;

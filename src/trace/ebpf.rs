@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::RawTracePoint;
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
@@ -192,6 +192,9 @@ pub(super) struct Tracer {
     pub setup: std::time::Duration,
     /// Set by the reader when it refused the run (a 32-bit exec).
     refused: Arc<AtomicBool>,
+    /// Why the loader used the kernel's whole BTF instead of the minimal
+    /// one (trace/btf.rs), for a warning.
+    btf_fallback: Option<String>,
 }
 
 /// What the reader thread made of the events.
@@ -223,7 +226,25 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
     // A testing aid, not a user option (docs/tracing.md): a one-page ring
     // drained only after the run, so that a real run overflows it.
     let tiny = std::env::var_os("JAIL_EBPF_TINY_RING").is_some();
-    let mut loader = EbpfLoader::new();
+    // The kernel's BTF projected onto the object's structs (trace/btf.rs),
+    // for a loader that has not parsed the whole of it.
+    let target = super::btf::target(OBJECT, std::path::Path::new(super::btf::VMLINUX));
+    let mut loader = super::btf::loader();
+    let btf_fallback = match &target {
+        super::btf::Target::Minimal(btf) => {
+            loader.btf(Some(btf));
+            None
+        }
+        super::btf::Target::Full(btf, why) => {
+            loader.btf(Some(btf));
+            Some(format!("loaded the kernel's whole BTF (slower): {why}"))
+        }
+        super::btf::Target::None(why) => {
+            return Err(TraceError::Unsupported(format!(
+                "--backend ebpf needs the kernel's BTF ({why}); use --backend ptrace"
+            )))
+        }
+    };
     if tiny {
         loader.set_max_entries("events", 4096);
     }
@@ -318,6 +339,7 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
         thread,
         setup,
         refused,
+        btf_fallback,
     })
 }
 
@@ -640,6 +662,10 @@ impl Tracer {
         if !why.is_empty() {
             return Err(TraceError::Lost(why.join(", ")));
         }
+        let mut decoded = decoded;
+        decoded
+            .warnings
+            .extend(self.btf_fallback.map(|w| format!("ebpf backend: {w}")));
         Ok(decoded)
     }
 }

@@ -5,6 +5,7 @@
 //! [`syscalls`] (what each path syscall means); [`record`] turns accesses
 //! into log entries for every backend.
 
+mod btf;
 mod ebpf;
 pub mod exec;
 mod fanotify;
