@@ -214,9 +214,11 @@ struct event {
 	char data[DATA_SIZE];
 };
 
-// Who starts the command. The next process `launcher` forks is the
-// command, or with `hops` = 1 that child becomes the launcher (the sandbox's
-// init, whose own setup is no part of the command).
+// Who starts the command. The next process the thread `launcher` (a thread
+// id, not a group's: other threads of jail's process — a library user's,
+// or a second trace's — fork too) forks is the command, or with `hops` = 1
+// that child becomes the launcher (the sandbox's init, whose own setup is
+// no part of the command).
 struct config {
 	u64 launcher;
 	u64 armed;
@@ -810,7 +812,7 @@ int jail_fork(struct bpf_raw_tracepoint_args *ctx)
 	} else {
 		u32 zero = 0;
 		struct config *c = bpf_map_lookup_elem(&config, &zero);
-		if (!c || c->launcher != ptgid || c->armed != 1)
+		if (!c || c->launcher != BPF_CORE_READ(parent, pid) || c->armed != 1)
 			return 0;
 		if (c->hops > 0) {
 			c->launcher = ctgid;

@@ -1,7 +1,8 @@
-//! The ebpf backend inside an image's sandbox (`jail slim`'s way of
-//! running a command): paths are in-root and the same as ptrace's. A test
-//! binary of its own: the tracer runs in the test process and reaps every
-//! child of it, which would steal other tests' children.
+//! The ebpf backend run through the library, in the test process: inside
+//! an image's sandbox (`jail slim`'s way of running a command), where paths
+//! are in-root and the same as ptrace's, and beside another thread that
+//! forks. A test binary of its own: the tracer runs in the test process and
+//! reaps every child of it, which would steal other tests' children.
 
 mod common;
 
@@ -87,4 +88,40 @@ fn inside_an_image_sandbox_paths_are_in_root() {
         "{:?}",
         logs[1].keys()
     );
+}
+
+/// The kernel side claims the first fork of the thread that launches the
+/// command, not of any thread of jail's process: another thread forking in
+/// a loop meanwhile never becomes the command.
+#[test]
+fn another_threads_fork_is_not_the_command() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let forker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // The tracer may reap this child first: its status is moot.
+                let _ = Command::new("/bin/true").status();
+            }
+        })
+    };
+    for _ in 0..5 {
+        let mut o = jail::trace::TraceOptions::new(vec!["/bin/echo".into(), "traced".into()]);
+        o.backend = jail::trace::Backend::Ebpf;
+        o.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+        o.cwd = Some("/".into());
+        let log = jail::trace::trace(&o).unwrap_or_else(|e| panic!("{e}"));
+        let tree = process_tree(&log);
+        assert_eq!(log.processes.len(), 1, "{tree}");
+        assert!(tree.contains("echo"), "{tree}");
+        assert!(!tree.contains("true"), "{tree}");
+        assert!(
+            !log.files.keys().any(|p| p.0.ends_with("true")),
+            "another thread's child was traced: {tree}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    forker.join().unwrap();
 }

@@ -272,7 +272,9 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
             .ok_or_else(|| failed("find the config map")("missing".into()))?;
         let mut config: Array<&mut MapData, [u64; 3]> =
             Array::try_from(map).map_err(|e| failed("open the config map")(chain(&e)))?;
-        let me = u64::from(std::process::id());
+        // This thread forks the command (or the sandbox's init): the kernel
+        // side claims only its fork, not one of another thread of jail.
+        let me = nix::unistd::gettid().as_raw() as u64;
         config
             .set(0, [me, 1, hops], 0)
             .map_err(|e| failed("arm the launcher")(chain(&e)))?;
