@@ -74,8 +74,8 @@ pub struct Args {
     /// Do not run the config's tests in the finished jail.
     #[arg(long)]
     no_test: bool,
-    /// Tracer backend.
-    #[arg(long, value_enum, default_value = "ptrace")]
+    /// Tracer backend (auto: ebpf where this machine allows it, else ptrace).
+    #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
     /// Run the ptrace tracer and the command on one CPU: each stop then
     /// costs a switch on that CPU instead of a cross-CPU wake-up (about

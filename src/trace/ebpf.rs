@@ -217,8 +217,8 @@ fn failed(what: &'static str) -> impl Fn(String) -> TraceError {
 pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
     let t0 = std::time::Instant::now();
     if !nix::unistd::geteuid().is_root() {
-        return Err(TraceError::Unsupported(
-            "--backend ebpf needs root (loading BPF programs); use --backend ptrace".into(),
+        return Err(TraceError::EbpfUnavailable(
+            "loading BPF programs needs root".into(),
         ));
     }
     // The object parser wants the ELF aligned: copy it to the heap.
@@ -240,8 +240,8 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
             Some(format!("loaded the kernel's whole BTF (slower): {why}"))
         }
         super::btf::Target::None(why) => {
-            return Err(TraceError::Unsupported(format!(
-                "--backend ebpf needs the kernel's BTF ({why}); use --backend ptrace"
+            return Err(TraceError::EbpfUnavailable(format!(
+                "no usable kernel BTF: {why}"
             )))
         }
     };
@@ -388,7 +388,14 @@ fn run_forwarding(root: Root, launch: &Launch<'_>) -> Result<(Outcome, Duration)
         Some(Subreaper::on()?)
     };
     // In the sandbox jail forks its init, which forks the command.
-    let tracer = start(root, u64::from(sandboxed))?;
+    // Any failure to load or attach comes before the command exists: it
+    // says the backend is unavailable (`auto` then falls back to ptrace).
+    let tracer = start(root, u64::from(sandboxed)).map_err(|e| match e {
+        TraceError::Ebpf { what, cause } => {
+            TraceError::EbpfUnavailable(format!("cannot {what}: {cause}"))
+        }
+        e => e,
+    })?;
     let setup = tracer.setup;
     let started = match &launch.start {
         Start::Host {

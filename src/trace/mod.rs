@@ -69,6 +69,8 @@ pub enum TraceError {
     Overflow,
     #[error("--backend ebpf: cannot {what}: {cause}; use --backend ptrace")]
     Ebpf { what: &'static str, cause: String },
+    #[error("--backend ebpf is unavailable here: {0}; use --backend ptrace")]
+    EbpfUnavailable(String),
     #[error("--backend ebpf lost events ({0}): the jail would be incomplete; trace again, or with --backend ptrace")]
     Lost(String),
 }
@@ -95,7 +97,11 @@ impl crate::error::ExitCode for TraceError {
 /// Which tracer to use (also the value of the CLI's `--backend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Backend {
+    /// ebpf where this machine allows it (root, the kernel's BTF, raw
+    /// tracepoints), else ptrace, with a warning saying why; ptrace for
+    /// the options only ptrace has (`--syscalls`, `--one-cpu`).
     #[default]
+    Auto,
     Ptrace,
     Fanotify,
     Ebpf,
@@ -146,7 +152,7 @@ impl TraceOptions {
             argv,
             env: std::env::vars_os().collect(),
             cwd: None,
-            backend: Backend::Ptrace,
+            backend: Backend::Auto,
             all_syscalls: false,
             stdout: None,
             sandbox_stderr: None,
@@ -249,8 +255,15 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
     };
     let root_dir = root.dir().to_path_buf();
     let mut setup_ms = 0;
-    let mut out = match opts.backend {
-        Backend::Ptrace => {
+    // What `auto` means here: ptrace for what only ptrace does, else ebpf
+    // if this machine lets it load (else ptrace, below).
+    let mut used = match opts.backend {
+        Backend::Auto if opts.all_syscalls || opts.one_cpu => Backend::Ptrace,
+        Backend::Auto => Backend::Ebpf,
+        b => b,
+    };
+    let mut out = match used {
+        Backend::Auto | Backend::Ptrace => {
             let _pinned = opts.one_cpu.then(OneCpu::pin).transpose()?;
             ptrace::run(root, &launch)?
         }
@@ -292,9 +305,22 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
                     "--syscalls needs --backend ptrace: the ebpf backend records path syscalls only".into(),
                 ));
             }
-            let (out, setup) = ebpf::run(root, &launch)?;
-            setup_ms = setup.as_millis() as u64;
-            out
+            match ebpf::run(root.clone(), &launch) {
+                Ok((out, setup)) => {
+                    setup_ms = setup.as_millis() as u64;
+                    out
+                }
+                // Nothing was started yet: the same run under ptrace.
+                Err(TraceError::EbpfUnavailable(why)) if opts.backend == Backend::Auto => {
+                    used = Backend::Ptrace;
+                    let mut out = ptrace::run(root, &launch)?;
+                    out.warnings.push(format!(
+                        "traced with ptrace: the ebpf backend is unavailable here ({why})"
+                    ));
+                    out
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
     out.warnings.sort();
@@ -312,8 +338,8 @@ pub fn trace(opts: &TraceOptions) -> Result<AccessLog, TraceError> {
         command: opts.argv.clone(),
         root: root_dir,
         cwd,
-        backend: match opts.backend {
-            Backend::Ptrace => "ptrace",
+        backend: match used {
+            Backend::Auto | Backend::Ptrace => "ptrace",
             Backend::Fanotify => "fanotify",
             Backend::Ebpf => "ebpf",
         }
