@@ -124,7 +124,13 @@ struct cred {
 	struct group_info *group_info;
 } __attribute__((preserve_access_index));
 
+// x86: the first member of task_struct (THREAD_INFO_IN_TASK).
+struct thread_info {
+	u32 status;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
+	struct thread_info thread_info;
 	int pid;
 	int tgid;
 	int exit_code;
@@ -151,6 +157,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define RING_SIZE (8 << 20)
 #define DATA_SIZE (DATA_USED + PATH_MAX)
 #define AT_FDCWD -100
+#define TS_COMPAT 0x0002
+#define X32_SYSCALL_BIT 0x40000000
 #define EFAULT 14
 
 #define KIND_SYSCALL 1
@@ -158,6 +166,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define KIND_FORK 3	// tgid: parent; tid: child; args[0]: child's tgid
 #define KIND_EXIT 4	// a group's last thread exited; ret: the wait status
 #define KIND_ARGV 5	// the argv of the exec just sent (name 1: NUL-separated)
+#define KIND_ABI 7	// a 32-bit (nr: i386) or x32 (flags: F_X32) syscall
 #define KIND_CREDS 6	// args[0..3]: uid|euid<<32, suid|fsuid<<32, gid|egid<<32,
 			// sgid|fsgid<<32; name 1: the supplementary groups (u32s)
 
@@ -175,6 +184,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define F_BASE2 (1 << 7)
 #define F_CREATED (1 << 8)	// the open created the file (FMODE_CREATED)
 #define F_THREAD (1 << 9)	// KIND_FORK: a thread of the parent's group
+#define F_X32 (1 << 11)	// KIND_ABI: an x32 call, not an i386 one
 #define F_TRUNCATED (1 << 10)	// KIND_ARGV/KIND_CREDS: did not fit, cut
 
 #define FMODE_CREATED (1 << 20)
@@ -518,6 +528,28 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	s64 ret = ctx->args[1];
 	u32 nr = BPF_CORE_READ(regs, orig_ax);
+	// A 32-bit (int 0x80: TS_COMPAT, set until the return to user mode)
+	// or x32 call of the command: its number and registers mean something
+	// else; jail refuses the run, as the ptrace backend does.
+	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
+	u32 x32 = nr & X32_SYSCALL_BIT;
+	if (x32 || (BPF_CORE_READ(cur, thread_info.status) & TS_COMPAT)) {
+		u64 id = bpf_get_current_pid_tgid();
+		if (!is_live(id >> 32))
+			return 0;
+		// Killed as the call returns: the program runs no further on a
+		// misread call (ptrace stops it before the call; here it has run).
+		bpf_send_signal(9 /* SIGKILL */);
+		struct work *w = scratch_work();
+		if (!w)
+			return 0;
+		struct event *e = begin(w, KIND_ABI, id >> 32, (u32)id);
+		e->nr = nr & ~X32_SYSCALL_BIT;
+		if (x32)
+			e->flags = F_X32;
+		send(e, 0);
+		return 0;
+	}
 	if (nr >= MAX_NR)
 		return 0;
 	struct desc *d = bpf_map_lookup_elem(&descs, &nr);

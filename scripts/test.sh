@@ -106,6 +106,9 @@ fi
 
 cargo build --release --bins
 cargo test --release "$@"
+# The default backend is ebpf where the machine allows it; the tracer's own
+# tests run once more under ptrace, the fallback (non-root, no BTF).
+JAIL_BACKEND=ptrace cargo test --release --test trace "$@"
 # The fuzz targets, 30 s each, on the full run only (not when test.sh is
 # given a filter); JAIL_SKIP_FUZZ=1 skips them. Needs the nightly toolchain
 # (fuzz.sh says how to install it) and installs cargo-fuzz when missing.

@@ -799,7 +799,8 @@ fn a_32bit_syscall_is_refused_not_misread() {
         err.contains("32-bit (i386)") && err.contains("only x86_64"),
         "{err}"
     );
-    // The process was stopped before the call ran: it printed nothing.
+    // The process was stopped before the call ran (ptrace) or killed as it
+    // returned (ebpf): it printed nothing.
     assert_eq!(text(&out.stdout), "");
 }
 

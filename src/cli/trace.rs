@@ -75,7 +75,7 @@ pub struct Args {
     #[arg(long)]
     no_test: bool,
     /// Tracer backend (auto: ebpf where this machine allows it, else ptrace).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", env = "JAIL_BACKEND")]
     backend: Backend,
     /// Run the ptrace tracer and the command on one CPU: each stop then
     /// costs a switch on that CPU instead of a cross-CPU wake-up (about

@@ -75,6 +75,8 @@ const KIND_FORK: u32 = 3;
 const KIND_EXIT: u32 = 4;
 const KIND_ARGV: u32 = 5;
 const KIND_CREDS: u32 = 6;
+const KIND_ABI: u32 = 7;
+const F_X32: u32 = 1 << 11;
 const F_NO_BASE1: u32 = 1 << 0;
 const F_NO_BASE2: u32 = 1 << 1;
 const F_OUTSIDE1: u32 = 1 << 2;
@@ -902,6 +904,11 @@ impl Decoder {
             KIND_EXIT => self.on_exit(&ev),
             KIND_ARGV => self.on_argv(&ev),
             KIND_CREDS => self.on_creds(&ev),
+            KIND_ABI => self.refuse(super::exec::abi_syscall_refusal(
+                ev.tid,
+                ev.flags & F_X32 != 0,
+                ev.nr as u64,
+            )),
             _ => {}
         }
     }

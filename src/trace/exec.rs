@@ -29,6 +29,14 @@ pub enum Image {
     Other,
 }
 
+/// The refusal of a 32-bit (i386, `int 0x80`) or x32 system call that
+/// process `pid` made: its number and arguments mean something else than
+/// in the x86_64 table. Every backend gives the same error.
+pub fn abi_syscall_refusal(pid: i32, x32: bool, nr: u64) -> String {
+    let abi = if x32 { "x32" } else { "32-bit (i386)" };
+    format!("pid {pid} made a {abi} system call (nr {}): jail traces only x86_64 system calls; jail a 64-bit build of the program", nr & 0xffff)
+}
+
 /// Refuse a program jail cannot trace: a 32-bit (i386) or x32 ELF that
 /// process `pid` executed. `exe` is the file the kernel loaded, in-root
 /// (for the message), `host` the same file on this machine. Every backend

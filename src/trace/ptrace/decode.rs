@@ -11,12 +11,8 @@ impl Tracer {
             return;
         };
         if arch != seccomp::AUDIT_ARCH_X86_64 || nr & u64::from(seccomp::X32_SYSCALL_BIT) != 0 {
-            let abi = if arch == seccomp::AUDIT_ARCH_I386 {
-                "32-bit (i386)"
-            } else {
-                "x32"
-            };
-            self.refuse(format!("pid {tid} made a {abi} system call (nr {}): jail traces only x86_64 system calls; jail a 64-bit build of the program", nr & 0xffff));
+            let x32 = arch != seccomp::AUDIT_ARCH_I386;
+            self.refuse(exec::abi_syscall_refusal(tid.as_raw(), x32, nr));
             return;
         }
         if let Some(c) = self.counts.as_mut() {
