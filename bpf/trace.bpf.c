@@ -209,7 +209,9 @@ struct desc {
 	s8 path1, dirfd1, path2, dirfd2;
 	s8 fd;		// D_FD; with D_PATHS: a NULL path1 means this fd
 	s8 empty_flags;	// flags argument whose AT_EMPTY_PATH marks an fstat
-	u8 fd_result;	// the result is an fd of the file opened
+	u8 fd_result;	// bit 0: the result is an fd of the file opened;
+			// bit 1: args[2] points to a struct open_how (openat2),
+			// whose flags the event carries in args[5]
 };
 
 struct event {
@@ -532,7 +534,8 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	// or x32 call of the command: its number and registers mean something
 	// else; jail refuses the run, as the ptrace backend does.
 	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
-	u32 x32 = nr & X32_SYSCALL_BIT;
+	// (orig_ax is -1 after rt_sigreturn: not a call, not x32.)
+	u32 x32 = (s32)nr >= 0 && (nr & X32_SYSCALL_BIT);
 	if (x32 || (BPF_CORE_READ(cur, thread_info.status) & TS_COMPAT)) {
 		u64 id = bpf_get_current_pid_tgid();
 		if (!is_live(id >> 32))
@@ -648,7 +651,17 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	}
 
 	// D_PATHS / D_EXEC.
-	if (d->fd_result && ret >= 0) {
+	if (d->fd_result & 2) {
+		// openat2: the flags are in user memory, read like the names.
+		u64 how_flags = 0;
+		if (bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)e->args[2])) {
+			if (ret != -EFAULT)
+				count_lost(LOST_READ);
+			return 0;
+		}
+		e->args[5] = how_flags;
+	}
+	if ((d->fd_result & 1) && ret >= 0) {
 		struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
 		struct file **fds = BPF_CORE_READ(fdt, fd);
 		struct file *f = 0;

@@ -146,6 +146,7 @@ fn data(base: &Path) {
     fs::create_dir_all(base.join("sub")).unwrap();
     fs::write(base.join("sub/data.txt"), "data\n").unwrap();
     fs::write(base.join("sub/two.txt"), "two\n").unwrap();
+    fs::write(base.join("sub/out.txt"), "to be overwritten\n").unwrap();
     fs::create_dir_all(base.join("other")).unwrap();
     fs::write(base.join("other/o.txt"), "o").unwrap();
 }
@@ -172,6 +173,10 @@ fn fixtures_give_the_same_logs_as_ptrace() {
                 "openat2",
                 "@/sub",
                 "two.txt",
+                // Its flags are in struct open_how: a write, not a read.
+                "openat2-write",
+                "@/sub",
+                "out.txt",
             ],
         ),
         (

@@ -114,11 +114,16 @@ fn descriptor(op: &Op) -> [u8; 8] {
     let none = -1i8 as u8;
     let mut d = [0, none, none, none, none, none, none, 0];
     match *op {
-        Op::Open { dirfd, path, .. } => {
+        Op::Open { dirfd, path, flags } => {
             d[0] = D_PATHS;
             d[1] = path;
             d[2] = a(dirfd);
             d[7] = 1;
+            // openat2's struct open_how (at args[2], the only one there is):
+            // the kernel side copies its flags into the event's args[5].
+            if let OpenFlags::OpenHow(2) = flags {
+                d[7] |= 2;
+            }
         }
         Op::Exec { dirfd, path, .. } => {
             d[0] = D_EXEC;
@@ -1078,9 +1083,9 @@ impl Decoder {
                 let flags = match flags {
                     OpenFlags::Arg(i) => args[i as usize] as i32,
                     OpenFlags::Fixed(f) => f,
-                    // openat2: the struct open_how is not copied to the
-                    // event; its flags are judged by the result below.
-                    OpenFlags::OpenHow(_) => 0,
+                    // openat2: the flags of its struct open_how, copied by
+                    // the kernel side (`descriptor`).
+                    OpenFlags::OpenHow(_) => args[5] as i32,
                 };
                 let Some(named) = ev.first(false) else { return };
                 let creat = flags & libc::O_CREAT != 0;
@@ -1284,6 +1289,21 @@ mod tests {
     fn chains_are_leaf_first() {
         assert_eq!(chain_path(b"c\0b\0a\0"), PathBuf::from("/a/b/c"));
         assert_eq!(chain_path(b""), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn open_how_flags_are_copied_for_every_openat2() {
+        for s in syscalls::TABLE {
+            if let Op::Open {
+                flags: OpenFlags::OpenHow(i),
+                ..
+            } = s.op
+            {
+                // The kernel side reads struct open_how at args[2] only.
+                assert_eq!(i, 2, "{}", s.name);
+                assert_eq!(descriptor(&s.op)[7], 3, "{}", s.name);
+            }
+        }
     }
 
     #[test]
