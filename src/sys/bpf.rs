@@ -56,7 +56,6 @@ pub fn first_key_u32(map: BorrowedFd<'_>) -> Result<Option<u32>, Errno> {
 
 /// Delete `key` from the map; `Ok(false)` when it was not there.
 pub fn delete_u32(map: BorrowedFd<'_>, key: u32) -> Result<bool, Errno> {
-    let key = key;
     let mut attr = ElemAttr {
         map_fd: map.as_raw_fd() as u32,
         key: &key as *const u32 as u64,

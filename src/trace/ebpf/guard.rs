@@ -20,9 +20,8 @@
 //! what kills jail short of SIGKILL of its own pid. docs/tracing.md ("No
 //! leftovers") has the remaining windows.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-
 use std::ffi::CStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -93,13 +92,8 @@ impl Drop for Guard {
     fn drop(&mut self) {
         // Close the write end first: without the byte, the guard sees EOF.
         self.done = None;
-        loop {
-            match waitpid(self.pid, None) {
-                Err(Errno::EINTR) => continue,
-                // ECHILD: already reaped (jail reaps the orphans it adopts).
-                _ => break,
-            }
-        }
+        // ECHILD: already reaped (jail reaps the orphans it adopts).
+        while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
     }
 }
 
@@ -126,17 +120,19 @@ fn guard_main(done: BorrowedFd<'_>, traced: BorrowedFd<'_>, hz: u64) -> i32 {
 /// SIGKILL every thread group of the map, deleting each key once handled,
 /// until the map is empty. `hz`: the clock ticks of /proc's start times.
 fn kill_traced(traced: BorrowedFd<'_>, hz: u64) -> i32 {
-    // Since jail died the programs may be detached: a group that exits now
-    // leaves its key behind, and its pid may name a newer process. One that
-    // started after this instant is not the command's.
-    let died = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+    // Once jail's links are released (milliseconds after its death, from a
+    // work queue), a group that exits leaves its key behind, and its pid
+    // may come to name a newer process. Until then the fork tracepoint still
+    // adds children: a process that started up to a second after jail's
+    // death may be the command's; one that started later is not.
+    let latest = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
         .ok()
-        .map(|t| ticks(t.tv_sec() as u64, t.tv_nsec() as u64, hz));
+        .map(|t| ticks(t.tv_sec() as u64, t.tv_nsec() as u64, hz) + hz);
     loop {
         match bpf::first_key_u32(traced) {
             Ok(None) => return 0,
             Ok(Some(tgid)) => {
-                kill_group(tgid, died);
+                kill_group(tgid, latest);
                 if bpf::delete_u32(traced, tgid).is_err() {
                     return 3;
                 }
@@ -151,8 +147,9 @@ fn ticks(secs: u64, nsecs: u64, hz: u64) -> u64 {
 }
 
 /// SIGKILL the group `tgid` through a pidfd, unless it started after
-/// `died` (then the pid was reused: not the command's).
-fn kill_group(tgid: u32, died: Option<u64>) {
+/// `latest` (clock ticks since boot: then its pid was reused, it is not the
+/// command's).
+fn kill_group(tgid: u32, latest: Option<u64>) {
     let Ok(pid) = i32::try_from(tgid) else { return };
     if pid <= 1 {
         return;
@@ -168,8 +165,8 @@ fn kill_group(tgid: u32, died: Option<u64>) {
         // Exited meanwhile.
         return;
     }
-    if let (Some(started), Some(died)) = (started, died) {
-        if started > died {
+    if let (Some(started), Some(latest)) = (started, latest) {
+        if started > latest {
             return;
         }
     }
