@@ -28,7 +28,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
-use nix::sys::wait::waitpid;
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
 use crate::sys::{bpf, process};
@@ -51,7 +51,9 @@ const IGNORED: [libc::c_int; 8] = [
 /// without [`Guard::release`] (an error path), the guard sees EOF and first
 /// kills what the map holds.
 pub(super) struct Guard {
-    pid: Pid,
+    /// Waited on instead of the pid: jail's other waits may reap the guard
+    /// first, and a pid could then name another child.
+    pidfd: OwnedFd,
     done: Option<OwnedFd>,
 }
 
@@ -68,13 +70,13 @@ impl Guard {
             .ok()
             .flatten()
             .map_or(100, |v| v as u64);
-        let (pid, _pidfd) = process::clone_into(nix::sched::CloneFlags::empty(), || {
+        let (_, pidfd) = process::clone_into(nix::sched::CloneFlags::empty(), || {
             guard_main(read_end, traced, hz)
         })
         .map_err(setup("fork the guard process"))?;
         drop(rd);
         Ok(Guard {
-            pid,
+            pidfd,
             done: Some(wr),
         })
     }
@@ -93,7 +95,7 @@ impl Drop for Guard {
         // Close the write end first: without the byte, the guard sees EOF.
         self.done = None;
         // ECHILD: already reaped (jail reaps the orphans it adopts).
-        while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
+        while let Err(Errno::EINTR) = waitid(Id::PIDFd(self.pidfd.as_fd()), WaitPidFlag::WEXITED) {}
     }
 }
 
