@@ -37,13 +37,15 @@ fn call(cmd: libc::c_long, attr: &mut ElemAttr) -> Result<(), Errno> {
     Errno::result(r).map(drop)
 }
 
-/// The key that comes first in the map's iteration order, `None` when the
-/// map is empty.
-pub fn first_key_u32(map: BorrowedFd<'_>) -> Result<Option<u32>, Errno> {
+/// The key after `key` in the map's iteration order (the first key for
+/// `None`, or when `key` is no longer in the map); `None` at the end.
+pub fn next_key_u32(map: BorrowedFd<'_>, key: Option<u32>) -> Result<Option<u32>, Errno> {
     let mut next: u32 = 0;
-    // A null key asks for the first one.
+    let prev: u32 = key.unwrap_or(0);
     let mut attr = ElemAttr {
         map_fd: map.as_raw_fd() as u32,
+        // A null key asks for the first one.
+        key: key.map_or(0, |_| &prev as *const u32 as u64),
         next_key: &mut next as *mut u32 as u64,
         ..ElemAttr::default()
     };
@@ -52,6 +54,12 @@ pub fn first_key_u32(map: BorrowedFd<'_>) -> Result<Option<u32>, Errno> {
         Err(Errno::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The key that comes first in the map's iteration order, `None` when the
+/// map is empty.
+pub fn first_key_u32(map: BorrowedFd<'_>) -> Result<Option<u32>, Errno> {
+    next_key_u32(map, None)
 }
 
 /// Delete `key` from the map; `Ok(false)` when it was not there.

@@ -200,6 +200,17 @@ pub fn ignore_signals(sigs: &[libc::c_int]) {
     }
 }
 
+/// Run this process under `SCHED_FIFO` at the lowest real-time priority, so
+/// that it runs as soon as it is woken, before the normal processes (root
+/// only). Async-signal-safe.
+pub fn realtime() -> nix::Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0
+    // is the calling process.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    Errno::result(r).map(drop)
+}
+
 /// Close every file descriptor but the two of `keep`. Async-signal-safe.
 pub fn close_all_except(keep: [std::os::fd::RawFd; 2]) -> nix::Result<()> {
     let (a, b) = (keep[0].min(keep[1]) as u32, keep[0].max(keep[1]) as u32);

@@ -103,6 +103,8 @@ impl Drop for Guard {
 fn guard_main(done: BorrowedFd<'_>, traced: BorrowedFd<'_>, hz: u64) -> i32 {
     let _ = nix::unistd::setsid();
     process::ignore_signals(&IGNORED);
+    // Woken by jail's death, it must outrun a command that forks.
+    let _ = process::realtime();
     if process::close_all_except([done.as_raw_fd(), traced.as_raw_fd()]).is_err() {
         return 2;
     }
@@ -119,9 +121,35 @@ fn guard_main(done: BorrowedFd<'_>, traced: BorrowedFd<'_>, hz: u64) -> i32 {
     kill_traced(traced, hz)
 }
 
+/// The most keys a first pass visits: the map's size (bpf/trace.bpf.c)
+/// twice, for walks restarted by keys the kernel side deletes meanwhile.
+const FIRST_PASS: usize = 2 * 65536;
+
 /// SIGKILL every thread group of the map, deleting each key once handled,
 /// until the map is empty. `hz`: the clock ticks of /proc's start times.
+///
+/// A first pass signals every key at once, so that the command stops
+/// forking untraced children as soon as possible (a fork storm's processes
+/// would otherwise go on forking while the careful pass below reaches
+/// them): jail died moments ago, and pids are allocated cyclically, so a
+/// pid of the map names another process only after the whole pid space
+/// has been used since. The second pass checks each process's start time
+/// and deletes its key.
 fn kill_traced(traced: BorrowedFd<'_>, hz: u64) -> i32 {
+    let mut key = None;
+    for _ in 0..FIRST_PASS {
+        match bpf::next_key_u32(traced, key) {
+            Ok(Some(tgid)) => {
+                if let Ok(pid) = i32::try_from(tgid) {
+                    if pid > 1 {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                }
+                key = Some(tgid);
+            }
+            _ => break,
+        }
+    }
     // Once jail's links are released (milliseconds after its death, from a
     // work queue), a group that exits leaves its key behind, and its pid
     // may come to name a newer process. Until then the fork tracepoint still
