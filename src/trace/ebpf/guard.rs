@@ -9,15 +9,17 @@
 //! on the pipe:
 //! - a byte: the trace ended normally ([`Guard::release`]); it exits;
 //! - EOF without a byte: jail died (SIGKILL, the OOM killer, a crash). It
-//!   takes the map's first key, SIGKILLs that thread group, deletes the key,
-//!   and repeats until the map is empty; then it exits, and with its fd the
-//!   map goes away.
+//!   SIGKILLs every thread group of the map at once, then takes the map's
+//!   first key, SIGKILLs that group again (unless its pid was reused),
+//!   deletes the key, and repeats until the map is empty; then it exits,
+//!   and with its fd the map goes away.
 //!
 //! The guard is a forked child of a multi-threaded process that does not
 //! exec: it makes raw syscalls only (`sys::bpf`, `sys::process`), no
 //! allocation, no locks. It leaves the terminal's signals to the command
 //! (its own session, SIGINT/SIGQUIT/SIGTSTP… ignored) so that it survives
-//! what kills jail short of SIGKILL of its own pid. docs/tracing.md ("No
+//! what kills jail short of SIGKILL of its own pid, and runs `SCHED_FIFO` so
+//! that, woken, it outruns a forking command. docs/tracing.md ("No
 //! leftovers") has the remaining windows.
 
 use std::ffi::CStr;
