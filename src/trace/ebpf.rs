@@ -31,7 +31,9 @@
 //! backend") has the choices and the differences from ptrace.
 //!
 //! Nothing is pinned: programs, links and maps live in file descriptors of
-//! this process and go away with it, SIGKILL included.
+//! this process and go away with it, SIGKILL included. A jail that dies
+//! without ending the trace takes the command with it through the guard
+//! process (`ebpf/guard.rs`), which holds the `traced` map until then.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
