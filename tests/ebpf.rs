@@ -553,25 +553,33 @@ fn io_uring_setup_warns() {
 }
 
 /// The BPF program and link ids held by a process's fds (from fdinfo).
-fn bpf_ids(pid: u32) -> (Vec<u32>, Vec<u32>) {
-    let (mut progs, mut links) = (Vec::new(), Vec::new());
+/// The ids of the BPF programs, links and maps process `pid` holds (its
+/// fdinfo).
+fn bpf_ids(pid: u32) -> [Vec<u32>; 3] {
+    let mut ids: [Vec<u32>; 3] = Default::default();
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return (progs, links);
+        return ids;
     };
     for e in dir.flatten() {
         let info = fs::read_to_string(e.path()).unwrap_or_default();
         for line in info.lines() {
             let mut f = line.split_whitespace();
-            match (f.next(), f.next().and_then(|v| v.parse().ok())) {
-                (Some("prog_id:"), Some(id)) => progs.push(id),
-                (Some("link_id:"), Some(id)) => links.push(id),
-                _ => {}
+            let slot = match f.next() {
+                Some("prog_id:") => 0,
+                Some("link_id:") => 1,
+                Some("map_id:") => 2,
+                _ => continue,
+            };
+            if let Some(id) = f.next().and_then(|v| v.parse().ok()) {
+                ids[slot].push(id);
             }
         }
     }
-    progs.sort();
-    progs.dedup();
-    (progs, links)
+    for v in &mut ids {
+        v.sort();
+        v.dedup();
+    }
+    ids
 }
 
 fn bpftool_has(what: &str, id: u32) -> bool {
@@ -584,9 +592,66 @@ fn bpftool_has(what: &str, id: u32) -> bool {
         .success()
 }
 
+/// The children of `pid` (all its threads'), from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether `pid` still runs (a zombie has ended; the test's pid 1 may not
+/// reap the orphans).
+fn running(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    match stat.rfind(')') {
+        Some(i) => !stat[i + 1..].trim_start().starts_with(['Z', 'X']),
+        None => false,
+    }
+}
+
+/// The guard of a running ebpf jail: its child in a session of its own.
+fn guard_of(jail: u32) -> Option<u32> {
+    children(jail).into_iter().find(|&c| {
+        let stat = fs::read_to_string(format!("/proc/{c}/stat")).unwrap_or_default();
+        let i = stat.rfind(')').unwrap_or(0);
+        // Fields after the name: state ppid pgrp session.
+        stat[i + 1..].split_whitespace().nth(3) == Some(&c.to_string())
+    })
+}
+
+/// Poll `f` every 20 ms until it gives `Ok`, failing with `what` and the
+/// last `Err` after `secs` seconds.
+fn within<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) => assert!(Instant::now() < deadline, "{what}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// jail dies ⇒ the command dies, as under ptrace's EXITKILL: the guard
+/// (trace/ebpf/guard.rs) kills what the `traced` map holds, then lets the
+/// map go; nothing of the run stays attached. A normal run's guard exits
+/// with jail.
 #[test]
 fn sigkill_of_jail_leaves_no_program_attached() {
     require("bpftool", "bpftool");
+    // A normal run: its guard is gone when jail has exited.
     let mut child = jail()
         .args([
             "trace",
@@ -595,56 +660,90 @@ fn sigkill_of_jail_leaves_no_program_attached() {
             "ebpf",
             "--",
             "sleep",
-            "30",
+            "0.5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = within(30, "no guard process during a normal run", || {
+        guard_of(child.id()).ok_or_else(|| format!("children: {:?}", children(child.id())))
+    });
+    assert!(child.wait().unwrap().success());
+    within(10, "the guard of a normal run outlived jail", || {
+        if running(guard) {
+            Err(format!("guard {guard}"))
+        } else {
+            Ok(())
+        }
+    });
+
+    let mut child = jail()
+        .args([
+            "trace",
+            "--no-image",
+            "--backend",
+            "ebpf",
+            "--",
+            "sh",
+            "-c",
+            "sleep 30 & sleep 30",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id();
-    // Wait (bounded) until it has attached its four programs.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (progs, links) = loop {
-        let (p, l) = bpf_ids(pid);
-        if l.len() >= 4 {
-            break (p, l);
+    // Wait (bounded) until it has attached its four programs and the shell
+    // has started both sleeps.
+    let ([progs, links, maps], command) = within(30, "jail never attached or never ran sh", || {
+        let ids = bpf_ids(pid);
+        if ids[1].len() < 4 {
+            return Err(format!("{ids:?}"));
         }
-        assert!(
-            Instant::now() < deadline,
-            "jail never attached: {p:?} {l:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        let sh = children(pid)
+            .into_iter()
+            .find(|&c| Some(c) != guard_of(pid))
+            .ok_or("no sh")?;
+        let sleeps = children(sh);
+        if sleeps.len() != 2 {
+            return Err(format!("children of sh: {sleeps:?}"));
+        }
+        Ok((ids, [vec![sh], sleeps].concat()))
+    });
     assert!(progs.len() >= 4, "{progs:?}");
+    assert!(!maps.is_empty());
     for &id in &links {
         assert!(bpftool_has("link", id), "link {id} not visible to bpftool");
     }
+    let guard = guard_of(pid).expect("a guard process");
     child.kill().unwrap();
     child.wait().unwrap();
-    // The kernel releases links from a work queue after the last fd closes:
-    // wait for that, bounded.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left: Vec<_> = links
+    // The guard kills the command's processes, then exits; the kernel
+    // releases links from a work queue after the last fd closes: wait for
+    // all that, bounded.
+    within(10, "something of the run outlived jail", || {
+        let left: Vec<String> = command
             .iter()
-            .filter(|&&id| bpftool_has("link", id))
-            .map(|id| format!("link {id}"))
+            .filter(|&&p| running(p))
+            .map(|p| format!("process {p}"))
+            .chain(running(guard).then(|| format!("guard {guard}")))
             .chain(
-                progs
-                    .iter()
-                    .filter(|&&id| bpftool_has("prog", id))
-                    .map(|id| format!("prog {id}")),
+                [("link", &links), ("prog", &progs), ("map", &maps)]
+                    .into_iter()
+                    .flat_map(|(what, ids)| {
+                        ids.iter()
+                            .filter(move |&&id| bpftool_has(what, id))
+                            .map(move |id| format!("{what} {id}"))
+                    }),
             )
             .collect();
         if left.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "still attached after jail was killed: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::*;
 use jail::trace::{AccessKind, AccessLog};
@@ -23,8 +24,13 @@ fn summary(log: &AccessLog) -> Summary {
         .collect()
 }
 
+/// The tracer reaps every child of this process: the tests that trace here
+/// and the one that runs child processes take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn inside_an_image_sandbox_paths_are_in_root() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // A root with one static program: no loader, no libraries.
     let root = test_dir("ebpf-sandbox-root");
     let ops = root.join("ops");
@@ -95,6 +101,7 @@ fn inside_an_image_sandbox_paths_are_in_root() {
 /// a loop meanwhile never becomes the command.
 #[test]
 fn another_threads_fork_is_not_the_command() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
@@ -124,4 +131,111 @@ fn another_threads_fork_is_not_the_command() {
     }
     stop.store(true, Ordering::Relaxed);
     forker.join().unwrap();
+}
+
+/// The children of `pid` (all its threads'), from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let tasks = fs::read_dir(format!("/proc/{pid}/task"));
+    for t in tasks.into_iter().flatten().flatten() {
+        let list = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+/// Whether `pid` still runs (a zombie has ended).
+fn running(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    match stat.rfind(')') {
+        Some(i) => !stat[i + 1..].trim_start().starts_with(['Z', 'X']),
+        None => false,
+    }
+}
+
+/// The environment variable that makes [`sigkill_body`] run.
+const SIGKILL_ROOT: &str = "JAIL_TEST_EBPF_SIGKILL_ROOT";
+
+/// Not a test on its own: the jail that [`sigkill_of_jail_kills_the_sandbox`]
+/// runs in a child process of this binary and kills. Without the variable it
+/// returns at once.
+#[test]
+#[ignore = "run by sigkill_of_jail_kills_the_sandbox in a child process"]
+fn sigkill_body() {
+    let Some(root) = std::env::var_os(SIGKILL_ROOT) else {
+        return;
+    };
+    let argv = ["/usr/bin/sh", "-c", "sleep 30 & sleep 30"];
+    let mut o = jail::trace::TraceOptions::new(argv.iter().map(Into::into).collect());
+    o.backend = jail::trace::Backend::Ebpf;
+    o.env = vec![("PATH".into(), "/usr/bin".into())];
+    o.cwd = Some("/".into());
+    o.sandbox = Some(jail::trace::SandboxRun {
+        root: root.into(),
+        user: None,
+        network: jail::sandbox::Network::None,
+        started: None,
+    });
+    let _ = jail::trace::trace(&o);
+}
+
+/// jail killed with SIGKILL while tracing in a sandbox: the sandbox's init
+/// (PR_SET_PDEATHSIG), the command and its background child all end.
+#[test]
+fn sigkill_of_jail_kills_the_sandbox() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // A root with sh and sleep: jail's own tree of them (made once).
+    let root = test_dir("ebpf-sandbox-sh").join("root");
+    if !root.join("usr/bin/sleep").exists() {
+        let _ = fs::remove_dir_all(&root);
+        ok(&run(jail()
+            .args(["trace", "--no-image", "--tree"])
+            .arg(&root)
+            .args(["--", "/usr/bin/sh", "-c", "sleep 0 & sleep 0"])));
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "sigkill_body",
+            "--exact",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
+        .env(SIGKILL_ROOT, &root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Bounded: init, sh below it, and both sleeps below sh.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let procs = loop {
+        let found = children(pid).into_iter().find_map(|init| {
+            let sh = *children(init).first()?;
+            let sleeps = children(sh);
+            (sleeps.len() == 2).then(|| [vec![init, sh], sleeps].concat())
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the sandbox never ran sh");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<u32> = procs.iter().copied().filter(|&p| running(p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after jail was killed: {left:?} of {procs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

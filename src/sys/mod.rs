@@ -1,6 +1,7 @@
 //! The thin syscall layer: every `unsafe` block of the crate lives here, each
 //! with a `// SAFETY:` note, behind small safe wrappers.
 
+pub mod bpf;
 pub mod caps;
 pub mod kernel_btf;
 pub mod netdev;

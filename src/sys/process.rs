@@ -191,6 +191,47 @@ pub fn reset_signal_dispositions() {
     }
 }
 
+/// Ignore each of `sigs` (`SIG_IGN`). Async-signal-safe.
+pub fn ignore_signals(sigs: &[libc::c_int]) {
+    for &sig in sigs {
+        // SAFETY: SIG_IGN runs no code of ours in signal context; an invalid
+        // number fails with EINVAL, which is ignored.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
+/// Run this process under `SCHED_FIFO` at the lowest real-time priority, so
+/// that it runs as soon as it is woken, before the normal processes (root
+/// only). Async-signal-safe.
+pub fn realtime() -> nix::Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0
+    // is the calling process.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    Errno::result(r).map(drop)
+}
+
+/// Close every file descriptor but the two of `keep`. Async-signal-safe.
+pub fn close_all_except(keep: [std::os::fd::RawFd; 2]) -> nix::Result<()> {
+    let (a, b) = (keep[0].min(keep[1]) as u32, keep[0].max(keep[1]) as u32);
+    for (first, last) in [
+        (0, a.checked_sub(1)),
+        (a + 1, b.checked_sub(1)),
+        (b + 1, Some(u32::MAX)),
+    ] {
+        let Some(last) = last else { continue };
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range only closes descriptors; the caller owns the
+        // process's descriptor table (a freshly forked child) and keeps
+        // using only `keep`.
+        let ret = unsafe { libc::close_range(first, last, 0) };
+        Errno::result(ret)?;
+    }
+    Ok(())
+}
+
 /// `dup2(fd, target)`: install `fd` as descriptor `target` (without
 /// close-on-exec). Async-signal-safe.
 pub fn dup_onto(fd: std::os::fd::RawFd, target: std::os::fd::RawFd) -> nix::Result<()> {
@@ -398,6 +439,23 @@ pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: on success pidfd_open returned a new descriptor that nothing
     // else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
+}
+
+/// Send `sig` to the process of `pidfd` (which, unlike a pid, cannot name
+/// a newer process). Async-signal-safe.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> nix::Result<()> {
+    // SAFETY: pidfd_send_signal with a null siginfo and no flags passes no
+    // memory; the descriptor is borrowed for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
 }
 
 /// Whether this process has CAP_SYS_ADMIN in its effective set (it may then

@@ -31,7 +31,9 @@
 //! backend") has the choices and the differences from ptrace.
 //!
 //! Nothing is pinned: programs, links and maps live in file descriptors of
-//! this process and go away with it, SIGKILL included.
+//! this process and go away with it, SIGKILL included. A jail that dies
+//! without ending the trace takes the command with it through the guard
+//! process (`ebpf/guard.rs`), which holds the `traced` map until then.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -61,6 +63,8 @@ use super::ptrace::{self, Launch, Launched, Outcome, Start, Started, LEFT_GRACE}
 use super::record::{Access, Recorder};
 use super::syscalls::{self, Op, OpenFlags};
 use super::TraceError;
+
+mod guard;
 
 /// The compiled kernel side (bpf/build.sh rebuilds it from the source).
 static OBJECT: &[u8] = include_bytes!("../../bpf/trace.bpf.o");
@@ -202,6 +206,8 @@ pub(super) struct Tracer {
     /// Why the loader used the kernel's whole BTF instead of the minimal
     /// one (trace/btf.rs), for a warning.
     btf_fallback: Option<String>,
+    /// Kills the command if jail dies (ebpf/guard.rs).
+    guard: guard::Guard,
 }
 
 /// What the reader thread made of the events.
@@ -273,6 +279,11 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
             }
         }
     }
+    // Forked before arming, so never traced (ebpf/guard.rs).
+    let guard = match bpf.map("traced") {
+        Some(aya::maps::Map::HashMap(m)) => guard::Guard::start(m.fd().as_fd())?,
+        _ => return Err(failed("find the traced map")("missing".into())),
+    };
     {
         let map = bpf
             .map_mut("config")
@@ -349,6 +360,7 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
         setup,
         refused,
         btf_fallback,
+        guard,
     })
 }
 
@@ -645,6 +657,8 @@ impl Tracer {
     /// the ring by then. Drains it, detaches, and fails when any event was
     /// lost.
     pub fn finish(mut self) -> Result<Decoded, TraceError> {
+        // Every traced process has exited: the guard has nothing to kill.
+        self.guard.release();
         let _ = nix::unistd::write(&self.stop, b"x");
         let decoded = match self.thread.join() {
             Ok(r) => r?,
@@ -671,10 +685,14 @@ impl Tracer {
         }
         // Detaching waits for the kernel's tracepoint synchronization: let
         // a thread do it while jail goes on (exiting closes the fds anyway).
-        let bpf = self.bpf;
+        let (bpf, guard) = (self.bpf, self.guard);
         let _ = std::thread::Builder::new()
             .name("jail-ebpf-detach".into())
-            .spawn(move || drop(bpf));
+            .spawn(move || {
+                drop(bpf);
+                // Reaps the guard, which exits on the byte.
+                drop(guard);
+            });
         if !why.is_empty() {
             return Err(TraceError::Lost(why.join(", ")));
         }
