@@ -308,9 +308,27 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
             .ok_or_else(|| failed("find a program")(prog.into()))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| failed("open a program")(chain(&e)))?;
-        p.load().map_err(|e| {
-            failed("load a program (is the kernel built with BTF and raw tracepoints?)")(chain(&e))
-        })?;
+        // The verifier gives up with EAGAIN when a signal arrives while it
+        // works (a SIGCHLD, a library user's timer): load again, as libbpf
+        // does, a few times.
+        let mut tries = 0;
+        loop {
+            match p.load() {
+                Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                    if io_error.raw_os_error() == Some(libc::EAGAIN) && tries < 5 =>
+                {
+                    tries += 1
+                }
+                r => {
+                    r.map_err(|e| {
+                        failed("load a program (is the kernel built with BTF and raw tracepoints?)")(
+                            chain(&e),
+                        )
+                    })?;
+                    break;
+                }
+            }
+        }
         p.attach(tp)
             .map_err(|e| failed("attach to a tracepoint")(format!("{tp}: {}", chain(&e))))?;
     }
