@@ -77,7 +77,7 @@ run_tracing() {
       cd "$dir"
       hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$OUT/trace-$name.json" \
         -n native "$cmd" \
-        -n jail "$JAIL trace --no-image --manifest $OUT/m-$name.yaml -- $cmd" \
+        -n jail "$JAIL trace --backend ptrace --no-image --manifest $OUT/m-$name.yaml -- $cmd" \
         -n jail-ebpf "$JAIL trace --backend ebpf --no-image --manifest $OUT/e-$name.yaml -- $cmd" \
         -n strace "strace -f -o /dev/null $cmd" \
         -n strace-seccomp "strace -f --seccomp-bpf -e trace=%file,%process -o /dev/null $cmd" >&2
@@ -144,7 +144,7 @@ traces = sorted(glob.glob(f"{out}/trace-*.json"))
 if traces:
     print("## Tracing overhead\n")
     print("Whole run: `jail trace` end to end (jail's start, the ebpf backend's load and attach, the trace, the file set and the manifest), against the command run natively.\n")
-    print("| workload | native | jail trace | jail trace --backend ebpf | strace -f | strace -f --seccomp-bpf |")
+    print("| workload | native | jail trace --backend ptrace | jail trace --backend ebpf | strace -f | strace -f --seccomp-bpf |")
     print("| --- | --- | --- | --- | --- | --- |")
     for path in traces:
         name = os.path.basename(path)[6:-5]
@@ -176,7 +176,7 @@ if traces:
     if cmd:
         print("### The command's own time\n")
         print("What tracing costs the program itself: the trace's `command_us` (from the command's release, once the tracer is ready, to its exit; median of the same number of runs), against the native median above. Not in it: jail's own start, the ebpf backend's load and attach (last column, the trace's `setup_ms`), and the file set. The native time also counts hyperfine's fork, which `command_us` does not (well under a millisecond).\n")
-        print("| workload | native | jail trace | jail trace --backend ebpf | ebpf load+attach |")
+        print("| workload | native | jail trace --backend ptrace | jail trace --backend ebpf | ebpf load+attach |")
         print("| --- | --- | --- | --- | --- |")
         for path in traces:
             name = os.path.basename(path)[6:-5]

@@ -16,14 +16,14 @@ fanotify_bench() {
     hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$OUT/fanotify-python.json" \
       -n native "$py" \
       -n "jail trace --backend fanotify" "$JAIL trace --backend fanotify --no-image --manifest $OUT/mf.yaml -- $py" \
-      -n "jail trace (ptrace)" "$JAIL trace --no-image --manifest $OUT/mp.yaml -- $py"
+      -n "jail trace (ptrace)" "$JAIL trace --backend ptrace --no-image --manifest $OUT/mp.yaml -- $py"
   )
   (
     cd "$OUT/repo"
     hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$OUT/fanotify-git-status.json" \
       -n native "$git" \
       -n "jail trace --backend fanotify" "$JAIL trace --backend fanotify --no-image --manifest $OUT/mf.yaml -- $git" \
-      -n "jail trace (ptrace)" "$JAIL trace --no-image --manifest $OUT/mp.yaml -- $git"
+      -n "jail trace (ptrace)" "$JAIL trace --backend ptrace --no-image --manifest $OUT/mp.yaml -- $git"
   )
 }
 

@@ -17,8 +17,8 @@ one_cpu_bench() {
       cd "$OUT"
       hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$OUT/one-cpu-$name.json" \
         -n native "$cmd" \
-        -n "jail trace" "$JAIL trace --no-image --manifest $OUT/m1.yaml -- $cmd" \
-        -n "jail trace --one-cpu" "$JAIL trace --one-cpu --no-image --manifest $OUT/m2.yaml -- $cmd"
+        -n "jail trace" "$JAIL trace --backend ptrace --no-image --manifest $OUT/m1.yaml -- $cmd" \
+        -n "jail trace --one-cpu" "$JAIL trace --backend ptrace --one-cpu --no-image --manifest $OUT/m2.yaml -- $cmd"
     )
   done
 }
