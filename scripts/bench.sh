@@ -213,7 +213,7 @@ for path in sorted(glob.glob(f"{out}/*.section.md")):
     print(open(path).read())
 
 print("## Command lines\n")
-print("Tracing workloads (each run natively, then as `jail trace --no-image --manifest FILE -- CMD`, the same with `--backend ebpf`, `strace -f -o /dev/null CMD`, `strace -f --seccomp-bpf -e trace=%file,%process -o /dev/null CMD`):\n")
+print("Tracing workloads (each run natively, then as `jail trace --backend ptrace --no-image --manifest FILE -- CMD`, the same with `--backend ebpf`, `strace -f -o /dev/null CMD`, `strace -f --seccomp-bpf -e trace=%file,%process -o /dev/null CMD`):\n")
 print("- python: `/usr/bin/python3 -c 'import json, ssl, sqlite3, decimal'`")
 print("- sh-loop: `sh -c 'for i in $(seq 200); do /bin/true; done'`")
 print("- gcc: `gcc -c small.c` (a 6-line file including stdio, stdlib, string, math)")
