@@ -12,7 +12,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -38,6 +39,11 @@ const REC: usize = KEY + 32 + 4;
 /// header holds each bucket's first record index (and one past the last).
 const BUCKETS: usize = 1 << 16;
 const HEAD: usize = MAGIC.len() + 4 + 4 + (BUCKETS + 1) * 4;
+/// Digests learned since the sorted file was written are appended to a
+/// journal beside it (records as in the file, unsorted, read whole at
+/// start): a save costs what it adds. Past this many records the next
+/// save merges the journal into the sorted file.
+const JOURNAL_MAX: usize = 8192;
 
 type Key = [u8; KEY];
 type Record = [u8; REC];
@@ -51,6 +57,9 @@ pub struct DigestCache {
     generation: u32,
     /// Records of `disk` used by this run (indexes), to keep on trimming.
     used: Mutex<HashSet<u32>>,
+    /// The journal's records (learned by earlier runs since the sorted
+    /// file was written), with their generations.
+    journal: HashMap<Key, (Digest, u32)>,
     /// Digests learned by this run.
     new: Mutex<HashMap<Key, Digest>>,
     /// Where it is kept; `None` for memory only.
@@ -125,6 +134,16 @@ impl DigestCache {
             generation: 1,
             ..DigestCache::default()
         };
+        if let Ok(bytes) = std::fs::read(journal_of(&file)) {
+            // A torn last append is a partial record: left out.
+            for r in bytes.chunks_exact(REC) {
+                let mut k = [0u8; KEY];
+                k.copy_from_slice(&r[..KEY]);
+                let mut d = [0u8; 32];
+                d.copy_from_slice(&r[KEY..KEY + 32]);
+                c.journal.insert(k, (Digest(d), be32(&r[KEY + 32..])));
+            }
+        }
         let Ok(f) = File::open(&file) else { return c };
         let mut head = [0u8; 16];
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -174,6 +193,9 @@ impl DigestCache {
         if let Some(d) = self.new.lock().unwrap_or_else(|e| e.into_inner()).get(&k) {
             return Ok(*d);
         }
+        if let Some((d, _)) = self.journal.get(&k) {
+            return Ok(*d);
+        }
         if let Some((i, d)) = self.on_disk(&k) {
             self.used
                 .lock()
@@ -201,6 +223,34 @@ impl DigestCache {
         }
         let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         let new = self.new.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = self.generation.to_be_bytes();
+        let record = |k: &Key, d: &Digest, generation: &[u8; 4]| {
+            let mut r = [0u8; REC];
+            r[..KEY].copy_from_slice(k);
+            r[KEY..KEY + 32].copy_from_slice(&d.0);
+            r[KEY + 32..].copy_from_slice(generation);
+            r
+        };
+        let Some(dir) = file.parent() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let journal = journal_of(file);
+        if self.journal.len() + new.len() <= JOURNAL_MAX && self.disk.is_some() {
+            // One append of whole records (O_APPEND: concurrent jails do
+            // not overwrite each other's).
+            let mut out = Vec::with_capacity(new.len() * REC);
+            for (k, d) in new.iter() {
+                out.extend_from_slice(&record(k, d, &stamp));
+            }
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&journal)
+                .and_then(|mut f| f.write_all(&out));
+            return;
+        }
         let mut old = Vec::new();
         if let Some((f, count)) = &self.disk {
             old = vec![0u8; *count as usize * REC];
@@ -208,8 +258,8 @@ impl DigestCache {
                 old.clear();
             }
         }
-        let stamp = self.generation.to_be_bytes();
-        let mut records: Vec<Record> = Vec::with_capacity(old.len() / REC + new.len());
+        let mut records: Vec<Record> =
+            Vec::with_capacity(old.len() / REC + self.journal.len() + new.len());
         for (i, rec) in old.chunks_exact(REC).enumerate() {
             let mut r = [0u8; REC];
             r.copy_from_slice(rec);
@@ -218,12 +268,11 @@ impl DigestCache {
             }
             records.push(r);
         }
+        for (k, (d, generation)) in &self.journal {
+            records.push(record(k, d, &generation.to_be_bytes()));
+        }
         for (k, d) in new.iter() {
-            let mut r = [0u8; REC];
-            r[..KEY].copy_from_slice(k);
-            r[KEY..KEY + 32].copy_from_slice(&d.0);
-            r[KEY + 32..].copy_from_slice(&stamp);
-            records.push(r);
+            records.push(record(k, d, &stamp));
         }
         if records.len() > MAX_ENTRIES {
             records.sort_by_key(|r| std::cmp::Reverse(be32(&r[KEY + 32..])));
@@ -245,17 +294,22 @@ impl DigestCache {
         for r in &records {
             out.extend_from_slice(r);
         }
-        if let Some(dir) = file.parent() {
-            if std::fs::create_dir_all(dir).is_ok()
-                && crate::atomic::write_atomic(file, &out).is_ok()
-            {
-                // The text cache of older versions is dead weight now.
-                for old in OLD_FILES {
-                    let _ = std::fs::remove_file(dir.join(old));
-                }
+        if crate::atomic::write_atomic(file, &out).is_ok() {
+            // Merged: the journal, and the text cache of older versions,
+            // are dead weight now.
+            let _ = std::fs::remove_file(&journal);
+            for old in OLD_FILES {
+                let _ = std::fs::remove_file(dir.join(old));
             }
         }
     }
+}
+
+/// The journal beside the sorted file `file`.
+fn journal_of(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_os_string();
+    name.push(".log");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]
@@ -283,7 +337,19 @@ mod tests {
         let m = std::fs::metadata(&f).unwrap();
         assert_eq!(again.digest(&f, &m).unwrap(), Digest::of(b"two!"));
         again.save();
-        assert_eq!(DigestCache::at(store.clone()).disk.map(|d| d.1), Some(2));
+        // The sorted file is left alone: the new digest is in the journal.
+        let third = DigestCache::at(store.clone());
+        assert_eq!(third.disk.as_ref().map(|d| d.1), Some(1));
+        assert_eq!(third.journal.len(), 1);
+        assert_eq!(third.digest(&f, &m).unwrap(), Digest::of(b"two!"));
+        assert!(!third.added.load(Ordering::Relaxed));
+        // A torn append (a partial record) is left out, the rest is kept.
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal_of(&store))
+            .unwrap();
+        log.write_all(&[7u8; REC / 2]).unwrap();
+        assert_eq!(DigestCache::at(store.clone()).journal.len(), 1);
         // Anything else in the file is an empty cache, not an error.
         std::fs::write(&store, b"65024 1 2 3 4 5 6 abc\n").unwrap();
         assert!(DigestCache::at(store).disk.is_none());
@@ -350,15 +416,25 @@ mod tests {
                 .insert(key(&stamp(i)).unwrap(), Digest::of(b"x"));
         }
         c.save();
-        // Generation 2 uses `first` and learns one more: the limit is
-        // passed, an unused generation-1 record goes, `first` stays.
+        // Generation 2 uses `first` and learns more than a journal holds:
+        // the save merges, the limit is passed, unused generation-1
+        // records go, `first` and what generation 2 learned stay.
         let c = DigestCache::at(store.clone());
         assert_eq!(c.digest(&first, &m).unwrap(), Digest::of(b"first"));
         let second = d.path().join("second");
         std::fs::write(&second, b"second").unwrap();
         c.digest(&second, &std::fs::metadata(&second).unwrap())
             .unwrap();
+        for i in 0..JOURNAL_MAX as u64 {
+            let mut s = stamp(i);
+            s.dev = 10;
+            c.new
+                .lock()
+                .unwrap()
+                .insert(key(&s).unwrap(), Digest::of(b"y"));
+        }
         c.save();
+        assert!(!journal_of(&store).exists());
         let c = DigestCache::at(store);
         assert_eq!(c.disk.as_ref().map(|d| d.1), Some(MAX_ENTRIES as u32));
         assert!(c.on_disk(&key(&Stamp::of(&m)).unwrap()).is_some());
