@@ -434,15 +434,7 @@ fn run_forwarding(root: Root, launch: &Launch<'_>) -> Result<(Outcome, Duration)
         e => e,
     })?;
     let setup = tracer.setup;
-    let started = match &launch.start {
-        Start::Host {
-            program,
-            argv,
-            env,
-            stdout,
-        } => ptrace::start_on_host(program, argv, env, &launch.cwd, *stdout, None, None)?,
-        Start::Sandbox(spec) => ptrace::start_in_sandbox(spec, None, None)?,
-    };
+    let started = launch.begin(None, None)?;
     let pid = started.pid();
     let setup_err = |what| move |source| TraceError::Setup { what, source };
     let host_pidfd;

@@ -74,7 +74,29 @@ pub(in crate::trace) enum Launched {
 /// Fork a child that stops itself; seize it (unless `opts` is `None`: the
 /// ebpf backend); it will install the filter and exec once sent SIGCONT.
 #[allow(clippy::too_many_arguments)]
-pub(in crate::trace) fn start_on_host(
+impl Launch<'_> {
+    /// Start the command where `start` says: on the host (a self-stopped
+    /// child) or in the sandbox (init at its gate); seized with `opts`
+    /// and filtered by `prog_filter` when given (the ebpf backend gives
+    /// neither).
+    pub(in crate::trace) fn begin(
+        &self,
+        prog_filter: Option<Vec<seccomp::Insn>>,
+        opts: Option<Options>,
+    ) -> Result<Started, TraceError> {
+        match &self.start {
+            Start::Host {
+                program,
+                argv,
+                env,
+                stdout,
+            } => start_on_host(program, argv, env, &self.cwd, *stdout, prog_filter, opts),
+            Start::Sandbox(spec) => start_in_sandbox(spec, prog_filter, opts),
+        }
+    }
+}
+
+fn start_on_host(
     program: &Path,
     argv: &[OsString],
     env: &[(OsString, OsString)],
@@ -137,7 +159,7 @@ pub(in crate::trace) fn start_on_host(
 
 /// Create the sandbox (its init waits at a gate), seize init (unless
 /// `opts` is `None`); the payload installs the filter just before its exec.
-pub(in crate::trace) fn start_in_sandbox(
+fn start_in_sandbox(
     spec: &sandbox::Spec,
     prog_filter: Option<Vec<seccomp::Insn>>,
     opts: Option<Options>,

@@ -37,7 +37,7 @@ mod stop;
 
 use decode::{ids_of_status, proc_argv};
 use launch::filter;
-pub(super) use launch::{exit_of, start_in_sandbox, start_on_host, Launched, Started};
+pub(super) use launch::{exit_of, Launched, Started};
 use stop::{CloneKind, Stop};
 
 /// What the loop hands back to [`super::trace`].
@@ -199,23 +199,7 @@ pub(super) fn run(root: Root, launch: &Launch<'_>) -> Result<Outcome, TraceError
         source: e,
     })?;
 
-    let started = match &launch.start {
-        Start::Host {
-            program,
-            argv,
-            env,
-            stdout,
-        } => start_on_host(
-            program,
-            argv,
-            env,
-            &launch.cwd,
-            *stdout,
-            prog_filter,
-            Some(opts),
-        )?,
-        Start::Sandbox(spec) => start_in_sandbox(spec, prog_filter, Some(opts))?,
-    };
+    let started = launch.begin(prog_filter, Some(opts))?;
     let pid = started.pid();
     if let Mode::ProcessesOnly { pids } = &launch.mode {
         pids.lock()
