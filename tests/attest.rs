@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{ok, require, run, text, Podman};
-use registry_server::Registry;
+use registry_server::{Registry, Scratch};
 use serde_json::Value;
 use sha2::Digest as _;
 
@@ -30,27 +30,9 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", sha2::Sha256::digest(bytes))
 }
 
-/// A private scratch directory: HOME and the blob cache in it.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
 impl Scratch {
     fn new() -> Scratch {
-        let dir = tempfile::Builder::new()
-            .prefix("jail-attest-test")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        Scratch { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn jail(&self) -> Command {
-        registry_server::isolated_jail(self.path(), &self.path().join("cache"))
+        Scratch::new_in("jail-attest-test")
     }
 
     /// `jail trace --attest -- /bin/echo attested` with `args`, as JSON.

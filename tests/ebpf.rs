@@ -592,35 +592,6 @@ fn bpftool_has(what: &str, id: u32) -> bool {
         .success()
 }
 
-/// The children of `pid` (all its threads'), from /proc.
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for t in fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let list = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        out.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// Whether `pid` still runs (a zombie has ended; the test's pid 1 may not
-/// reap the orphans).
-fn running(pid: u32) -> bool {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match stat.rfind(')') {
-        Some(i) => !stat[i + 1..].trim_start().starts_with(['Z', 'X']),
-        None => false,
-    }
-}
-
 /// The guard of a running ebpf jail: its child in a session of its own.
 fn guard_of(jail: u32) -> Option<u32> {
     children(jail).into_iter().find(|&c| {

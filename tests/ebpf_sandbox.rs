@@ -133,29 +133,6 @@ fn another_threads_fork_is_not_the_command() {
     forker.join().unwrap();
 }
 
-/// The children of `pid` (all its threads'), from /proc.
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let tasks = fs::read_dir(format!("/proc/{pid}/task"));
-    for t in tasks.into_iter().flatten().flatten() {
-        let list = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        out.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    out
-}
-
-/// Whether `pid` still runs (a zombie has ended).
-fn running(pid: u32) -> bool {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    match stat.rfind(')') {
-        Some(i) => !stat[i + 1..].trim_start().starts_with(['Z', 'X']),
-        None => false,
-    }
-}
-
 /// The environment variable that makes [`sigkill_body`] run.
 const SIGKILL_ROOT: &str = "JAIL_TEST_EBPF_SIGKILL_ROOT";
 

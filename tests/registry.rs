@@ -20,31 +20,12 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use common::{ok, require, run, text};
-use registry_server::Registry;
+use registry_server::{Registry, Scratch};
 use serde_json::Value;
-
-/// A scratch directory with a private HOME and cache, and no auth files
-/// from the machine: every jail command of a test runs with these.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
 
 impl Scratch {
     fn new() -> Scratch {
-        let dir = tempfile::Builder::new()
-            .prefix("jail-registry-test")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        Scratch { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.path().join("cache")
+        Scratch::new_in("jail-registry-test")
     }
 
     /// The files in the blob cache (names only).
@@ -55,10 +36,6 @@ impl Scratch {
                 .collect(),
             Err(_) => Vec::new(),
         }
-    }
-
-    fn jail(&self) -> Command {
-        registry_server::isolated_jail(self.path(), &self.cache())
     }
 
     /// A tree with a static busybox (and `extra` random bytes in a file).

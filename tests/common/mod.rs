@@ -329,3 +329,32 @@ pub fn tiny_i386_elf() -> Vec<u8> {
     f.extend_from_slice(code);
     f
 }
+
+/// The children of `pid` (all its threads'), from /proc, sorted.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether `pid` still runs (a zombie has ended; the test's pid 1 may not
+/// reap the orphans).
+pub fn running(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    match stat.rfind(')') {
+        Some(i) => !stat[i + 1..].trim_start().starts_with(['Z', 'X']),
+        None => false,
+    }
+}

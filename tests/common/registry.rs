@@ -169,3 +169,31 @@ pub fn isolated_jail(dir: &Path, cache: &Path) -> Command {
         .env_remove("DOCKER_CONFIG");
     c
 }
+
+/// A scratch directory with a private HOME and blob cache, and no auth
+/// files from the machine: every jail command of a test runs with these.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new one, its name starting with `prefix`.
+    pub fn new_in(prefix: &str) -> Scratch {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Scratch { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    /// `jail` in this directory with its HOME and cache.
+    pub fn jail(&self) -> Command {
+        isolated_jail(self.path(), &self.cache())
+    }
+}
