@@ -21,7 +21,7 @@ pub const MAX_SYMLINKS: usize = 40;
 
 /// Whether a symlink in the last component is followed (`stat`) or not
 /// (`lstat`, `O_NOFOLLOW`, `readlink`, `unlink`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Follow {
     Yes,
     No,

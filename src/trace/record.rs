@@ -15,7 +15,7 @@ use super::exec::{self, Image, MAX_INTERP_DEPTH};
 use super::log::{AccessKind, FileAccess};
 
 /// What a call does to the path it names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Access {
     /// Opens for reading (a directory opened this way is only looked at).
     Read,
@@ -55,6 +55,13 @@ pub struct Recorder {
     root: Root,
     files: HashMap<PathBuf, FileAccess>,
     names: HashMap<PathBuf, PathBuf>,
+    /// Accesses already recorded that change nothing in the tree, with
+    /// what they found: the same one again (a loop opening one file, each
+    /// of a program's runs stating the same directories) records nothing
+    /// new, and is answered without resolving it again. Emptied by every
+    /// access that creates, removes or replaces a path, since the same
+    /// name may then resolve elsewhere.
+    seen: HashMap<(PathBuf, Follow, Access, Option<bool>), Seen>,
 }
 
 impl Recorder {
@@ -63,6 +70,7 @@ impl Recorder {
             root,
             files: HashMap::new(),
             names: HashMap::new(),
+            seen: HashMap::new(),
         }
     }
 
@@ -82,6 +90,34 @@ impl Recorder {
     /// the path; `Some(true)`: it found it). It overrides what the root
     /// shows now, which the run may have changed since.
     pub fn access_at(
+        &mut self,
+        pid: i32,
+        named: &Path,
+        follow: Follow,
+        access: Access,
+        existed: Option<bool>,
+    ) -> Seen {
+        let changes_tree = matches!(
+            access,
+            Access::WriteCreate | Access::Create | Access::Delete | Access::Replace
+        );
+        if changes_tree {
+            self.seen.clear();
+        } else if let Some(seen) = self
+            .seen
+            .get(&(named.to_path_buf(), follow, access, existed))
+        {
+            return seen.clone();
+        }
+        let seen = self.record(pid, named, follow, access, existed);
+        if !changes_tree {
+            self.seen
+                .insert((named.to_path_buf(), follow, access, existed), seen.clone());
+        }
+        seen
+    }
+
+    fn record(
         &mut self,
         pid: i32,
         named: &Path,
@@ -231,7 +267,8 @@ impl Recorder {
     }
 
     /// Forget cached resolutions below `path` (the run changed it).
-    pub fn invalidate(&self, path: &Path) {
+    pub fn invalidate(&mut self, path: &Path) {
+        self.seen.clear();
         self.root.invalidate(path);
     }
 
