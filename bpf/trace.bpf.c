@@ -50,6 +50,7 @@ struct pt_regs {
 } __attribute__((preserve_access_index));
 
 struct qstr {
+	u64 hash_len;
 	const unsigned char *name;
 } __attribute__((preserve_access_index));
 
@@ -186,8 +187,15 @@ char LICENSE[] SEC("license") = "GPL";
 #define F_THREAD (1 << 9)	// KIND_FORK: a thread of the parent's group
 #define F_X32 (1 << 11)	// KIND_ABI: an x32 call, not an i386 one
 #define F_TRUNCATED (1 << 10)	// KIND_ARGV/KIND_CREDS: did not fit, cut
+#define F_SAME1 (1 << 12)	// chain 1 is cached chain event.slot[0] of
+#define F_SAME2 (1 << 13)	// this CPU (no bytes sent)
+#define F_CACHED1 (1 << 14)	// chain 1 is now cached chain event.slot[0]
+#define F_CACHED2 (1 << 15)
+#define CACHED 4		// chains cached per CPU
 
 #define FMODE_CREATED (1 << 20)
+#define O_CREAT 0100
+#define O_TMPFILE_BIT 020000000
 
 // lost[] indexes
 #define LOST_RINGBUF 0
@@ -203,6 +211,11 @@ char LICENSE[] SEC("license") = "GPL";
 #define D_MARK 4	// no names (io_uring_setup)
 #define D_EXEC 5	// like D_PATHS, only failures (success: sched_process_exec)
 #define D_CREDS 6	// no names: the credentials after a setuid-family call
+#define D_GEN 7		// no event: a mount-tree change (mount, umount2, ...)
+
+// desc.fd_result bit 2: a success may change the names of directories
+// (rename, or a D_GEN call): the chain cache's generation moves on.
+#define R_GEN 4
 
 struct desc {
 	u8 kind;
@@ -211,7 +224,8 @@ struct desc {
 	s8 empty_flags;	// flags argument whose AT_EMPTY_PATH marks an fstat
 	u8 fd_result;	// bit 0: the result is an fd of the file opened;
 			// bit 1: args[2] points to a struct open_how (openat2),
-			// whose flags the event carries in args[5]
+			// whose flags the event carries in args[5];
+			// bit 2: R_GEN; bits 3-5: 1 + the open flags' argument
 };
 
 struct event {
@@ -223,6 +237,9 @@ struct event {
 	s64 ret;
 	u64 args[6];
 	u16 len[4];	// name1, name2, chain1, chain2 (bytes, NULs included)
+	u32 cpu;	// the CPU it was sent from (whose chain cache F_SAME names)
+	u8 slot[2];	// chain 1's and 2's slot in that cache (F_SAME, F_CACHED)
+	u16 spare;
 	char data[DATA_SIZE];
 };
 
@@ -242,6 +259,21 @@ struct config {
 #define T_STARTING 1
 #define T_LIVE 2
 
+// What a chain was walked from, as the chain cache compares it: the
+// directory (its dentry, parent and salted name hash: a freed dentry
+// reused for another directory differs in one of them), its mount, the
+// task's root, and the generation of `gen` (renames and mount-tree changes
+// anywhere: an ancestor's new name changes the chain, not the dentry).
+struct chain_key {
+	struct dentry *d;
+	struct dentry *parent;
+	u64 hash_len;
+	struct vfsmount *vm;
+	struct dentry *root_d;
+	struct vfsmount *root_m;
+	u64 gen;
+};
+
 // Per-CPU work area: the event being built and what the walks need.
 struct work {
 	struct dentry *root_d;	// the task's root
@@ -252,8 +284,21 @@ struct work {
 	struct dentry *cur_d;
 	struct vfsmount *cur_vm;
 	struct mount *cur_m;
+	struct dentry *cur_mnt_root;	// cur_vm's mnt_root
 	u32 off;
 	s32 err;		// 0 going on, 1 done, -1 failed
+	// The chain cache: the chains syscall events of this CPU sent whole
+	// (F_CACHED, the least recently used one replaced), which a later
+	// event with the same key names by F_SAME and a slot instead of
+	// walking it again (jail keeps the same slots per CPU).
+	struct chain_key key;	// the key cached_walk() looks up
+	struct chain_key cache[CACHED];
+	u64 used[CACHED];	// clock at the last use; 0: empty
+	u64 clock;
+	u32 sent;		// events sent from this CPU (send())
+	u32 same;		// set by cached_walk(): the cache was used
+	u32 pending;		// bit k-1: pend[k-1] holds chain k's key
+	struct chain_key pend[2];
 	struct event e;
 };
 
@@ -292,6 +337,15 @@ struct {
 	__type(value, struct work);
 } scratch SEC(".maps");
 
+// The chain cache's generation: bumped at every successful rename or
+// mount-tree change, by any process.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} gen SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, RING_SIZE);
@@ -328,8 +382,7 @@ static long walk_step(u64 i, void *unused)
 		w->err = 1;
 		return 1;
 	}
-	struct dentry *mnt_root = BPF_CORE_READ(vm, mnt_root);
-	if (d == mnt_root) {
+	if (d == w->cur_mnt_root) {
 		struct mount *m = w->cur_m;
 		struct mount *parent = BPF_CORE_READ(m, mnt_parent);
 		if (parent == m) {
@@ -339,8 +392,10 @@ static long walk_step(u64 i, void *unused)
 		}
 		w->cur_d = BPF_CORE_READ(m, mnt_mountpoint);
 		w->cur_m = parent;
-		w->cur_vm = (struct vfsmount *)((void *)parent +
-						bpf_core_field_offset(struct mount, mnt));
+		struct vfsmount *pvm = (struct vfsmount *)((void *)parent +
+					bpf_core_field_offset(struct mount, mnt));
+		w->cur_vm = pvm;
+		w->cur_mnt_root = BPF_CORE_READ(pvm, mnt_root);
 		return 0;
 	}
 	struct dentry *up = BPF_CORE_READ(d, d_parent);
@@ -377,6 +432,7 @@ static __always_inline int walk(struct work *w, u32 off, struct dentry *d,
 	w->cur_d = d;
 	w->cur_vm = vm;
 	w->cur_m = (struct mount *)((void *)vm - bpf_core_field_offset(struct mount, mnt));
+	w->cur_mnt_root = BPF_CORE_READ(vm, mnt_root);
 	w->off = off;
 	w->err = 0;
 	bpf_loop(MAX_DEPTH, walk_step, 0, 0);
@@ -385,26 +441,100 @@ static __always_inline int walk(struct work *w, u32 off, struct dentry *d,
 	return w->off;
 }
 
-// The chain of `fd`'s file (flags F_NO_BASE when there is none).
-static __always_inline int walk_fd(struct work *w, u32 off, struct task_struct *t,
-				   s64 fd)
+static __always_inline u64 generation(void)
 {
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	unsigned int max = BPF_CORE_READ(fdt, max_fds);
-	if (fd < 0 || fd >= max) {
-		w->none = 1;
+	u32 zero = 0;
+	u64 *g = bpf_map_lookup_elem(&gen, &zero);
+	return g ? *g : 0;
+}
+
+// The cache slot holding w->key, or -1. A global function: the verifier
+// checks it once, not at each of cached_walk()'s inlined call sites.
+__noinline int cache_find(struct work *w)
+{
+	if (!w)
+		return -1;
+	struct chain_key *k = &w->key;
+	for (int i = 0; i < CACHED; i++) {
+		struct chain_key *c = &w->cache[i];
+		if (w->used[i] && c->d == k->d && c->parent == k->parent &&
+		    c->hash_len == k->hash_len && c->vm == k->vm &&
+		    c->root_d == k->root_d && c->root_m == k->root_m && c->gen == k->gen)
+			return i;
+	}
+	return -1;
+}
+
+// The cache slot to replace: an empty one, else the least recently used
+// one other than `keep` (a slot this event names). Global, as cache_find.
+__noinline int cache_victim(struct work *w, int keep)
+{
+	if (!w)
+		return 0;
+	int v = keep == 0 ? 1 : 0;
+	for (int i = 0; i < CACHED; i++) {
+		if (i != keep && w->used[i] < w->used[v & (CACHED - 1)])
+			v = i;
+	}
+	return v;
+}
+
+// walk() for chain `slot` (1 or 2; 0: no cache) of a syscall event: when
+// the chain cache holds the same key, sets w->same and writes nothing;
+// otherwise walks, and keeps the key for send() to cache.
+static __always_inline int cached_walk(struct work *w, u32 off, struct dentry *d,
+				       struct vfsmount *vm, int slot)
+{
+	w->same = 0;
+	if (slot < 1 || slot > 2)
+		return walk(w, off, d, vm);
+	struct chain_key *k = &w->key;
+	k->d = d;
+	k->parent = BPF_CORE_READ(d, d_parent);
+	k->hash_len = BPF_CORE_READ(d, d_name.hash_len);
+	k->vm = vm;
+	k->root_d = w->root_d;
+	k->root_m = w->root_m;
+	k->gen = generation();
+	int i = cache_find(w);
+	if (i >= 0) {
+		w->same = 1;
+		w->e.slot[(slot - 1) & 1] = i;
+		w->used[i & (CACHED - 1)] = ++w->clock;
 		return off;
 	}
+	int r = walk(w, off, d, vm);
+	if (r >= 0 && !w->outside) {
+		w->pend[(slot - 1) & 1] = w->key;
+		w->pending |= slot;
+	}
+	return r;
+}
+
+// The file of `t`'s descriptor `fd`, or NULL.
+static __always_inline struct file *fd_file(struct task_struct *t, s64 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = 0;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+// The chain of `fd`'s file (flags F_NO_BASE when there is none).
+static __always_inline int walk_fd(struct work *w, u32 off, struct task_struct *t,
+				   s64 fd, int slot)
+{
+	struct file *f = fd_file(t, fd);
 	if (!f) {
 		w->none = 1;
 		return off;
 	}
 	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	return walk(w, off, d, vm);
+	return cached_walk(w, off, d, vm, slot);
 }
 
 static __always_inline u64 arg(struct event *e, int i)
@@ -415,11 +545,12 @@ static __always_inline u64 arg(struct event *e, int i)
 }
 
 
-static __always_inline void send(struct event *e, u32 off)
+// Returns 1 when the event is in the ring.
+static __always_inline int send(struct event *e, u32 off)
 {
 	if (off >= DATA_USED) {
 		count_lost(LOST_CHAIN);
-		return;
+		return 0;
 	}
 	u64 len = off;
 	// Keep the bound visible to the verifier (the compiler drops a mask
@@ -428,11 +559,21 @@ static __always_inline void send(struct event *e, u32 off)
 	// Wake the reader only when the ring is a quarter full; otherwise it
 	// polls every few milliseconds. A wake-up per event would cost the
 	// command a cross-CPU wake-up per path syscall, as ptrace's stops do.
+	// The query reads the reader's position, a cache line the other CPU
+	// writes: ask every 32nd event of a CPU (at most 32 events of up to
+	// 20 KiB, 640 KiB, go in between: far below the quarter's 2 MiB).
 	u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > RING_SIZE / 4)
+	u32 zero = 0;
+	struct work *w = bpf_map_lookup_elem(&scratch, &zero);
+	if (w && (++w->sent & 31) == 0 &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > RING_SIZE / 4)
 		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + len, flags))
+	e->cpu = bpf_get_smp_processor_id();
+	if (bpf_ringbuf_output(&events, e, offsetof(struct event, data) + len, flags)) {
 		count_lost(LOST_RINGBUF);
+		return 0;
+	}
+	return 1;
 }
 
 // Read a user string at data[off]; returns its length with the NUL, 0 for
@@ -451,7 +592,7 @@ static __always_inline int read_name(struct event *e, u32 off, u64 ptr)
 // The base chain for a name at data[name_off] (`n` bytes, 0 when NULL),
 // with dirfd argument index `dirfd_arg` (-1: the cwd).
 static __always_inline int base_for(struct work *w, u32 off, u32 name_off, int n,
-				    int dirfd_arg, struct task_struct *t)
+				    int dirfd_arg, struct task_struct *t, int slot)
 {
 	struct event *e = &w->e;
 	if (n > 1 && e->data[name_off & (DATA_USED - 1)] == '/')
@@ -462,9 +603,40 @@ static __always_inline int base_for(struct work *w, u32 off, u32 name_off, int n
 	if (dirfd == AT_FDCWD) {
 		struct dentry *d = BPF_CORE_READ(t, fs, pwd.dentry);
 		struct vfsmount *vm = BPF_CORE_READ(t, fs, pwd.mnt);
-		return walk(w, off, d, vm);
+		return cached_walk(w, off, d, vm, slot);
 	}
-	return walk_fd(w, off, t, dirfd);
+	return walk_fd(w, off, t, dirfd, slot);
+}
+
+// send() for a syscall event whose chains went through cached_walk(): the
+// chains walked whole go into this CPU's cache once the event is in the
+// ring (F_CACHED and the slot tell jail where). jail reads the slots an
+// event names with F_SAME before it stores the event's own chains.
+static __always_inline void send_cached(struct work *w, struct event *e, u32 off)
+{
+	int v1 = -1, v2 = -1;
+	if (w->pending & 1) {
+		// Chain 2 may name a slot too: keep it.
+		v1 = cache_victim(w, (e->flags & F_SAME2) ? e->slot[1] & (CACHED - 1) : -1);
+		e->slot[0] = v1;
+		e->flags |= F_CACHED1;
+	}
+	if (w->pending & 2) {
+		int keep = (e->flags & F_SAME1) ? e->slot[0] & (CACHED - 1) : v1;
+		v2 = cache_victim(w, keep);
+		e->slot[1] = v2;
+		e->flags |= F_CACHED2;
+	}
+	if (!send(e, off))
+		return;
+	if (v1 >= 0) {
+		w->cache[v1 & (CACHED - 1)] = w->pend[0];
+		w->used[v1 & (CACHED - 1)] = ++w->clock;
+	}
+	if (v2 >= 0) {
+		w->cache[v2 & (CACHED - 1)] = w->pend[1];
+		w->used[v2 & (CACHED - 1)] = ++w->clock;
+	}
 }
 
 // Start an event with no arguments, names or chains.
@@ -527,16 +699,16 @@ static __always_inline void send_creds(struct task_struct *t, u32 tgid, u32 tid)
 SEC("raw_tracepoint/sys_exit")
 int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	s64 ret = ctx->args[1];
-	u32 nr = BPF_CORE_READ(regs, orig_ax);
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct pt_regs *bregs = (struct pt_regs *)bpf_task_pt_regs(cur);
+	u32 nr = bregs->orig_ax;
 	// A 32-bit (int 0x80: TS_COMPAT, set until the return to user mode)
 	// or x32 call of the command: its number and registers mean something
 	// else; jail refuses the run, as the ptrace backend does.
-	struct task_struct *cur = (struct task_struct *)bpf_get_current_task();
 	// (orig_ax is -1 after rt_sigreturn: not a call, not x32.)
 	u32 x32 = (s32)nr >= 0 && (nr & X32_SYSCALL_BIT);
-	if (x32 || (BPF_CORE_READ(cur, thread_info.status) & TS_COMPAT)) {
+	if (x32 || (cur->thread_info.status & TS_COMPAT)) {
 		u64 id = bpf_get_current_pid_tgid();
 		if (!is_live(id >> 32))
 			return 0;
@@ -558,6 +730,16 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct desc *d = bpf_map_lookup_elem(&descs, &nr);
 	if (!d || !d->kind)
 		return 0;
+	if ((d->fd_result & R_GEN) && ret == 0) {
+		// Any process's rename or mount-tree change: cached chains may
+		// name directories by their old names now.
+		u32 zero = 0;
+		u64 *g = bpf_map_lookup_elem(&gen, &zero);
+		if (g)
+			__sync_fetch_and_add(g, 1);
+	}
+	if (d->kind == D_GEN)
+		return 0;
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	if (!is_live(tgid))
@@ -578,19 +760,21 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	e->flags = 0;
 	e->nr = nr;
 	e->ret = ret;
-	e->args[0] = BPF_CORE_READ(regs, di);
-	e->args[1] = BPF_CORE_READ(regs, si);
-	e->args[2] = BPF_CORE_READ(regs, dx);
-	e->args[3] = BPF_CORE_READ(regs, r10);
-	e->args[4] = BPF_CORE_READ(regs, r8);
-	e->args[5] = BPF_CORE_READ(regs, r9);
+	// Plain loads through the BTF pointers, not helper calls.
+	e->args[0] = bregs->di;
+	e->args[1] = bregs->si;
+	e->args[2] = bregs->dx;
+	e->args[3] = bregs->r10;
+	e->args[4] = bregs->r8;
+	e->args[5] = bregs->r9;
 	e->len[0] = e->len[1] = e->len[2] = e->len[3] = 0;
 
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	w->root_d = BPF_CORE_READ(t, fs, root.dentry);
-	w->root_m = BPF_CORE_READ(t, fs, root.mnt);
+	struct task_struct *t = cur;
+	w->root_d = cur->fs->root.dentry;
+	w->root_m = cur->fs->root.mnt;
 	w->outside = 0;
 	w->none = 0;
+	w->pending = 0;
 	u32 off = 0;
 
 	if (d->kind == D_MARK) {
@@ -620,33 +804,39 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		}
 		e->len[0] = n;
 		off = n;
-		int r = base_for(w, off, 0, n, -1, t);
+		w->same = 0;
+		int r = base_for(w, off, 0, n, -1, t, 1);
 		if (r < 0) {
 			count_lost(LOST_CHAIN);
 			return 0;
 		}
 		if (e->data[0] != '/')
 			e->flags |= F_BASE1;
+		if (w->same)
+			e->flags |= F_SAME1;
 		if (w->outside)
 			e->flags |= F_OUTSIDE1;
 		e->len[2] = r - off;
-		send(e, r);
+		send_cached(w, e, r);
 		return 0;
 	}
 	if (d->kind == D_FD) {
 		s32 fd = (s32)arg(e, d->fd);
-		int r = walk_fd(w, 0, t, fd);
+		w->same = 0;
+		int r = walk_fd(w, 0, t, fd, 1);
 		if (r < 0) {
 			count_lost(LOST_CHAIN);
 			return 0;
 		}
 		e->flags |= F_BASE1;
+		if (w->same)
+			e->flags |= F_SAME1;
 		if (w->none)
 			e->flags |= F_NO_BASE1;
 		if (w->outside)
 			e->flags |= F_OUTSIDE1;
 		e->len[2] = r;
-		send(e, r);
+		send_cached(w, e, r);
 		return 0;
 	}
 
@@ -661,12 +851,12 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		}
 		e->args[5] = how_flags;
 	}
-	if ((d->fd_result & 1) && ret >= 0) {
-		struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-		struct file **fds = BPF_CORE_READ(fdt, fd);
-		struct file *f = 0;
-		if (ret < BPF_CORE_READ(fdt, max_fds))
-			bpf_probe_read_kernel(&f, sizeof(f), &fds[ret]);
+	// Only an open with O_CREAT (or O_TMPFILE) can have created the file;
+	// bits 3-5 say which argument has the flags (0: unknown, look).
+	u32 fi = (d->fd_result >> 3) & 7;
+	u64 open_flags = (d->fd_result & 2) ? e->args[5] : fi ? arg(e, fi - 1) : O_CREAT;
+	if ((d->fd_result & 1) && ret >= 0 && (open_flags & (O_CREAT | O_TMPFILE_BIT))) {
+		struct file *f = fd_file(t, ret);
 		if (f && (BPF_CORE_READ(f, f_mode) & FMODE_CREATED))
 			e->flags |= F_CREATED;
 	}
@@ -704,12 +894,13 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (p1 >= 0) {
 		u32 start = off;
 		int r = off;
+		w->same = 0;
 		if (n1 == 0 && d->fd >= 0) {
 			// utimensat(fd, NULL, ...): the fd itself.
-			r = walk_fd(w, off, t, (s32)arg(e, d->fd));
+			r = walk_fd(w, off, t, (s32)arg(e, d->fd), 1);
 			e->flags |= F_BASE1;
 		} else if (n1 > 0) {
-			r = base_for(w, off, 0, n1, fd1, t);
+			r = base_for(w, off, 0, n1, fd1, t, 1);
 			if (n1 == 1 || e->data[0] != '/')
 				e->flags |= F_BASE1;
 		}
@@ -717,6 +908,8 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 			count_lost(LOST_CHAIN);
 			return 0;
 		}
+		if (w->same)
+			e->flags |= F_SAME1;
 		if (w->none)
 			e->flags |= F_NO_BASE1;
 		if (w->outside)
@@ -728,13 +921,16 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		u32 start = off;
 		w->outside = 0;
 		w->none = 0;
-		int r = base_for(w, off, n1, n2, fd2, t);
+		w->same = 0;
+		int r = base_for(w, off, n1, n2, fd2, t, 2);
 		if (r < 0) {
 			count_lost(LOST_CHAIN);
 			return 0;
 		}
 		if (n2 == 1 || e->data[n1 & (DATA_USED - 1)] != '/')
 			e->flags |= F_BASE2;
+		if (w->same)
+			e->flags |= F_SAME2;
 		if (w->none)
 			e->flags |= F_NO_BASE2;
 		if (w->outside)
@@ -742,7 +938,7 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		e->len[3] = r - start;
 		off = r;
 	}
-	send(e, off);
+	send_cached(w, e, off);
 	return 0;
 }
 
@@ -781,7 +977,7 @@ int jail_exec(struct bpf_raw_tracepoint_args *ctx)
 	w->outside = 0;
 	w->none = 0;
 	u32 off = n;
-	int r = base_for(w, off, 0, n, -1, t);
+	int r = base_for(w, off, 0, n, -1, t, 0);
 	if (r < 0) {
 		count_lost(LOST_CHAIN);
 		return 0;

@@ -246,6 +246,44 @@ fn fixtures_give_the_same_logs_as_ptrace() {
                 "@/renamed.txt",
             ],
         ),
+        // The kernel side sends a directory chain once and names it by its
+        // cache slot afterwards: renaming an ancestor must not leave the
+        // old names in the log. (The run makes the tree: a rename target
+        // whose source predates the run is a documented difference.)
+        (
+            "chain-cache-rename",
+            None,
+            vec![
+                ops,
+                "mkdir",
+                "@/tree",
+                "mkdir",
+                "@/tree/a",
+                "mkdir",
+                "@/tree/a/b",
+                "creat",
+                "@/tree/a/b/x.txt",
+                "creat",
+                "@/tree/a/b/y.txt",
+                "hold",
+                "@/tree/a/b",
+                "at",
+                "x.txt",
+                "at",
+                "y.txt",
+                "rename",
+                "@/tree",
+                "@/moved",
+                "at",
+                "y.txt",
+                "at",
+                "z.txt",
+                "hold",
+                "@/moved/a",
+                "at",
+                "b/x.txt",
+            ],
+        ),
         (
             "other",
             None,
@@ -333,6 +371,79 @@ fn fixtures_give_the_same_logs_as_ptrace() {
     );
     let signals = fixture("trace_signals", &[]);
     compare("signals", data, None, &[s(&signals)]);
+}
+
+/// Another process (the test, untraced) renames an ancestor of the
+/// directory the command keeps open, between two opens relative to it: the
+/// second open is logged under the new name, not from the kernel side's
+/// cached chain of the old one.
+#[test]
+fn a_rename_by_another_process_is_seen() {
+    let ops = fixture("trace_ops", &[]);
+    let base = test_dir("ebpf-foreign-rename");
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(base.join("t/a/b")).unwrap();
+    fs::write(base.join("t/a/b/x.txt"), "x").unwrap();
+    fs::write(base.join("t/a/b/y.txt"), "y").unwrap();
+    let m = base.join("m.json");
+    let at = |p: &str| format!("{}/{p}", s(&base));
+    let child = jail()
+        .args(["trace", "--no-image", "--backend", "ebpf", "--manifest"])
+        .arg(&m)
+        .arg("--")
+        .arg(&ops)
+        .args(["hold", &at("t/a/b"), "at", "x.txt", "creat", &at("ready")])
+        .args(["wait", &at("go"), "at", "y.txt"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    within(30, "the command to get ready", || {
+        base.join("ready")
+            .exists()
+            .then_some(())
+            .ok_or_else(|| "no ready file yet".to_string())
+    });
+    fs::rename(base.join("t"), base.join("u")).unwrap();
+    fs::write(base.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = Manifest::read(&m).unwrap().trace.unwrap();
+    let ours: Vec<_> = log
+        .files
+        .keys()
+        .filter_map(|p| p.0.strip_prefix(&base).ok())
+        .collect();
+    let has = |p: &str| ours.contains(&Path::new(p));
+    assert!(has("t/a/b/x.txt"), "{ours:?}");
+    assert!(has("u/a/b/y.txt"), "{ours:?}");
+    assert!(!has("t/a/b/y.txt"), "{ours:?}");
+}
+
+/// A decoder slower than the kernel side (here made slow on purpose with
+/// the JAIL_EBPF_SLOW_DECODE testing aid): the events wait in memory, not
+/// in the bounded ring, and none is lost. (Decoding in the thread that
+/// drains the ring failed this with "the ring buffer was full".)
+#[test]
+fn a_slow_decoder_loses_nothing() {
+    let burst = fixture("trace_burst", &[]);
+    let base = test_dir("ebpf-burst");
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).unwrap();
+    let m = base.join("m.json");
+    let n = 100_000;
+    let out = run(jail()
+        .env("JAIL_EBPF_SLOW_DECODE", "1")
+        .args(["trace", "--no-image", "--backend", "ebpf", "--manifest"])
+        .arg(&m)
+        .arg("--")
+        .arg(&burst)
+        .arg(&base)
+        .arg(n.to_string()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = Manifest::read(&m).unwrap().trace.unwrap();
+    let probes = log.files.keys().filter(|p| p.0.starts_with(&base)).count();
+    assert_eq!(probes, n, "every probe is in the log");
 }
 
 /// A command that leaves a process running: both backends report it, watch

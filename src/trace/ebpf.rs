@@ -91,19 +91,34 @@ const F_BASE2: u32 = 1 << 7;
 const F_CREATED: u32 = 1 << 8;
 const F_THREAD: u32 = 1 << 9;
 const F_TRUNCATED: u32 = 1 << 10;
+const F_SAME1: u32 = 1 << 12;
+const F_SAME2: u32 = 1 << 13;
+const F_CACHED1: u32 = 1 << 14;
+const F_CACHED2: u32 = 1 << 15;
 const D_PATHS: u8 = 1;
 const D_FD: u8 = 2;
 const D_SOCKADDR: u8 = 3;
 const D_MARK: u8 = 4;
 const D_EXEC: u8 = 5;
 const D_CREDS: u8 = 6;
+const D_GEN: u8 = 7;
+/// `struct desc`'s fd_result bit: a success may rename directories.
+const R_GEN: u8 = 4;
 /// Header size of `struct event` before `data`.
-const HEADER: usize = 4 * 4 + 8 * 2 + 8 * 6 + 2 * 4;
+const HEADER: usize = 4 * 4 + 8 * 2 + 8 * 6 + 2 * 4 + 4 * 2;
 const LOST_REASONS: [&str; 4] = [
     "the ring buffer was full",
     "a path name could not be read from the program's memory",
     "a directory chain could not be read (too deep or too long)",
     "the map of traced processes was full",
+];
+
+/// mount, umount2, pivot_root, move_mount (D_GEN).
+const MOUNT_TREE: [i64; 4] = [
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_move_mount,
 ];
 
 const AT_EMPTY_PATH: u64 = 0x1000;
@@ -125,8 +140,12 @@ fn descriptor(op: &Op) -> [u8; 8] {
             d[7] = 1;
             // openat2's struct open_how (at args[2], the only one there is):
             // the kernel side copies its flags into the event's args[5].
-            if let OpenFlags::OpenHow(2) = flags {
-                d[7] |= 2;
+            // Else the argument with the flags, if any: the kernel side
+            // looks for FMODE_CREATED only when they have O_CREAT.
+            match flags {
+                OpenFlags::OpenHow(2) => d[7] |= 2,
+                OpenFlags::Arg(i) => d[7] |= (i + 1) << 3,
+                _ => {}
             }
         }
         Op::Exec { dirfd, path, .. } => {
@@ -173,6 +192,9 @@ fn descriptor(op: &Op) -> [u8; 8] {
             d[2] = a(olddir);
             d[3] = new;
             d[4] = a(newdir);
+            if matches!(op, Op::Rename { .. }) {
+                d[7] |= R_GEN;
+            }
         }
         Op::Symlink { newdir, new } => {
             d[0] = D_PATHS;
@@ -198,7 +220,10 @@ fn descriptor(op: &Op) -> [u8; 8] {
 pub(super) struct Tracer {
     bpf: Ebpf,
     stop: OwnedFd,
-    thread: JoinHandle<Result<Decoded, TraceError>>,
+    /// Copies the events out of the ring (`read_loop`).
+    thread: JoinHandle<Result<(), TraceError>>,
+    /// Decodes them (`decode_loop`).
+    decoder: JoinHandle<Decoded>,
     /// Load and attach time, for the summary and the benchmarks.
     pub setup: std::time::Duration,
     /// Set by the reader when it refused the run (a 32-bit exec).
@@ -218,6 +243,8 @@ pub(super) struct Decoded {
     pub processes: BTreeMap<i32, Process>,
     /// Why the run was refused, if it was.
     pub refused: Option<String>,
+    /// Events that named a cached directory chain the reader never got.
+    pub chains_missed: u64,
 }
 
 fn failed(what: &'static str) -> impl Fn(String) -> TraceError {
@@ -277,6 +304,18 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
                     .set(nr, descriptor(&s.op), 0)
                     .map_err(|e| failed("fill the descs map")(chain(&e)))?;
             }
+        }
+        // Calls that change the mount tree, whoever makes them: the
+        // directory chains the kernel side cached may be stale after them.
+        let none = -1i8 as u8;
+        for nr in MOUNT_TREE {
+            descs
+                .set(
+                    nr as u32,
+                    [D_GEN, none, none, none, none, none, none, R_GEN],
+                    0,
+                )
+                .map_err(|e| failed("fill the descs map")(chain(&e)))?;
         }
     }
     // Forked before arming, so never traced (ebpf/guard.rs).
@@ -366,15 +405,22 @@ pub(super) fn start(root: Root, hops: u64) -> Result<Tracer, TraceError> {
         script_prefix: Default::default(),
         refused: None,
         refused_flag: refused.clone(),
+        chains: Chains::default(),
     };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let decoder = std::thread::Builder::new()
+        .name("jail-ebpf-dec".into())
+        .spawn(move || decode_loop(rx, decoder))
+        .map_err(|e| failed("start the event decoder")(e.to_string()))?;
     let thread = std::thread::Builder::new()
         .name("jail-ebpf".into())
-        .spawn(move || read_loop(ring, ring_fd, stop_rd, decoder, tiny))
+        .spawn(move || read_loop(ring, ring_fd, stop_rd, tx, tiny))
         .map_err(|e| failed("start the ring buffer reader")(e.to_string()))?;
     Ok(Tracer {
         bpf,
         stop: stop_wr,
         thread,
+        decoder,
         setup,
         refused,
         btf_fallback,
@@ -670,14 +716,19 @@ impl Tracer {
         // Every traced process has exited: the guard has nothing to kill.
         self.guard.release();
         let _ = nix::unistd::write(&self.stop, b"x");
-        let decoded = match self.thread.join() {
+        match self.thread.join() {
             Ok(r) => r?,
             Err(_) => {
                 return Err(failed("read the ring buffer")(
                     "the reader thread panicked".into(),
                 ))
             }
-        };
+        }
+        // The reader has dropped its end of the channel: the decoder ends
+        // once it has decoded everything.
+        let decoded = self.decoder.join().map_err(|_| {
+            failed("decode the ring buffer's events")("the decoder thread panicked".into())
+        })?;
         let map = self
             .bpf
             .map_mut("lost")
@@ -692,6 +743,12 @@ impl Tracer {
             if n > 0 {
                 why.push(format!("{n} × {reason}"));
             }
+        }
+        if decoded.chains_missed > 0 {
+            why.push(format!(
+                "{} × a directory chain named by the chain cache was never received",
+                decoded.chains_missed
+            ));
         }
         // Detaching waits for the kernel's tracepoint synchronization: let
         // a thread do it while jail goes on (exiting closes the fds anyway).
@@ -714,14 +771,9 @@ impl Tracer {
     }
 }
 
-fn read_loop(
-    mut ring: RingBuf<MapData>,
-    ring_fd: OwnedFd,
-    stop: OwnedFd,
-    mut d: Decoder,
-    only_at_stop: bool,
-) -> Result<Decoded, TraceError> {
-    // The forwarded signals go to the thread that waits for the command.
+/// Blocks the forwarded signals in this thread: they go to the thread
+/// that waits for the command.
+fn block_forwarded() {
     let mut mask = nix::sys::signal::SigSet::empty();
     for s in signals::FORWARDED {
         mask.add(s);
@@ -731,20 +783,44 @@ fn read_loop(
         Some(&mask),
         None,
     );
+}
+
+/// Bytes of events the reader hands the decoder at once.
+const CHUNK: usize = 1 << 20;
+
+/// Copies the events out of the ring as fast as the kernel side sends them
+/// and hands them to the decoder in chunks (each event: its length as a
+/// u32, then its bytes). Decoding is slower than the kernel side (a path
+/// is resolved in the root), and the ring is bounded, so a burst of new
+/// paths would fill it and fail the trace: the decoder catches up from
+/// memory instead, after the command if need be.
+fn read_loop(
+    mut ring: RingBuf<MapData>,
+    ring_fd: OwnedFd,
+    stop: OwnedFd,
+    tx: std::sync::mpsc::Sender<Vec<u8>>,
+    only_at_stop: bool,
+) -> Result<(), TraceError> {
+    block_forwarded();
     let mut stopping = false;
+    let mut chunk = Vec::with_capacity(CHUNK);
     loop {
         if stopping || !only_at_stop {
             while let Some(item) = ring.next() {
-                d.event(&item);
+                chunk.extend_from_slice(&(item.len() as u32).to_ne_bytes());
+                chunk.extend_from_slice(&item);
+                if chunk.len() >= CHUNK {
+                    // The decoder only goes away with a panic, reported
+                    // by `finish`.
+                    let _ = tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(std::mem::take(&mut chunk));
             }
         }
         if stopping {
-            return Ok(Decoded {
-                recorder: d.rec,
-                warnings: d.warnings,
-                processes: d.procs,
-                refused: d.refused,
-            });
+            return Ok(());
         }
         // The kernel side wakes the reader only when the ring fills up: poll
         // with a short timeout to keep the decoding close behind the run.
@@ -765,6 +841,37 @@ fn read_loop(
             // One more drain after the stop: everything is queued by now.
             stopping = true;
         }
+    }
+}
+
+/// Decodes the chunks `read_loop` sends, until it is done.
+fn decode_loop(rx: std::sync::mpsc::Receiver<Vec<u8>>, mut d: Decoder) -> Decoded {
+    block_forwarded();
+    // A testing aid, not a user option (docs/tracing.md): a decoder far
+    // slower than the kernel side, 1 ms per 100 events.
+    let slow = std::env::var_os("JAIL_EBPF_SLOW_DECODE").is_some();
+    let mut n = 0u64;
+    for chunk in rx {
+        let mut at = 0;
+        while at + 4 <= chunk.len() {
+            let len = u32_at(&chunk, at) as usize;
+            let Some(event) = chunk.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            d.event(event);
+            at += 4 + len;
+            n += 1;
+            if slow && n % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    Decoded {
+        recorder: d.rec,
+        warnings: d.warnings,
+        processes: d.procs,
+        refused: d.refused,
+        chains_missed: d.chains.missed,
     }
 }
 
@@ -814,8 +921,70 @@ fn chain_path(b: &[u8]) -> PathBuf {
     p
 }
 
+/// Chains cached per CPU by the kernel side (`CACHED`).
+const CACHED: usize = 4;
+
+/// The directory chains each CPU's kernel side keeps (sent whole with
+/// F_CACHED and a slot), which later events of that CPU name with F_SAME
+/// and the slot instead of walking and sending them again
+/// (bpf/trace.bpf.c, `cached_walk`). Events of one CPU reach the ring in
+/// the order they were sent, so the slots here are the kernel's as of the
+/// event being read.
+#[derive(Default)]
+struct Chains {
+    by_cpu: Vec<[Option<PathBuf>; CACHED]>,
+    /// F_SAME events naming an empty slot (never expected: counted as lost
+    /// events, so that the trace fails rather than miss a path).
+    missed: u64,
+}
+
+/// Chain `k`'s flags: present, none, outside, same, cached.
+const CHAIN_FLAGS: [[u32; 5]; 2] = [
+    [F_BASE1, F_NO_BASE1, F_OUTSIDE1, F_SAME1, F_CACHED1],
+    [F_BASE2, F_NO_BASE2, F_OUTSIDE2, F_SAME2, F_CACHED2],
+];
+
+impl Chains {
+    /// The two base directories of an event from `cpu` (`raw`: each
+    /// chain's components, leaf first), as its flags say: sent whole,
+    /// cached before, or absent. Then the event's own chains are cached.
+    fn bases(
+        &mut self,
+        flags: u32,
+        cpu: usize,
+        slots: [u8; 2],
+        raw: [&[u8]; 2],
+    ) -> [Option<PathBuf>; 2] {
+        if self.by_cpu.len() <= cpu {
+            self.by_cpu.resize(cpu + 1, Default::default());
+        }
+        let mut out: [Option<PathBuf>; 2] = [None, None];
+        for k in 0..2 {
+            let [present, none, outside, same, _] = CHAIN_FLAGS[k];
+            if flags & present == 0 || flags & (none | outside) != 0 {
+                continue;
+            }
+            out[k] = if flags & same != 0 {
+                let p = self.by_cpu[cpu][slots[k] as usize % CACHED].clone();
+                if p.is_none() {
+                    self.missed += 1;
+                }
+                p
+            } else {
+                Some(chain_path(raw[k]))
+            };
+        }
+        for k in 0..2 {
+            if flags & CHAIN_FLAGS[k][4] != 0 {
+                self.by_cpu[cpu][slots[k] as usize % CACHED] = out[k].clone();
+            }
+        }
+        out
+    }
+}
+
 impl<'a> Event<'a> {
-    fn parse(b: &'a [u8]) -> Option<Event<'a>> {
+    fn parse(b: &'a [u8], chains: &mut Chains) -> Option<Event<'a>> {
         if b.len() < HEADER {
             return None;
         }
@@ -830,6 +999,11 @@ impl<'a> Event<'a> {
             *a = u64_at(b, 32 + 8 * i);
         }
         let lens = [u16_at(b, 80), u16_at(b, 82), u16_at(b, 84), u16_at(b, 86)];
+        let cpu = u32_at(b, 88) as usize;
+        let slots = [
+            b.get(92).copied().unwrap_or(0),
+            b.get(93).copied().unwrap_or(0),
+        ];
         let data = &b[HEADER..];
         let mut off = 0;
         let mut take = |n: usize| -> Option<&'a [u8]> {
@@ -842,9 +1016,7 @@ impl<'a> Event<'a> {
         let n2 = take(lens[1])?;
         let c1 = take(lens[2])?;
         let c2 = take(lens[3])?;
-        let usable = |present: u32, none: u32, outside: u32| {
-            flags & present != 0 && flags & (none | outside) == 0
-        };
+        let [base1, base2] = chains.bases(flags, cpu, slots, [c1, c2]);
         Some(Event {
             kind,
             tgid,
@@ -856,8 +1028,8 @@ impl<'a> Event<'a> {
             name1: (lens[0] > 0).then(|| strip(n1)),
             name2: (lens[1] > 0).then(|| strip(n2)),
             raw1: n1,
-            base1: usable(F_BASE1, F_NO_BASE1, F_OUTSIDE1).then(|| chain_path(c1)),
-            base2: usable(F_BASE2, F_NO_BASE2, F_OUTSIDE2).then(|| chain_path(c2)),
+            base1,
+            base2,
         })
     }
 
@@ -923,11 +1095,12 @@ struct Decoder {
     /// Why the run is refused; its processes are being killed.
     refused: Option<String>,
     refused_flag: Arc<AtomicBool>,
+    chains: Chains,
 }
 
 impl Decoder {
     fn event(&mut self, bytes: &[u8]) {
-        let Some(ev) = Event::parse(bytes) else {
+        let Some(ev) = Event::parse(bytes, &mut self.chains) else {
             return;
         };
         match ev.kind {
@@ -1124,7 +1297,9 @@ impl Decoder {
                         Follow::Yes
                     };
                 let acc = flags & libc::O_ACCMODE;
-                let access = if flags & libc::O_PATH != 0 {
+                // O_DIRECTORY: a directory, only looked at, even when it is
+                // gone by the time the event is decoded.
+                let access = if flags & (libc::O_PATH | libc::O_DIRECTORY) != 0 {
                     Access::Stat
                 } else if creat {
                     Access::WriteCreate
