@@ -482,9 +482,15 @@ __noinline int cache_victim(struct work *w, int keep)
 // walk() for chain `slot` (1 or 2; 0: no cache) of a syscall event: when
 // the chain cache holds the same key, sets w->same and writes nothing;
 // otherwise walks, and keeps the key for send() to cache.
-static __always_inline int cached_walk(struct work *w, u32 off, struct dentry *d,
-				       struct vfsmount *vm, int slot)
+// A global function, as cache_find: verified once, not at each call site.
+// (The kernel pointers come as integers: a global function's pointer
+// arguments must point to memory the program owns.)
+__noinline int cached_walk(struct work *w, u32 off, u64 dp, u64 vmp, int slot)
 {
+	struct dentry *d = (struct dentry *)dp;
+	struct vfsmount *vm = (struct vfsmount *)vmp;
+	if (!w)
+		return -1;
 	w->same = 0;
 	if (slot < 1 || slot > 2)
 		return walk(w, off, d, vm);
@@ -534,7 +540,7 @@ static __always_inline int walk_fd(struct work *w, u32 off, struct task_struct *
 	}
 	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
 	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
-	return cached_walk(w, off, d, vm, slot);
+	return cached_walk(w, off, (u64)d, (u64)vm, slot);
 }
 
 static __always_inline u64 arg(struct event *e, int i)
@@ -603,7 +609,7 @@ static __always_inline int base_for(struct work *w, u32 off, u32 name_off, int n
 	if (dirfd == AT_FDCWD) {
 		struct dentry *d = BPF_CORE_READ(t, fs, pwd.dentry);
 		struct vfsmount *vm = BPF_CORE_READ(t, fs, pwd.mnt);
-		return cached_walk(w, off, d, vm, slot);
+		return cached_walk(w, off, (u64)d, (u64)vm, slot);
 	}
 	return walk_fd(w, off, t, dirfd, slot);
 }
@@ -760,18 +766,18 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	e->flags = 0;
 	e->nr = nr;
 	e->ret = ret;
-	// Plain loads through the BTF pointers, not helper calls.
-	e->args[0] = bregs->di;
-	e->args[1] = bregs->si;
-	e->args[2] = bregs->dx;
-	e->args[3] = bregs->r10;
-	e->args[4] = bregs->r8;
-	e->args[5] = bregs->r9;
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	e->args[0] = BPF_CORE_READ(regs, di);
+	e->args[1] = BPF_CORE_READ(regs, si);
+	e->args[2] = BPF_CORE_READ(regs, dx);
+	e->args[3] = BPF_CORE_READ(regs, r10);
+	e->args[4] = BPF_CORE_READ(regs, r8);
+	e->args[5] = BPF_CORE_READ(regs, r9);
 	e->len[0] = e->len[1] = e->len[2] = e->len[3] = 0;
 
-	struct task_struct *t = cur;
-	w->root_d = cur->fs->root.dentry;
-	w->root_m = cur->fs->root.mnt;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	w->root_d = BPF_CORE_READ(t, fs, root.dentry);
+	w->root_m = BPF_CORE_READ(t, fs, root.mnt);
 	w->outside = 0;
 	w->none = 0;
 	w->pending = 0;
