@@ -823,7 +823,7 @@ fn read_loop(
             return Ok(());
         }
         // The kernel side wakes the reader only when the ring fills up: poll
-        // with a short timeout to keep the decoding close behind the run.
+        // with a short timeout to keep the copy close behind the run.
         let mut fds = [
             PollFd::new(ring_fd.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop.as_fd(), PollFlags::POLLIN),
@@ -1492,6 +1492,34 @@ mod tests {
     fn chains_are_leaf_first() {
         assert_eq!(chain_path(b"c\0b\0a\0"), PathBuf::from("/a/b/c"));
         assert_eq!(chain_path(b""), PathBuf::from("/"));
+    }
+
+    /// The kernel side's cache protocol: an event's F_SAME slots are read
+    /// before its own F_CACHED chains are stored; each CPU has its own.
+    #[test]
+    fn cached_chains_are_named_by_cpu_and_slot() {
+        let mut c = Chains::default();
+        let p = |s: &str| Some(PathBuf::from(s));
+        // CPU 1 sends /a/b whole into slot 2.
+        let got = c.bases(F_BASE1 | F_CACHED1, 1, [2, 0], [b"b\0a\0", b""]);
+        assert_eq!(got, [p("/a/b"), None]);
+        // Chain 1 names slot 2; chain 2 (/x) replaces slot 2 in the same event.
+        let got = c.bases(
+            F_BASE1 | F_SAME1 | F_BASE2 | F_CACHED2,
+            1,
+            [2, 2],
+            [b"", b"x\0"],
+        );
+        assert_eq!(got, [p("/a/b"), p("/x")]);
+        let got = c.bases(F_BASE1 | F_SAME1, 1, [2, 0], [b"", b""]);
+        assert_eq!(got, [p("/x"), None]);
+        // CPU 0 never cached anything: a lost chain, counted.
+        let got = c.bases(F_BASE1 | F_SAME1, 0, [2, 0], [b"", b""]);
+        assert_eq!(got, [None, None]);
+        assert_eq!(c.missed, 1);
+        // A chain outside the root is no base, cached or not.
+        let got = c.bases(F_BASE1 | F_OUTSIDE1 | F_SAME1, 1, [2, 0], [b"", b""]);
+        assert_eq!(got, [None, None]);
     }
 
     #[test]

@@ -321,6 +321,27 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::symlink;
 
+    /// The memo answers a repeated access, but not across a change of the
+    /// tree: the same name, missing both times, goes through a symlink the
+    /// run made in between, and that symlink is recorded.
+    #[test]
+    fn the_memo_forgets_at_each_creation() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("real")).unwrap();
+        let mut r = Recorder::new(Root::new(d.path()).unwrap());
+        let probe = |r: &mut Recorder| {
+            r.access_at(1, Path::new("/l/f"), Follow::Yes, Access::Stat, Some(false))
+        };
+        assert_eq!(probe(&mut r).path, Path::new("/l/f"));
+        assert_eq!(probe(&mut r).path, Path::new("/l/f"));
+        symlink("real", d.path().join("l")).unwrap();
+        r.access_at(1, Path::new("/l"), Follow::No, Access::Create, Some(false));
+        assert_eq!(probe(&mut r).path, Path::new("/real/f"));
+        let (files, _) = r.finish();
+        let get = |p: &str| files.get(&ImagePath(p.into())).cloned();
+        assert!(get("/real/f").is_some_and(|f| f.kinds.contains(&AccessKind::Missing)));
+    }
+
     #[test]
     fn records_chain_kinds_and_creation() {
         let d = tempfile::tempdir().unwrap();
