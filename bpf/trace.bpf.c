@@ -16,7 +16,10 @@
 //    wrote them (read at exit: the kernel has just copied them, so their
 //    pages are resident) and, for a relative or dirfd-relative name, the
 //    dentry chain of the directory it was resolved against (the cwd or the
-//    dirfd's file), walked up to the task's root across mounts;
+//    dirfd's file), walked up to the task's root across mounts — or, when
+//    this CPU sent the same chain lately, its slot in the per-CPU chain
+//    cache (`cached_walk`; any process's rename or mount-tree change bumps
+//    the cache's generation);
 //  * at sched_process_exec, the name the program was executed by, the cwd
 //    chain when that name is relative, and the chain of the file loaded;
 //    then its argv (read from the new mm's arg_start..arg_end) and its

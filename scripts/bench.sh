@@ -86,14 +86,24 @@ run_tracing() {
   # The command's own time under each tracer (`command_us`: from its
   # release to its exit, without jail's start, the BPF load and the file
   # set), and the ebpf backend's load+attach time (`setup_ms`) on its own.
+  # Each round runs the command natively (hyperfine: one warm-up, the
+  # median of three), then under each backend, so that a drift of the
+  # shared machine moves all three alike.
   for i in "${!NAMES[@]}"; do
     (
       cd "${DIRS[$i]}"
-      for b in ptrace ebpf; do
-        for _ in $(seq "$RUNS"); do
+      : > "$OUT/cmd-native-${NAMES[$i]}"
+      : > "$OUT/cmd-ptrace-${NAMES[$i]}"
+      : > "$OUT/cmd-ebpf-${NAMES[$i]}"
+      for _ in $(seq "$RUNS"); do
+        hyperfine -N --warmup 1 --runs 3 --export-json "$OUT/n.json" "${CMDS[$i]}" >/dev/null 2>&1
+        $PY -c 'import json, statistics, sys
+t = json.load(open(sys.argv[1]))["results"][0]["times"]
+print(int(statistics.median(t) * 1e6), 0)' "$OUT/n.json" >> "$OUT/cmd-native-${NAMES[$i]}"
+        for b in ptrace ebpf; do
           eval "$JAIL trace --backend $b --no-image --json --manifest $OUT/c.yaml -- ${CMDS[$i]}" 2>/dev/null |
-            $PY -c 'import json,sys; s=json.load(sys.stdin); print(s["command_us"], s["setup_ms"])'
-        done > "$OUT/cmd-$b-${NAMES[$i]}"
+            $PY -c 'import json,sys; s=json.load(sys.stdin); print(s["command_us"], s["setup_ms"])' >> "$OUT/cmd-$b-${NAMES[$i]}"
+        done
       done
     )
   done
@@ -175,13 +185,13 @@ if traces:
                                     statistics.median(int(r[1]) for r in rows))
     if cmd:
         print("### The command's own time\n")
-        print("What tracing costs the program itself: the trace's `command_us` (from the command's release, once the tracer is ready, to its exit; median of the same number of runs), against the native median above. Not in it: jail's own start, the ebpf backend's load and attach (last column, the trace's `setup_ms`), and the file set. The native time also counts hyperfine's fork, which `command_us` does not (well under a millisecond).\n")
+        print("What tracing costs the program itself: the trace's `command_us` (from the command's release, once the tracer is ready, to its exit; median of the same number of runs), against the native median of runs interleaved with them (each round: native by hyperfine — one warm-up, the median of three — then ptrace, then ebpf; the native time also counts hyperfine's fork, which `command_us` does not: well under a millisecond). Not in it: jail's own start, the ebpf backend's load and attach (last column, the trace's `setup_ms`), and the file set.\n")
         print("| workload | native | jail trace --backend ptrace | jail trace --backend ebpf | ebpf load+attach |")
         print("| --- | --- | --- | --- | --- |")
         for path in traces:
             name = os.path.basename(path)[6:-5]
             res = {r["command"]: r for r in json.load(open(path))["results"]}
-            base = median_ms(res["native"])
+            base = cmd[("native", name)][0] if ("native", name) in cmd else median_ms(res["native"])
             cells = [f"{base:.1f} ms"]
             for b in ["ptrace", "ebpf"]:
                 if (b, name) in cmd:

@@ -20,9 +20,12 @@
 //! and credentials of every exec, the credentials after every setuid-family
 //! call, and the wait status when a group's last thread exits.
 //!
-//! Here a reader thread decodes the events while the command runs and feeds
-//! a [`Recorder`], as the ptrace backend does at each stop, and builds the
-//! [`Process`] list (with the ELF and `#!` interpreters each exec loads).
+//! Here one thread copies the events out of the ring into memory while the
+//! command runs, and another decodes them: it feeds a [`Recorder`], as the
+//! ptrace backend does at each stop, and builds the [`Process`] list (with
+//! the ELF and `#!` interpreters each exec loads). A relative name's
+//! directory comes either as a chain or as a slot of the kernel side's
+//! per-CPU chain cache ([`Chains`]).
 //! [`run`] starts the command with the launch pieces the ptrace backend uses
 //! (a self-stopped child, or the sandbox's gate), never stops it, waits for
 //! its first process through a pidfd, forwards signals, and handles what it

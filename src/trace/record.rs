@@ -200,6 +200,8 @@ impl Recorder {
         if !created {
             return self.access(pid, path, Follow::No, access);
         }
+        // A new path: the memo's answers may resolve elsewhere now.
+        self.seen.clear();
         let file_type = self.root.lstat(path).ok().map(|m| FileType::of(&m));
         let e = self.entry(path, pid, false, file_type);
         e.existed = false;
