@@ -439,3 +439,35 @@ fn verify_names_a_listed_directory_the_jail_holds_only_in_part() {
         "{stderr}"
     );
 }
+
+/// glibc `dlopen`s `libgcc_s.so.1` when a thread ends through
+/// `pthread_exit` (every Python thread does) and aborts without it. A run
+/// whose daemon thread is still asleep at exit never loads it, and `podman
+/// run` of that jail printed "libgcc_s.so.1 must be installed for
+/// pthread_exit to work" once in four runs. A run with threads gets it; a
+/// run without does not.
+#[test]
+fn a_run_with_threads_keeps_glibcs_unwinder() {
+    let dir = test_dir("fidelity-unwinder");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let unwinder = |code: &str| {
+        let m = dir.join("m.json");
+        let out = run(jail()
+            .current_dir(&dir)
+            .args(["trace", "--no-image", "--manifest"])
+            .arg(&m)
+            .args(["--", "/usr/bin/python3", "-c", code]));
+        ok(&out);
+        let man = jail::manifest::Manifest::read(&m).unwrap();
+        man.fileset
+            .unwrap()
+            .entries
+            .keys()
+            .any(|k| k.0.ends_with("libgcc_s.so.1"))
+    };
+    assert!(unwinder(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()"
+    ));
+    assert!(!unwinder("pass"));
+}

@@ -78,6 +78,11 @@ pub struct Built {
 }
 
 /// Paths the runtime provides: their contents never go into a jail.
+/// glibc's C library, by its SONAME, and the unwinder it `dlopen`s at a
+/// thread's exit or cancellation ([`Builder::elf_closure`]).
+const GLIBC_LIBC: &str = "libc.so.6";
+const GLIBC_UNWINDER: &str = "libgcc_s.so.1";
+
 const RUNTIME_DIRS: [&str; 4] = ["/proc", "/sys", "/dev", "/run"];
 
 /// Secrets, never copied unless explicitly included (SPEC).
@@ -267,7 +272,8 @@ pub fn from_access_log(
     // loader resolves it with the traced LD_LIBRARY_PATH / LD_PRELOAD.
     let mut loader = elf::LoaderEnv::host().with_env(log.env.iter());
     loader.cwd = log.cwd.clone();
-    b.elf_closure(&elf_candidates, loader);
+    let threads = log.processes.iter().any(|p| p.threads > 0);
+    b.elf_closure(&elf_candidates, loader, threads);
 
     // fanotify reports the file opened, never the name used to open it:
     // bring back the symlinks near included files that lead to them.
@@ -546,12 +552,43 @@ impl Builder<'_> {
 
     /// Add the loader's closure of each ELF candidate (non-ELF candidates
     /// are skipped: scripts and data files are common among them).
-    fn elf_closure(&mut self, candidates: &[PathBuf], loader: elf::LoaderEnv) {
+    ///
+    /// `threads`: the run started threads. glibc then may `dlopen`
+    /// `libgcc_s.so.1` at any thread's `pthread_exit` or cancellation (to
+    /// unwind; Python ends every thread with `pthread_exit`), and aborts
+    /// without it; whether the traced run got that far is timing (a daemon
+    /// thread still running at exit never does). So it is added, found
+    /// next to the glibc `libc.so.6` the closure loads (where its
+    /// ld.so.cache entry points on the distributions we know), with its
+    /// own closure.
+    fn elf_closure(&mut self, candidates: &[PathBuf], loader: elf::LoaderEnv, threads: bool) {
         let resolver = elf::Resolver::new(self.root, loader);
-        let outcomes: Vec<_> = candidates
+        let mut outcomes: Vec<_> = candidates
             .par_iter()
-            .map(|c| (c, resolver.closure(c)))
+            .map(|c| (c.clone(), resolver.closure(c)))
             .collect();
+        if threads {
+            let libc_dirs: BTreeSet<PathBuf> = outcomes
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    Ok(elf::Outcome::Elf(c)) => Some(c),
+                    _ => None,
+                })
+                .flat_map(|c| c.objects.iter())
+                .filter(|o| o.elf.soname.as_deref() == Some(OsStr::new(GLIBC_LIBC)))
+                .filter_map(|o| o.path.parent().map(Path::to_path_buf))
+                .collect();
+            for dir in libc_dirs {
+                let unwinder = dir.join(GLIBC_UNWINDER);
+                if self.root.lstat(&unwinder).is_ok() {
+                    let outcome = resolver.closure(&unwinder);
+                    if let Ok(elf::Outcome::Elf(_)) = &outcome {
+                        self.add_resolved(&unwinder, Reason::ElfDependency);
+                    }
+                    outcomes.push((unwinder, outcome));
+                }
+            }
+        }
         // What the traced processes had loaded: ld.so satisfies a
         // DT_NEEDED by an object already loaded under that SONAME (java's
         // libjava.so needs libjvm.so, which java dlopen'ed by its path and
@@ -594,7 +631,7 @@ impl Builder<'_> {
                 }
                 Ok(elf::Outcome::NotElf { .. }) => {}
                 Err(e) => self.findings.push(Finding::Skipped {
-                    path: (*candidate).clone(),
+                    path: candidate.clone(),
                     why: crate::error::Chain(e).to_string(),
                 }),
             }
