@@ -444,10 +444,15 @@ static __always_inline int walk(struct work *w, u32 off, struct dentry *d,
 	return w->off;
 }
 
-static __always_inline u64 generation(void)
+static __always_inline u64 *gen_slot(void)
 {
 	u32 zero = 0;
-	u64 *g = bpf_map_lookup_elem(&gen, &zero);
+	return bpf_map_lookup_elem(&gen, &zero);
+}
+
+static __always_inline u64 generation(void)
+{
+	u64 *g = gen_slot();
 	return g ? *g : 0;
 }
 
@@ -742,8 +747,7 @@ int jail_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if ((d->fd_result & R_GEN) && ret == 0) {
 		// Any process's rename or mount-tree change: cached chains may
 		// name directories by their old names now.
-		u32 zero = 0;
-		u64 *g = bpf_map_lookup_elem(&gen, &zero);
+		u64 *g = gen_slot();
 		if (g)
 			__sync_fetch_and_add(g, 1);
 	}

@@ -103,17 +103,14 @@ impl Recorder {
         );
         if changes_tree {
             self.seen.clear();
-        } else if let Some(seen) = self
-            .seen
-            .get(&(named.to_path_buf(), follow, access, existed))
-        {
+            return self.record(pid, named, follow, access, existed);
+        }
+        let key = (named.to_path_buf(), follow, access, existed);
+        if let Some(seen) = self.seen.get(&key) {
             return seen.clone();
         }
         let seen = self.record(pid, named, follow, access, existed);
-        if !changes_tree {
-            self.seen
-                .insert((named.to_path_buf(), follow, access, existed), seen.clone());
-        }
+        self.seen.insert(key, seen.clone());
         seen
     }
 
